@@ -1,0 +1,151 @@
+"""The `fpt` command: train | eval | inspect.
+
+The subcommand is taken off the argument list before Hydra parses it, and `sys.argv` is put
+back before training, because Lightning's ddp strategy starts the other ranks by re-running it.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+from fpt.config import check_groups, compose, config_dir, is_multirun, preflight, rewrite
+from fpt.errors import FPTError
+
+USAGE = """usage: fpt COMMAND [key=value ...]
+
+commands:
+  train    train a model:        fpt train task=bit_xor trunk=minilm freeze=attn,ffn
+  eval     test a checkpoint:    fpt eval ckpt=RUN_DIR/checkpoints/best.ckpt
+  inspect  show what trains:     fpt inspect trunk=gpt2 trunk.path=DIR freeze=attn,ffn
+  data     write a task's files: fpt data listops out=DIR [key=value ...]
+
+Overrides are Hydra's (config groups: task, trunk, model, trainer, logger, experiment);
+`freeze=a,b` means the list [a,b]; sweep with --multirun 'freeze=[attn,ffn],[ln]' seed=0,1,2.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `fpt` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")  # Lightning vs torch 2.14 noise
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    cmd, args = argv[0], argv[1:]
+    commands = {"train": _train, "eval": _eval, "inspect": _inspect, "data": _data}
+    try:
+        if cmd not in commands:
+            raise FPTError(f"unknown command '{cmd}'; choose one of: {', '.join(commands)}")
+        return commands[cmd](args) or 0
+    except FPTError as e:
+        print(f"fpt {cmd}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _checked(args: list[str]):
+    args = rewrite(args)
+    check_groups(args)
+    if is_multirun(args):
+        return args, None
+    cfg = compose(args)
+    preflight(cfg)
+    return args, cfg
+
+
+def _train(args: list[str]) -> int:
+    args, _ = _checked(args)
+    import hydra
+
+    original = list(sys.argv)
+    status = {"code": 0}
+
+    @hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")
+    def run(cfg):
+        from hydra.core.hydra_config import HydraConfig
+
+        from fpt.train import train, write_json
+
+        hc = HydraConfig.get()
+        run_dir = hc.runtime.output_dir
+        sys.argv = original  # ddp re-runs sys.argv for the other ranks
+        try:
+            preflight(cfg)
+            res = train(cfg, run_dir)
+        except FPTError as e:
+            print(f"fpt train: error: {e}", file=sys.stderr)
+            status["code"] = 2
+            if str(hc.mode) == "RunMode.MULTIRUN":  # one failed run must not stop the sweep
+                from pathlib import Path
+
+                write_json(Path(run_dir) / "results.json", {"status": "failed", "error": str(e)})
+                return None
+            raise SystemExit(2) from None
+        print(f"test/acc {res['test/acc']:.4f}  val/acc {res['val/acc'] if res['val/acc'] is None else round(res['val/acc'], 4)}"
+              f"  steps {res['steps']}  {res['wall_seconds']:.0f}s  -> {run_dir}/results.json")
+        return res["test/acc"]
+
+    sys.argv = [original[0], *args]
+    try:
+        run()
+    finally:
+        sys.argv = original
+    return status["code"]
+
+
+def _kv(args: list[str], required: str) -> tuple[str, list[str]]:
+    vals = [a.split("=", 1)[1] for a in args if a.startswith(f"{required}=")]
+    if not vals:
+        raise FPTError(f"missing {required}=PATH")
+    return vals[-1], [a for a in args if not a.startswith(f"{required}=")]
+
+
+def _eval(args: list[str]) -> int:
+    ckpt, rest = _kv(args, "ckpt")
+    from fpt.train import evaluate
+
+    out = evaluate(ckpt, rest)
+    print(f"test/acc {out['test/acc']:.4f}  test/loss {out['test/loss']:.4f}  ({out['task']}, step {out['steps']})")
+    return 0
+
+
+def _inspect(args: list[str]) -> int:
+    _, cfg = _checked(args)
+    if cfg is None:
+        raise FPTError("inspect takes one configuration, not --multirun")
+    from fpt.freeze import inspect_table
+    from fpt.train import build
+
+    _, lit = build(cfg)
+    print(inspect_table(lit.model, lit.model.param_groups()))
+    return 0
+
+
+def _data(args: list[str]) -> int:
+    if not args or "=" in args[0]:
+        raise FPTError("usage: fpt data TASK out=DIR [option=value ...]")
+    name, rest = args[0], args[1:]
+    check_groups([f"task={name}"])
+    out, options = _kv(rest, "out")
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from tasks.base import task_class
+
+    task_cfg = OmegaConf.load(config_dir() / "task" / f"{name}.yaml")
+    opts = {}
+    for kv in options:
+        key, eq, value = kv.partition("=")
+        if not eq:
+            raise FPTError(f"expected option=value, got '{kv}'")
+        opts[key] = OmegaConf.from_dotlist([kv])[key] if value else value
+    written = task_class(task_cfg).write_data(Path(out).expanduser(), **opts)
+    for p in written:
+        print(p)
+    print(f"wrote {len(written)} file(s) for task {name} under {out}; train on them with: fpt train task={name} data.root={out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Parameter groups and freezing: which tensors train, chosen by group name.
+
+Each trunk architecture owns a map {group: [regex, ...]} over its own parameter names
+(`re.fullmatch`, anchored, the way PEFT selects modules). The model adds the `input` and
+`output` groups. `emb` (the token-embedding table) is never trained: inputs go in through
+`inputs_embeds`, so it gets no gradient and DDP would reject it as unused.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+
+from fpt.errors import FPTError
+
+# Order matters only for display.
+GROUPS = ("attn", "ffn", "ln", "pos", "emb", "input", "output", "rnn")  # rnn: the LSTM baseline's layers
+ALWAYS_FROZEN = ("emb",)
+NONE_WORDS = ("none", "nothing", "")
+
+
+def parse_freeze(freeze: str | Sequence[str] | None, known: Iterable[str] = GROUPS) -> list[str]:
+    """Normalise `freeze=` (a list, 'a,b' or 'none') and reject unknown group names."""
+    if freeze is None:
+        return []
+    items = freeze.split(",") if isinstance(freeze, str) else [str(f) for f in freeze]
+    items = [i.strip() for i in items]
+    if len(items) == 1 and items[0].lower() in NONE_WORDS:
+        return []
+    known = tuple(known)
+    for item in items:
+        if item not in known:
+            raise FPTError(f"unknown freeze group '{item}'; known groups: {', '.join(known)} (or 'none')")
+    return list(dict.fromkeys(items))
+
+
+def group_of(name: str, group_map: Mapping[str, Sequence[str]]) -> str | None:
+    """The group whose pattern fully matches `name`, or None."""
+    for group, patterns in group_map.items():
+        if any(re.fullmatch(p, name) for p in patterns):
+            return group
+    return None
+
+
+def assign_groups(names: Iterable[str], group_map: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """Map every parameter name to its group; a name no pattern claims is a bug in the map."""
+    out: dict[str, str] = {}
+    for name in names:
+        group = group_of(name, group_map)
+        if group is None:
+            raise FPTError(f"parameter '{name}' belongs to no freeze group; the trunk's group map needs a pattern for it")
+        out[name] = group
+    return out
+
+
+def apply_freeze(model, groups: Mapping[str, str], freeze: Sequence[str]) -> None:
+    """Set requires_grad from the frozen group names; every named group must match a parameter."""
+    present = set(groups.values())
+    for g in freeze:
+        if g not in present:
+            raise FPTError(
+                f"freeze group '{g}' matches no parameter of this model; its groups are: {', '.join(sorted(present, key=_order))}"
+            )
+    frozen = set(freeze) | set(ALWAYS_FROZEN)
+    for name, p in model.named_parameters():
+        p.requires_grad_(groups[name] not in frozen)
+
+
+def _order(g: str) -> int:
+    return GROUPS.index(g) if g in GROUPS else len(GROUPS)
+
+
+def inspect_table(model, groups: Mapping[str, str]) -> str:
+    """One line per tensor (name, shape, group, trainable/frozen) and PEFT's summary line."""
+    rows = []
+    for name, p in model.named_parameters():
+        state = "trainable" if p.requires_grad else "frozen"
+        rows.append((name, "x".join(map(str, p.shape)), groups[name], state))
+    w = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = [f"{n:<{w[0]}}  {s:<{w[1]}}  {g:<{w[2]}}  {st}" for n, s, g, st in rows]
+    lines.append(summary_line(model))
+    return "\n".join(lines)
+
+
+def summary_line(model) -> str:
+    """`trainable X || all Y || trainable% Z`."""
+    trainable, total = count_params(model)
+    return f"trainable {trainable:,} || all {total:,} || trainable% {100 * trainable / max(total, 1):.4f}"
+
+
+def count_params(model) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    total = trainable = 0
+    for p in model.parameters():
+        total += p.numel()
+        trainable += p.numel() if p.requires_grad else 0
+    return trainable, total

@@ -1,0 +1,118 @@
+"""The LightningModule: loss and accuracy, optimizer over trainable tensors, slim checkpoints."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from torchmetrics.classification import MulticlassAccuracy
+
+from fpt.errors import FPTError
+from fpt.model import FPTModel
+
+META_KEY = "fpt"  # what the toolkit adds to a checkpoint: config, fingerprint of the frozen trunk
+
+
+class FPTModule(pl.LightningModule):
+    """Trains an FPTModel; logs {train,val,test}/{loss,acc}; records steps to target accuracies."""
+
+    # Slim checkpoints leave the frozen trunk out, so resuming loads the rest non-strictly.
+    strict_loading = False
+
+    def __init__(self, model: FPTModel, cfg):
+        super().__init__()
+        self.model = model
+        self.cfg = OmegaConf.to_container(cfg, resolve=True) if not isinstance(cfg, dict) else cfg
+        c = model.spec.num_classes
+        self.acc = torch.nn.ModuleDict({f"{s}_acc": MulticlassAccuracy(num_classes=c, average="micro") for s in ("train", "val", "test")})
+        self.targets = sorted(float(t) for t in self.cfg.get("targets") or [])
+        self.steps_to: dict[str, int] = {}
+        self.stop_at = self.cfg.get("stop_at_val_acc")
+        self.history: list[tuple[int, float]] = []  # (step, val/acc) per evaluation
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.model(x, mask)
+
+    def _step(self, batch: dict, stage: str) -> torch.Tensor:
+        logits = self.model(batch["x"], batch["mask"])  # (b, n, c)
+        y = batch["y"]  # (b, n)
+        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        self.acc[f"{stage}_acc"](logits.argmax(-1).flatten(), y.flatten())
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=y.shape[0])
+        self.log(f"{stage}/acc", self.acc[f"{stage}_acc"], on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=y.shape[0])
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def on_validation_epoch_end(self):
+        if self.trainer.sanity_checking:
+            return
+        acc = float(self.trainer.callback_metrics["val/acc"])  # one host sync per evaluation
+        step = int(self.global_step)
+        self.history.append((step, acc))
+        for t in self.targets:
+            if acc >= t and str(t) not in self.steps_to:
+                self.steps_to[str(t)] = step
+        if self.stop_at is not None and acc >= float(self.stop_at):
+            self.trainer.should_stop = True
+
+    def configure_optimizers(self):
+        """Adam(W) over trainable tensors only; no weight decay on 1-D tensors (norms, biases)."""
+        o = self.cfg["optim"]
+        lr, wd = float(o["lr"]), float(o.get("weight_decay", 0.0))
+        if lr <= 0:
+            raise FPTError(f"optim.lr must be positive, got {lr}")
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if not params:
+            raise FPTError("every parameter is frozen: nothing to train; freeze fewer groups")
+        groups = [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": wd},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]
+        cls = torch.optim.AdamW if wd > 0 else torch.optim.Adam
+        betas = tuple(o.get("betas", (0.9, 0.999)))
+        fused = {"fused": True} if self.device.type == "cuda" else {}
+        return cls([g for g in groups if g["params"]], lr=lr, betas=betas, **fused)
+
+    # --- slim checkpoints -------------------------------------------------------------------
+    def frozen_trunk_keys(self) -> set[str]:
+        """State-dict keys of the trunk that never change: left out of checkpoints."""
+        trainable = {f"model.{n}" for n, p in self.model.named_parameters() if p.requires_grad}
+        return {k for k in self.state_dict() if k.startswith("model.trunk.") and k not in trainable}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        drop = self.frozen_trunk_keys()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in drop}
+        checkpoint[META_KEY] = {
+            "config": self.cfg,
+            "fingerprint": trunk_fingerprint(self),
+            "steps_to": dict(self.steps_to),
+            "history": list(self.history),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        meta = checkpoint.get(META_KEY, {})
+        self.steps_to = dict(meta.get("steps_to", {}))
+        self.history = [tuple(h) for h in meta.get("history", [])]
+
+
+def trunk_fingerprint(module: FPTModule) -> list[float]:
+    """Sum and sum of squares over the frozen trunk tensors: tells one trunk's weights from another's."""
+    keys = module.frozen_trunk_keys()
+    s = s2 = 0.0
+    with torch.no_grad():
+        for k, v in module.state_dict().items():
+            if k in keys and v.is_floating_point():
+                v = v.detach().double()
+                s += float(v.sum())
+                s2 += float((v * v).sum())
+    return [s, s2]

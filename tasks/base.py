@@ -1,0 +1,90 @@
+"""What a task declares so the model can build itself from it, and the task base class.
+
+A batch is a dict: `x` (B, T, token_dim) float or (B, T) long token ids, `mask` (B, T) bool
+(True = real token), `y` (B, n_targets) long class ids.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning.pytorch as pl
+
+from fpt.errors import FPTError
+
+READOUTS = ("last_k", "last", "mean")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Shapes a task feeds the model: tokens x dim (or vocabulary), classes and readout."""
+
+    seq_len: int  # tokens per example (the maximum, for variable-length tasks)
+    num_classes: int  # classes per target
+    readout: str = "last"  # last_k: the last k positions; last: last real token; mean: mean over real tokens
+    token_dim: int | None = None  # continuous tokens: features per token (through a Linear)
+    vocab_size: int | None = None  # discrete tokens: vocabulary size (through an Embedding)
+    pad_id: int | None = None  # discrete tokens: the padding id
+    k: int = 1  # positions read by `last_k`
+    targets_per_position: int = 1  # e.g. 50 bits per position for bit memory
+
+    def __post_init__(self):
+        if (self.token_dim is None) == (self.vocab_size is None):
+            raise ValueError("a TaskSpec sets exactly one of token_dim and vocab_size")
+        if self.readout not in READOUTS:
+            raise FPTError(f"unknown readout '{self.readout}'; choose one of: {', '.join(READOUTS)}")
+
+    @property
+    def n_targets(self) -> int:
+        """Targets per example: k * targets_per_position for last_k, else targets_per_position."""
+        return (self.k if self.readout == "last_k" else 1) * self.targets_per_position
+
+
+class Task(pl.LightningDataModule):
+    """A LightningDataModule that also declares its TaskSpec."""
+
+    spec: TaskSpec
+
+    def __init__(self, batch_size: int, seed: int = 0, data=None):
+        super().__init__()
+        if int(batch_size) < 1:
+            raise FPTError(f"task.batch_size must be at least 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.data = data or {}
+
+    @property
+    def root(self) -> Path:
+        """`data.root`, user-expanded: where on-disk tasks look for their files."""
+        return Path(str(self.data.get("root") or ".")).expanduser()
+
+    def check(self) -> None:
+        """Raise FPTError (one line: which files are missing, where, how to get them) if data is absent.
+
+        Called before the trunk is loaded, so a missing dataset fails in seconds. Generated tasks have nothing to check.
+        """
+
+    @classmethod
+    def write_data(cls, out: Path, **options) -> list[Path]:
+        """`fpt data TASK out=DIR`: write this task's data (or a small fixture) in its real on-disk format."""
+        raise FPTError(f"{cls.__name__} is generated on the fly and has no files to write")
+
+
+def task_class(task_cfg) -> type[Task]:
+    """The class named by the task yaml's `impl: module:Class`."""
+    module, _, cls_name = str(task_cfg.impl).partition(":")
+    return getattr(importlib.import_module(module), cls_name)
+
+
+def build_task(task_cfg, seed: int, data_cfg=None) -> Task:
+    """Instantiate the task class named by `task.impl` with the yaml's options; check its data exists."""
+    cls = task_class(task_cfg)
+    options = {k: v for k, v in dict(task_cfg).items() if k not in ("impl", "name")}
+    try:
+        task = cls(**options, seed=seed, data=data_cfg)
+    except TypeError as e:
+        raise FPTError(f"task '{task_cfg.name}': {e}") from None
+    task.check()
+    return task

@@ -1,0 +1,111 @@
+"""Bit memory and bit XOR, as the FPT paper defines them (accuracy over all target bits).
+
+Training batches are fresh and seeded by (seed, step), so the stream is the same on every run
+and on resume; val and test are fixed sets drawn from `data_seed`, shared by all run seeds.
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch.utils.data import DataLoader, IterableDataset, TensorDataset
+
+from fpt.errors import FPTError
+from tasks.base import Task, TaskSpec
+
+
+class _Stream(IterableDataset):
+    """Endless whole batches from `sample(n, generator)`, batch i drawn from seed (seed, i)."""
+
+    def __init__(self, sample, batch_size: int, seed: int, start: int = 0):
+        self.sample, self.batch_size, self.seed, self.start = sample, batch_size, seed, start
+
+    def __iter__(self):
+        step = self.start
+        while True:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+            x, y = self.sample(self.batch_size, g)
+            yield {"x": x, "mask": torch.ones(x.shape[:2], dtype=torch.bool), "y": y}
+            step += 1
+
+
+class BitTask(Task):
+    """Shared data plumbing: endless seeded training stream, fixed val/test sets.
+
+    Subclasses define `sample(n, generator) -> (x (n, T, token_dim) float, y (n, n_targets) long)`.
+    """
+
+    def __init__(self, batch_size=16, val_size=1000, test_size=1000, data_seed=1234, seed=0, data=None):
+        super().__init__(batch_size, seed, data)
+        self.val_size, self.test_size, self.data_seed = int(val_size), int(test_size), int(data_seed)
+
+    def _fixed(self, n: int, seed: int) -> DataLoader:
+        x, y = self.sample(n, torch.Generator().manual_seed(seed))
+        ds = TensorDataset(x, torch.ones(x.shape[:2], dtype=torch.bool), y)
+        return DataLoader(ds, batch_size=max(self.batch_size, 64), collate_fn=_as_dict)
+
+    def train_dataloader(self) -> DataLoader:
+        start = self.trainer.global_step if self.trainer is not None else 0  # resume mid-stream
+        return DataLoader(_Stream(self.sample, self.batch_size, self.seed, start), batch_size=None)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._fixed(self.val_size, self.data_seed)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._fixed(self.test_size, self.data_seed + 1)
+
+
+def _as_dict(rows):
+    x, mask, y = (torch.stack(t) for t in zip(*rows))
+    return {"x": x, "mask": mask, "y": y}
+
+
+def _bits(shape, g: torch.Generator) -> torch.Tensor:
+    """Uniform random bits in {0, 1} as long."""
+    return torch.randint(0, 2, shape, generator=g)
+
+
+class BitXor(BitTask):
+    """Two random n-bit strings, one bit per token (+-1); predict their XOR at the last n positions."""
+
+    def __init__(self, n_bits: int = 5, **kw):
+        super().__init__(**kw)
+        self.n_bits = int(n_bits)
+        self.spec = TaskSpec(seq_len=2 * self.n_bits, token_dim=1, num_classes=2, readout="last_k", k=self.n_bits)
+
+    def sample(self, n, g):
+        a, b = _bits((n, self.n_bits), g), _bits((n, self.n_bits), g)
+        x = rearrange(torch.cat([a, b], dim=1).float() * 2 - 1, "n t -> n t 1")  # (n, 2*bits, 1)
+        return x, a ^ b
+
+
+class BitMemory(BitTask):
+    """Memorise n_strings random bit strings; recall the one shown again with bits masked.
+
+    Strings are +-1, masked bits 0; each string is cut into patches of `patch` bits (one token).
+    The target is the full unmasked string, read at the last n_bits/patch positions.
+    """
+
+    def __init__(self, n_strings: int = 5, n_bits: int = 1000, patch: int = 50, mask_prob: float = 0.5, **kw):
+        super().__init__(**kw)
+        if int(n_bits) % int(patch):
+            raise FPTError(f"task.patch={patch} must divide task.n_bits={n_bits}")
+        if not 0 <= float(mask_prob) < 1:
+            raise FPTError(f"task.mask_prob must be in [0, 1), got {mask_prob}")
+        self.n_strings, self.n_bits, self.patch, self.mask_prob = int(n_strings), int(n_bits), int(patch), float(mask_prob)
+        k = self.n_bits // self.patch
+        self.spec = TaskSpec(
+            seq_len=(self.n_strings + 1) * k, token_dim=self.patch, num_classes=2,
+            readout="last_k", k=k, targets_per_position=self.patch,
+        )
+
+    def sample(self, n, g):
+        bits = _bits((n, self.n_strings, self.n_bits), g)  # (n, S, L)
+        pick = torch.randint(0, self.n_strings, (n,), generator=g)
+        target = bits[torch.arange(n), pick]  # (n, L)
+        keep = torch.rand((n, self.n_bits), generator=g) >= self.mask_prob
+        signed = bits.float() * 2 - 1
+        query = (target.float() * 2 - 1) * keep  # masked bits become 0
+        seq = torch.cat([signed, query[:, None]], dim=1)  # (n, S+1, L)
+        x = rearrange(seq, "n s (k p) -> n (s k) p", p=self.patch)  # (n, (S+1)*L/p, p)
+        return x, target
