@@ -6,6 +6,8 @@ k read positions, n targets per example, c classes.
 
 from __future__ import annotations
 
+import sys
+from dataclasses import replace
 from typing import Callable
 
 import torch
@@ -91,7 +93,10 @@ def _fpt(cfg, spec: TaskSpec) -> FPTModel:
     arch = get_arch(str(cfg.trunk.arch))
     trunk = load_trunk(cfg.trunk, arch)
     limit = arch.max_len(trunk.config)
-    if limit is not None and spec.seq_len > limit:
+    if limit is not None and spec.seq_len > limit and spec.truncatable:
+        print(f"note: sequences cut from {spec.seq_len} to the trunk's {limit} positions", file=sys.stderr)
+        spec = replace(spec, seq_len=limit)
+    elif limit is not None and spec.seq_len > limit:
         raise FPTError(
             f"the task has {spec.seq_len} tokens but trunk '{cfg.trunk.name}' has {limit} positions; "
             f"shorten the task's sequences or choose a trunk with more positions"

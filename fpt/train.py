@@ -37,6 +37,8 @@ def build(cfg: DictConfig):
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     task = build_task(cfg.task, int(cfg.seed), cfg.data)
     model = build_model(cfg, task.spec)
+    if model.spec.seq_len != task.spec.seq_len:  # a variable-length task cut to the trunk's positions
+        task.fit_to(model.spec.seq_len)
     return task, FPTModule(model, resolved(cfg))
 
 

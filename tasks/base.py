@@ -29,6 +29,7 @@ class TaskSpec:
     pad_id: int | None = None  # discrete tokens: the padding id
     k: int = 1  # positions read by `last_k`
     targets_per_position: int = 1  # e.g. 50 bits per position for bit memory
+    truncatable: bool = False  # variable-length task: may be cut to a trunk's position limit (see Task.fit_to)
 
     def __post_init__(self):
         if (self.token_dim is None) == (self.vocab_size is None):
@@ -65,6 +66,10 @@ class Task(pl.LightningDataModule):
 
         Called before the trunk is loaded, so a missing dataset fails in seconds. Generated tasks have nothing to check.
         """
+
+    def fit_to(self, seq_len: int) -> None:
+        """Cut sequences to `seq_len` tokens (a trunk's position limit). Only truncatable tasks can."""
+        raise FPTError(f"{type(self).__name__} has fixed {self.spec.seq_len}-token sequences and cannot be cut to {seq_len}")
 
     @classmethod
     def write_data(cls, out: Path, **options) -> list[Path]:
