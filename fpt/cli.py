@@ -102,6 +102,10 @@ def _kv(args: list[str], required: str) -> tuple[str, list[str]]:
 
 def _eval(args: list[str]) -> int:
     ckpt, rest = _kv(args, "ckpt")
+    from pathlib import Path
+
+    if not Path(ckpt).expanduser().is_file():  # before the heavy imports: a typo fails at once
+        raise FPTError(f"no checkpoint at {ckpt}; pass ckpt=RUN_DIR/checkpoints/best.ckpt")
     from fpt.train import evaluate
 
     out = evaluate(ckpt, rest)

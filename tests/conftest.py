@@ -19,9 +19,9 @@ def save_tiny_trunks(root: Path) -> dict[str, Path]:
     """Tiny GPT-2 / BERT / T5 models built from configs and saved as Hugging Face folders."""
     from transformers import BertConfig, BertModel, GPT2Config, GPT2Model, T5Config, T5EncoderModel
 
-    torch.manual_seed(0)
+    torch.manual_seed(1234)  # not 0: a random-init trunk seeded 0 must differ from these 'pretrained' ones
     paths = {a: root / a for a in ("gpt2", "bert", "t5")}
-    GPT2Model(GPT2Config(n_layer=2, n_head=2, n_embd=32, n_positions=64, vocab_size=64)).save_pretrained(paths["gpt2"])
+    GPT2Model(GPT2Config(n_layer=2, n_head=2, n_embd=32, n_positions=64, vocab_size=64, bos_token_id=0, eos_token_id=0)).save_pretrained(paths["gpt2"])
     # saved with its pooler, like a real BERT checkpoint; the loader leaves the pooler out
     BertModel(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                          max_position_embeddings=64, vocab_size=64)).save_pretrained(paths["bert"])
