@@ -6,6 +6,7 @@ back before training, because Lightning's ddp strategy starts the other ranks by
 
 from __future__ import annotations
 
+import importlib
 import sys
 import warnings
 
@@ -25,6 +26,15 @@ Overrides are Hydra's (config groups: task, trunk, model, trainer, logger, exper
 """
 
 
+# Commands with a module of their own, imported only when used; each takes the argument list.
+EXTERNAL = {
+    "sweep": "fpt.sweep:main",
+    "report": "fpt.report:main",
+    "bench": "fpt.bench:main",
+    "analyze": "fpt.analysis.cli:main",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `fpt` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -33,11 +43,15 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE)
         return 0
     cmd, args = argv[0], argv[1:]
-    commands = {"train": _train, "eval": _eval, "inspect": _inspect, "data": _data}
+    commands = {"train": _train, "eval": _eval, "inspect": _inspect, "data": _data, **EXTERNAL}
     try:
         if cmd not in commands:
             raise FPTError(f"unknown command '{cmd}'; choose one of: {', '.join(commands)}")
-        return commands[cmd](args) or 0
+        fn = commands[cmd]
+        if isinstance(fn, str):  # a command that lives in its own module: 'module:function'
+            module, _, name = fn.partition(":")
+            fn = getattr(importlib.import_module(module), name)
+        return fn(args) or 0
     except FPTError as e:
         print(f"fpt {cmd}: error: {e}", file=sys.stderr)
         return 2

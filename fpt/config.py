@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from fpt.errors import FPTError
 from fpt.freeze import parse_freeze
 
-LIST_KEYS = ("freeze", "targets")
+LIST_KEYS = ("freeze", "targets", "unfreeze.groups", "trunk.standardize")
 GROUPS = ("task", "trunk", "model", "trainer", "logger", "experiment")
 MULTIRUN_FLAGS = ("-m", "--multirun")
 

@@ -66,6 +66,23 @@ def apply_freeze(model, groups: Mapping[str, str], freeze: Sequence[str]) -> Non
         p.requires_grad_(groups[name] not in frozen)
 
 
+def unfreeze_blocks(model, groups: Mapping[str, str], names: Sequence[str], last: int | None, blocks: str) -> list[str]:
+    """Train `names` groups again inside the last `last` blocks (all blocks if None); returns what it unfroze."""
+    pat = re.compile(rf"{re.escape(blocks)}\.(\d+)\.")
+    index = {n: int(m.group(1)) for n in groups if (m := pat.match(n))}
+    n_blocks = max(index.values()) + 1
+    last = n_blocks if last is None else int(last)
+    if not 1 <= last <= n_blocks:
+        raise FPTError(f"unfreeze.last={last}: the trunk has {n_blocks} blocks; choose 1..{n_blocks}")
+    chosen = [n for n, p in model.named_parameters() if groups[n] in names and index.get(n, -1) >= n_blocks - last]
+    if not chosen:
+        raise FPTError(f"unfreeze.groups={list(names)} matches no parameter inside the transformer blocks")
+    for n, p in model.named_parameters():
+        if n in chosen:
+            p.requires_grad_(True)
+    return chosen
+
+
 def _order(g: str) -> int:
     return GROUPS.index(g) if g in GROUPS else len(GROUPS)
 

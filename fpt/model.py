@@ -15,7 +15,7 @@ from einops import rearrange, reduce
 from torch import nn
 
 from fpt.errors import FPTError
-from fpt.freeze import apply_freeze, assign_groups, parse_freeze
+from fpt.freeze import apply_freeze, assign_groups, parse_freeze, unfreeze_blocks
 from tasks.base import TaskSpec
 
 BodyForward = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -83,15 +83,24 @@ def build_model(cfg, spec: TaskSpec) -> FPTModel:
         model = build_lstm(cfg.model, spec)
     else:
         raise FPTError(f"unknown model.kind '{kind}'; choose fpt or lstm")
-    apply_freeze(model, model.param_groups(), parse_freeze(cfg.freeze))
+    groups = model.param_groups()
+    apply_freeze(model, groups, parse_freeze(cfg.freeze))
+    unfreeze = cfg.get("unfreeze") or {}
+    if unfreeze.get("groups"):
+        if kind != "fpt":
+            raise FPTError("unfreeze.* selects transformer blocks; it does not apply to model.kind=lstm")
+        unfreeze_blocks(model, groups, parse_freeze(unfreeze["groups"]), unfreeze.get("last"), model.blocks)
     return model
 
 
 def _fpt(cfg, spec: TaskSpec) -> FPTModel:
     from fpt.trunks import get_arch, load_trunk
+    from fpt.trunks.base import keep_blocks
 
     arch = get_arch(str(cfg.trunk.arch))
     trunk = load_trunk(cfg.trunk, arch)
+    if cfg.model.get("depth"):
+        keep_blocks(trunk, arch, int(cfg.model.depth))
     limit = arch.max_len(trunk.config)
     if limit is not None and spec.seq_len > limit and spec.truncatable:
         print(f"note: sequences cut from {spec.seq_len} to the trunk's {limit} positions", file=sys.stderr)
@@ -102,4 +111,6 @@ def _fpt(cfg, spec: TaskSpec) -> FPTModel:
             f"shorten the task's sequences or choose a trunk with more positions"
         )
     groups = assign_groups((n for n, _ in trunk.named_parameters()), arch.groups)
-    return FPTModel(spec, trunk, arch.hidden(trunk.config), groups, arch.forward, cfg.model.get("readout"))
+    model = FPTModel(spec, trunk, arch.hidden(trunk.config), groups, arch.forward, cfg.model.get("readout"))
+    model.blocks = f"trunk.{arch.blocks}"
+    return model

@@ -11,7 +11,7 @@ from torch import nn
 from fpt.errors import FPTError
 from fpt.trunks.source import hub_hint, require_hub, resolve_source
 
-INIT_MODES = ("pretrained", "random")
+INIT_MODES = ("pretrained", "random", "stats", "standardized")  # or a toolkit run dir / checkpoint
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,8 @@ class Arch:
     hidden: Callable[[Any], int]  # config -> hidden size
     max_len: Callable[[Any], int | None]  # config -> position limit (None: relative positions)
     dropout_keys: tuple[str, ...]
+    blocks: str  # dotted path of the ModuleList of transformer blocks, e.g. "h" or "encoder.layer"
+    layers_key: str  # the config field that counts blocks
     known_configs: dict[str, dict] = field(default_factory=dict)  # hub id -> config kwargs
     load_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -37,7 +39,11 @@ def load_trunk(cfg, arch: Arch) -> nn.Module:
     """Build the trunk that `cfg` names: pretrained weights, or the same architecture freshly initialised."""
     init = str(cfg.get("init", "pretrained"))
     if init not in INIT_MODES:
-        raise FPTError(f"unknown trunk.init '{init}'; choose one of: {', '.join(INIT_MODES)}")
+        if "/" in init or init.endswith(".ckpt"):
+            from fpt.trunks.init import from_run
+
+            return from_run(init, arch.name).train()
+        raise FPTError(f"unknown trunk.init '{init}'; choose one of: {', '.join(INIT_MODES)}, or a run directory / .ckpt")
     _quiet_transformers()
     src, local = resolve_source(cfg)
     overrides = {k: float(cfg.dropout) for k in arch.dropout_keys} if cfg.get("dropout") is not None else {}
@@ -53,7 +59,27 @@ def load_trunk(cfg, arch: Arch) -> nn.Module:
             model = arch.model_cls.from_pretrained(src, **arch.load_kwargs, **overrides)
         except OSError as e:
             raise FPTError(hub_hint(src, local, e)) from None
+        if init == "stats":
+            from fpt.trunks.init import stats_only
+
+            stats_only(model, int(cfg.get("init_seed", 0)))
+        elif init == "standardized":
+            from fpt.trunks.init import standardize
+
+            standardize(model, arch.groups, list(cfg.get("standardize") or ["pos"]))
     return model.train()  # from_pretrained returns eval mode; dropout (trunk.dropout) applies in training
+
+
+def keep_blocks(model: nn.Module, arch: Arch, depth: int) -> nn.Module:
+    """Use only the first `depth` transformer blocks (paper 3.10)."""
+    parent_path, _, attr = arch.blocks.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    blocks = getattr(parent, attr)
+    if not 1 <= depth <= len(blocks):
+        raise FPTError(f"model.depth={depth}: this trunk has {len(blocks)} blocks; choose 1..{len(blocks)}")
+    setattr(parent, attr, nn.ModuleList(list(blocks)[:depth]))
+    setattr(model.config, arch.layers_key, depth)
+    return model
 
 
 def _quiet_transformers() -> None:

@@ -22,6 +22,8 @@ ARCH = Arch(
     hidden=lambda c: c.hidden_size,
     max_len=lambda c: c.max_position_embeddings,
     dropout_keys=("hidden_dropout_prob", "attention_probs_dropout_prob"),
+    blocks="encoder.layer",
+    layers_key="num_hidden_layers",
     known_configs={
         "bert-base-uncased": dict(),
         "bert-base-cased": dict(vocab_size=28996),

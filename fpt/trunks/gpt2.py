@@ -18,6 +18,8 @@ ARCH = Arch(
     hidden=lambda c: c.n_embd,
     max_len=lambda c: c.n_positions,
     dropout_keys=("resid_pdrop", "embd_pdrop", "attn_pdrop"),
+    blocks="h",
+    layers_key="n_layer",
     known_configs={
         "gpt2": dict(n_embd=768, n_layer=12, n_head=12),
         "gpt2-medium": dict(n_embd=1024, n_layer=24, n_head=16),

@@ -66,6 +66,9 @@ def hub_hint(src: str, local: bool, why) -> str:
 
 def check_source(cfg) -> None:
     """Fail fast, before the heavy imports, when a pretrained trunk's weights cannot be reached."""
+    init = str(cfg.get("init", "pretrained"))
+    if "/" in init or init.endswith(".ckpt"):  # a toolkit run: its own trunk config is checked when loaded
+        return
     src, local = resolve_source(cfg)
-    if not local and str(cfg.get("init", "pretrained")) == "pretrained":
+    if not local and init != "random":
         require_hub(src)

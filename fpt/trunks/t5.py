@@ -20,6 +20,8 @@ ARCH = Arch(
     hidden=lambda c: c.d_model,
     max_len=lambda c: None,  # relative positions: no hard limit
     dropout_keys=("dropout_rate",),
+    blocks="encoder.block",
+    layers_key="num_layers",
     known_configs={
         "t5-small": dict(d_model=512, d_ff=2048, num_layers=6, num_heads=8, d_kv=64),
         "t5-base": dict(d_model=768, d_ff=3072, num_layers=12, num_heads=12, d_kv=64),
