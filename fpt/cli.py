@@ -10,7 +10,7 @@ import importlib
 import sys
 import warnings
 
-from fpt.config import check_groups, compose, config_dir, is_multirun, preflight, rewrite
+from fpt.config import check_groups, compose, config_dir, is_multirun, preflight, rewrite, sweep_points
 from fpt.errors import FPTError
 
 USAGE = """usage: fpt COMMAND [key=value ...]
@@ -58,9 +58,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _checked(args: list[str]):
+    """Rewrite and check the overrides before any heavy import; under --multirun, every point."""
     args = rewrite(args)
     check_groups(args)
     if is_multirun(args):
+        for point in sweep_points(args):
+            preflight(compose(point))
         return args, None
     cfg = compose(args)
     preflight(cfg)
@@ -72,39 +75,20 @@ def _train(args: list[str]) -> int:
     import hydra
 
     original = list(sys.argv)
-    status = {"code": 0}
 
     @hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")
     def run(cfg):
-        from hydra.core.hydra_config import HydraConfig
+        from fpt.job import run_job
 
-        from fpt.train import train, write_json
-
-        hc = HydraConfig.get()
-        run_dir = hc.runtime.output_dir
         sys.argv = original  # ddp re-runs sys.argv for the other ranks
-        try:
-            preflight(cfg)
-            res = train(cfg, run_dir)
-        except FPTError as e:
-            print(f"fpt train: error: {e}", file=sys.stderr)
-            status["code"] = 2
-            if str(hc.mode) == "RunMode.MULTIRUN":  # one failed run must not stop the sweep
-                from pathlib import Path
-
-                write_json(Path(run_dir) / "results.json", {"status": "failed", "error": str(e)})
-                return None
-            raise SystemExit(2) from None
-        print(f"test/acc {res['test/acc']:.4f}  val/acc {res['val/acc'] if res['val/acc'] is None else round(res['val/acc'], 4)}"
-              f"  steps {res['steps']}  {res['wall_seconds']:.0f}s  -> {run_dir}/results.json")
-        return res["test/acc"]
+        return run_job(cfg)
 
     sys.argv = [original[0], *args]
     try:
         run()
     finally:
         sys.argv = original
-    return status["code"]
+    return 0
 
 
 def _kv(args: list[str], required: str) -> tuple[str, list[str]]:

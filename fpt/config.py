@@ -82,6 +82,19 @@ def compose(overrides: list[str]) -> DictConfig:
         raise FPTError(one_line(e)) from None
 
 
+def sweep_points(args: list[str]) -> list[list[str]]:
+    """Every combination a --multirun command line sweeps over, parsed as Hydra parses it."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides([a for a in args if a not in MULTIRUN_FLAGS])
+    except HydraException as e:
+        raise FPTError(one_line(e)) from None
+    return [point for batch in BasicSweeper.split_arguments(parsed, None) for point in batch]
+
+
 def one_line(e: Exception) -> str:
     """Hydra and OmegaConf errors span lines; keep what says what went wrong."""
     text = str(e).strip() or str(e.__cause__ or "").strip()

@@ -61,7 +61,7 @@ def loggers(cfg: DictConfig, run_dir: Path) -> list:
     return out
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict:
+def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None) -> dict:
     """Fit, select the best checkpoint by val/acc, test it on the full test set, write results.json."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -94,8 +94,9 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         "params_total": total,
         "steps": int(trainer.global_step),
         "best_checkpoint": best,
-        "steps_to": lit.steps_to,
+        "steps_to": {str(t): lit.steps_to.get(str(t)) for t in lit.targets},  # None: never reached
         "wall_seconds": round(time.perf_counter() - t0, 2),
+        **(extra or {}),
     }
     write_json(run_dir / "results.json", results)
     return results

@@ -61,6 +61,14 @@ class Task(pl.LightningDataModule):
         """`data.root`, user-expanded: where on-disk tasks look for their files."""
         return Path(str(self.data.get("root") or ".")).expanduser()
 
+    @property
+    def train_size(self) -> int | None:
+        """`data.train_size`: train on only this many examples (data-size scaling), or None for all."""
+        n = self.data.get("train_size")
+        if n is not None and int(n) < 1:
+            raise FPTError(f"data.train_size must be a positive integer or null, got {n}")
+        return None if n is None else int(n)
+
     def check(self) -> None:
         """Raise FPTError (one line: which files are missing, where, how to get them) if data is absent.
 

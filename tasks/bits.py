@@ -46,7 +46,18 @@ class BitTask(Task):
 
     def train_dataloader(self) -> DataLoader:
         start = self.trainer.global_step if self.trainer is not None else 0  # resume mid-stream
-        return DataLoader(_Stream(self.sample, self.batch_size, self.seed, start), batch_size=None)
+        sample = self.sample if self.train_size is None else self._pool_sampler(self.train_size)
+        return DataLoader(_Stream(sample, self.batch_size, self.seed, start), batch_size=None)
+
+    def _pool_sampler(self, size: int):
+        """Draw batches from one fixed pool of `size` examples (data-size scaling) instead of fresh ones."""
+        x, y = self.sample(size, torch.Generator().manual_seed(self.data_seed + 2))
+
+        def sample(n, g):
+            idx = torch.randint(0, size, (n,), generator=g)
+            return x[idx], y[idx]
+
+        return sample
 
     def val_dataloader(self) -> DataLoader:
         return self._fixed(self.val_size, self.data_seed)

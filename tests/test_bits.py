@@ -66,3 +66,16 @@ def test_val_and_test_are_fixed_across_run_seeds_and_distinct():
     assert torch.equal(va["x"], vb["x"])
     assert not torch.equal(va["x"], _first(a.test_dataloader())["x"])
     assert sum(len(batch["y"]) for batch in a.test_dataloader()) == 1000
+
+
+def test_train_size_draws_from_a_fixed_pool():
+    t = BitMemory(n_bits=20, patch=5, data={"train_size": 8})
+    stream = iter(t.train_dataloader())
+    seen = {tuple(row.flatten().tolist()) for _ in range(20) for row in next(stream)["x"]}
+    assert len(seen) <= 8 and len(seen) >= 6  # 320 draws from a pool of 8
+    import pytest
+
+    from fpt.errors import FPTError
+
+    with pytest.raises(FPTError, match="data.train_size"):
+        BitXor(data={"train_size": 0}).train_dataloader()

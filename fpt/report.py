@@ -1,0 +1,174 @@
+"""`fpt report DIR`: a sweep directory -> report.md (the paper's table layout) and PNG plots.
+
+Rows are variants (models or trained groups), columns tasks; a cell is the test accuracy of the
+learning rate chosen on validation accuracy, mean ± std over seeds, with the runs behind it named.
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from fpt.errors import FPTError
+from fpt.sweep import collect, select
+
+
+def main(args: list[str]) -> int:
+    """fpt report DIR: writes DIR/report.md and DIR/plots/*.png."""
+    if len(args) != 1 or "=" in args[0]:
+        raise FPTError("usage: fpt report SWEEP_DIR")
+    path = report(Path(args[0]).expanduser())
+    print(f"wrote {path}")
+    return 0
+
+
+def report(sweep_dir: Path) -> Path:
+    """Write report.md and plots for a sweep directory; returns the report's path."""
+    rows = collect(sweep_dir)
+    cells = select(rows)
+    if not cells:
+        raise FPTError(f"no finished runs under {sweep_dir}: nothing to report (see results.csv for the errors)")
+    variants = list(dict.fromkeys(r["variant"] for r in rows if r["status"] == "ok"))
+    tasks = list(dict.fromkeys(r["task"] for r in rows if r["status"] == "ok"))
+    by = {(c["variant"], c["task"]): c for c in cells}
+    plots = sweep_dir / "plots"
+    plots.mkdir(exist_ok=True)
+    figs = [learning_curves(rows, by, tasks, plots), bars(by, variants, tasks, plots),
+            lr_plot(by, variants, tasks, plots), size_plot(rows, plots)]
+    lines = [f"# Sweep report: {sweep_dir.name}", "",
+             "Test accuracy (%) of the learning rate selected by validation accuracy; mean ± std over seeds (n).", ""]
+    lines += _table(["variant", *tasks], [[v, *(by[(v, t)]["cell"] if (v, t) in by else "–" for t in tasks)] for v in variants])
+    lines += ["", "## Steps to target validation accuracy", "",
+              "Median training steps until val/acc first reached the target (runs that reached it / runs).", ""]
+    targets = sorted({k for c in cells for k in c["steps_to"]}, key=float)
+    for target in targets:
+        lines += [f"**val/acc ≥ {target}**", ""]
+        lines += _table(["variant", *tasks], [[v, *(_steps(by.get((v, t)), target) for t in tasks)] for v in variants])
+        lines.append("")
+    lines += ["## Plots", ""] + [f"![{f.stem}](plots/{f.name})" for f in figs if f] + [""]
+    lines += ["## The runs behind each cell", ""]
+    for c in cells:
+        lines.append(f"- **{c['variant']} / {c['task']}** — lr {c['lr']:g} (mean test acc per lr: "
+                     + ", ".join(f"{k:g}: {100 * v:.1f}" for k, v in c["lrs"].items()) + f"); config `{c['config']}`; runs: "
+                     + ", ".join(f"`{Path(r).name}`" for r in c["runs"]))
+    failed = [r for r in rows if r["status"] != "ok"]
+    if failed:
+        lines += ["", "## Failed runs", ""] + [f"- `{Path(r['run_dir']).name}`: {r['error']}" for r in failed]
+    out = sweep_dir / "report.md"
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def _table(header: list[str], body: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(map(str, r)) + " |" for r in body]
+
+
+def _steps(cell: dict | None, target: str) -> str:
+    if not cell or target not in cell["steps_to"]:
+        return "–"
+    med, n = cell["steps_to"][target]
+    return f"{med:.0f} ({n}/{cell['n']})" if med is not None else f"not reached (0/{cell['n']})"
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def val_curve(run_dir: str) -> dict[int, float]:
+    """step -> val/acc from a run's metrics.csv."""
+    path = Path(run_dir) / "metrics.csv"
+    if not path.is_file():
+        return {}
+    with open(path) as f:
+        return {int(r["step"]): float(r["val/acc"]) for r in csv.DictReader(f) if r.get("val/acc")}
+
+
+def learning_curves(rows, by, tasks, plots: Path) -> Path:
+    """Val accuracy vs step, one panel per task, one line per variant (mean over the selected runs)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for (variant, t), cell in by.items():
+            if t != task:
+                continue
+            curves = [val_curve(r) for r in cell["runs"]]
+            steps = sorted(set().union(*curves))
+            ys = [statistics.fmean(c[s] for c in curves if s in c) for s in steps]
+            ax.plot(steps, ys, marker=".", label=variant)
+        ax.set(title=task, xlabel="step", ylabel="val accuracy")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    return _save(fig, plots / "learning_curves.png")
+
+
+def bars(by, variants, tasks, plots: Path) -> Path:
+    """Grouped bars: test accuracy per variant (e.g. the parameter-group ablation) for each task."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(variants) * len(tasks)), 3.8))
+    width = 0.8 / max(len(variants), 1)
+    for i, v in enumerate(variants):
+        xs = [j + i * width for j in range(len(tasks))]
+        ys = [100 * by[(v, t)]["test_mean"] if (v, t) in by else 0 for t in tasks]
+        es = [100 * by[(v, t)]["test_std"] if (v, t) in by else 0 for t in tasks]
+        ax.bar(xs, ys, width, yerr=es, capsize=3, label=v)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(tasks))], tasks)
+    ax.set(ylabel="test accuracy (%)", ylim=(0, 100))
+    ax.legend(fontsize=8)
+    return _save(fig, plots / "accuracy_bars.png")
+
+
+def lr_plot(by, variants, tasks, plots: Path) -> Path | None:
+    """Test accuracy vs learning rate per variant, when more than one lr was run."""
+    if not any(len(c["lrs"]) > 1 for c in by.values()):
+        return None
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for v in variants:
+            if (v, task) in by:
+                lrs = by[(v, task)]["lrs"]
+                ax.plot(list(lrs), [100 * a for a in lrs.values()], marker="o", label=v)
+        ax.set(title=task, xscale="log", xlabel="learning rate", ylabel="test accuracy (%)")
+    axes[0][0].legend(fontsize=8)
+    return _save(fig, plots / "accuracy_vs_lr.png")
+
+
+def size_plot(rows, plots: Path) -> Path | None:
+    """Test accuracy vs training-set size (data.train_size), one line per variant, per task."""
+    pts: dict[tuple, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        size = dict(kv.split("=", 1) for kv in r["config"].split() if "=" in kv).get("data.train_size")
+        if r["status"] == "ok" and size not in (None, "null"):
+            variant = r["variant"].replace(f"data.train_size={size}", "").strip() or "default"
+            pts[(r["task"], variant)][int(size)].append(float(r["test/acc"]))
+    if not pts:
+        return None
+    plt = _plt()
+    tasks = sorted({t for t, _ in pts})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for (t, v), by_size in sorted(pts.items()):
+            if t == task:
+                sizes = sorted(by_size)
+                ax.errorbar(sizes, [100 * statistics.fmean(by_size[s]) for s in sizes],
+                            yerr=[100 * (statistics.stdev(by_size[s]) if len(by_size[s]) > 1 else 0) for s in sizes],
+                            marker="o", capsize=3, label=v)
+        ax.set(title=task, xscale="log", xlabel="training examples", ylabel="test accuracy (%)")
+    axes[0][0].legend(fontsize=8)
+    return _save(fig, plots / "accuracy_vs_train_size.png")
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path

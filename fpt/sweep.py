@@ -1,0 +1,116 @@
+"""`fpt sweep`: a grid of runs through Hydra's multirun, collected into one table with model selection.
+
+Runs go through Hydra's launcher (basic: in-process, one after the other; `hydra/launcher=joblib`
+or `submitit_slurm` with the matching plugin installed for parallel or cluster runs). Each run's
+directory is named by its overrides, so running the same sweep again skips finished runs and
+retries failed or missing ones.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from fpt.errors import FPTError
+
+SELECT_OVER = ("seed", "optim.lr")  # averaged over (seed) and selected over (lr) within a cell
+COLUMNS = ["status", "variant", "task", "seed", "lr", "val/acc", "test/acc", "steps", "wall_seconds",
+           "model", "trunk", "init", "freeze", "config", "run_dir", "error"]
+
+
+def main(args: list[str]) -> int:
+    """fpt sweep [experiment=NAME] [sweep.dir=DIR] [overrides, a,b to sweep]."""
+    from fpt.cli import _train
+
+    sweep_dir, rest = _pop(args, "sweep.dir")
+    if sweep_dir is None:
+        exp, _ = _pop(list(args), "experiment")
+        sweep_dir = f"sweeps/{exp or 'sweep'}"
+    _train(["--multirun", *rest, f"hydra.sweep.dir={sweep_dir}"])
+    rows = collect(Path(sweep_dir))
+    ok = sum(r["status"] == "ok" for r in rows)
+    print(f"{ok} of {len(rows)} runs finished; table: {sweep_dir}/results.csv; report: fpt report {sweep_dir}")
+    for r in rows:
+        if r["status"] != "ok":
+            print(f"  failed: {r['run_dir']}: {r['error']}")
+    for cell in select(rows):
+        print(f"  {cell['variant']:<32} {cell['task']:<16} {cell['cell']}  (lr {cell['lr']:g})")
+    return 0 if ok == len(rows) else 1
+
+
+def _pop(args: list[str], key: str) -> tuple[str | None, list[str]]:
+    vals = [a.split("=", 1)[1] for a in args if a.startswith(f"{key}=")]
+    return (vals[-1] if vals else None), [a for a in args if not a.startswith(f"{key}=")]
+
+
+def variant_of(res: dict) -> str:
+    """A run's row in the table: its variant label, else its overrides less task, seed and lr."""
+    if res.get("label"):
+        return str(res["label"])
+    ov = res.get("overrides") or {}
+    keys = [k for k in sorted(ov) if k not in ("task", *SELECT_OVER) and not k.startswith(("hydra.", "data.root"))]
+    return " ".join(f"{k}={ov[k]}" for k in keys) or "default"
+
+
+def collect(sweep_dir: Path) -> list[dict]:
+    """Every run's results.json under `sweep_dir` as rows; writes results.csv."""
+    if not sweep_dir.is_dir():
+        raise FPTError(f"no sweep directory at {sweep_dir}")
+    rows = []
+    for path in sorted(sweep_dir.glob("*/results.json")):
+        res = json.loads(path.read_text())
+        ov = res.get("overrides") or {}
+        row = {
+            "status": res.get("status", "failed"), "variant": variant_of(res), "task": res.get("task", ov.get("task", "")),
+            "seed": res.get("seed", ov.get("seed", "")), "lr": res.get("lr", ov.get("optim.lr", "")),
+            "config": " ".join(f"{k}={v}" for k, v in sorted(ov.items())), "run_dir": str(path.parent),
+            "freeze": ",".join(res.get("freeze") or []), "error": res.get("error", ""),
+        }
+        for k in ("val/acc", "test/acc", "steps", "wall_seconds", "model", "trunk", "init"):
+            row[k] = res.get(k, "")
+        for t, step in (res.get("steps_to") or {}).items():
+            row[f"steps_to/{t}"] = "" if step is None else step
+        rows.append(row)
+    if not rows:
+        raise FPTError(f"no runs (*/results.json) under {sweep_dir}")
+    extra = sorted({k for r in rows for k in r if k not in COLUMNS})
+    with open(sweep_dir / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS + extra, restval="")
+        w.writeheader()
+        w.writerows(rows)
+    return rows
+
+
+def select(rows: list[dict]) -> list[dict]:
+    """Per (variant, task): the lr with the best mean val accuracy; test accuracy mean ± std over its seeds."""
+    cells: dict[tuple, dict[float, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        if r["status"] == "ok":
+            cells[(r["variant"], r["task"])][float(r["lr"])].append(r)
+    out = []
+    for (variant, task), by_lr in cells.items():
+        lr, runs = max(by_lr.items(), key=lambda kv: (statistics.fmean(float(r["val/acc"] or 0) for r in kv[1]), -kv[0]))
+        tests = [float(r["test/acc"]) for r in runs]
+        mean, std = statistics.fmean(tests), (statistics.stdev(tests) if len(tests) > 1 else 0.0)
+        out.append({
+            "variant": variant, "task": task, "lr": lr, "n": len(tests), "test_mean": mean, "test_std": std,
+            "val_mean": statistics.fmean(float(r["val/acc"] or 0) for r in runs),
+            "cell": f"{100 * mean:.1f} ± {100 * std:.1f} (n={len(tests)})",
+            "runs": [r["run_dir"] for r in runs], "config": runs[0]["config"],
+            "lrs": {k: statistics.fmean(float(r["test/acc"]) for r in v) for k, v in sorted(by_lr.items())},
+            "steps_to": _steps_to(runs),
+        })
+    return out
+
+
+def _steps_to(runs: list[dict]) -> dict[str, float]:
+    """Median steps to each target over the runs that reached it (reported with how many did)."""
+    keys = sorted({k for r in runs for k in r if k.startswith("steps_to/")})
+    out = {}
+    for k in keys:
+        got = [float(r[k]) for r in runs if r.get(k) not in (None, "")]
+        out[k.removeprefix("steps_to/")] = (statistics.median(got), len(got)) if got else (None, 0)
+    return out

@@ -1,0 +1,82 @@
+"""`fpt sweep` and `fpt report` on a tiny trunk: the grid, resume, failures, selection, the report."""
+
+import csv
+import json
+import shutil
+
+import pytest
+
+from fpt.sweep import select
+from tests.test_cli import run
+
+GRID = ["variant=fpt,full", "seed=0,1"]
+
+
+def _sweep(tiny, sweep_dir, *extra):
+    fast = ["trunk=gpt2", f"trunk.path={tiny['gpt2']}", "trainer.max_steps=4", "trainer.val_check_interval=2",
+            "trainer.enable_progress_bar=false", "task.val_size=64", "task.test_size=64"]
+    p, _ = run("sweep", *GRID, *fast, *extra, f"sweep.dir={sweep_dir}")
+    return p
+
+
+def _rows(sweep_dir):
+    with open(sweep_dir / "results.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def swept(tiny, tmp_path_factory):
+    sweep_dir = tmp_path_factory.mktemp("sweep")
+    p = _sweep(tiny, sweep_dir)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return sweep_dir
+
+
+def test_two_by_two_sweep_gives_four_rows(swept):
+    rows = _rows(swept)
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
+    assert sorted((r["variant"], r["seed"]) for r in rows) == [("FPT", "0"), ("FPT", "1"), ("full finetuning", "0"), ("full finetuning", "1")]
+    assert all(0.0 <= float(r["test/acc"]) <= 1.0 for r in rows)
+
+
+def test_rerun_skips_finished_runs_and_redoes_a_deleted_one(tiny, swept):
+    victim = next(d for d in swept.iterdir() if d.is_dir() and "variant=full" in d.name and "seed=1" in d.name)
+    keep = {d: (d / "results.json").stat().st_mtime_ns for d in swept.iterdir() if d.is_dir() and d != victim and (d / "results.json").exists()}
+    shutil.rmtree(victim)
+    p = _sweep(tiny, swept)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.stdout.count("skip (finished)") == 3
+    assert (victim / "results.json").is_file()
+    assert all((d / "results.json").stat().st_mtime_ns == t for d, t in keep.items())
+    assert len(_rows(swept)) == 4
+
+
+def test_report_has_the_table_the_configs_and_plots(swept):
+    from fpt.report import report
+
+    md = report(swept).read_text()
+    assert "| variant | bit_xor |" in md and "| FPT |" in md and "| full finetuning |" in md
+    assert "(n=2)" in md and "config `" in md
+    assert (swept / "plots" / "learning_curves.png").stat().st_size > 5000
+    assert (swept / "plots" / "accuracy_bars.png").stat().st_size > 5000
+
+
+def test_one_failing_run_does_not_stop_the_others(tiny, tmp_path):
+    p = _sweep(tiny, tmp_path, "trunk.init=pretrained,nonsense")
+    assert p.returncode == 1  # the sweep reports that not every run finished
+    rows = _rows(tmp_path)
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert len(rows) == 8 and len(failed) == 4
+    assert all("unknown trunk.init 'nonsense'" in r["error"] for r in failed)
+    assert "failed:" in p.stdout
+
+
+def test_selection_picks_lr_by_validation_not_test():
+    rows = [
+        {"status": "ok", "variant": "v", "task": "t", "lr": lr, "val/acc": val, "test/acc": test, "run_dir": f"r{i}", "config": ""}
+        for i, (lr, val, test) in enumerate([(1e-3, 0.9, 0.5), (1e-3, 0.8, 0.6), (1e-4, 0.6, 0.99), (1e-4, 0.6, 0.97)])
+    ]
+    (cell,) = select(rows)
+    assert cell["lr"] == 1e-3 and cell["n"] == 2
+    assert cell["test_mean"] == pytest.approx(0.55) and cell["test_std"] == pytest.approx(0.0707, abs=1e-4)
+    assert json.dumps(cell["lrs"])  # both lrs are listed for the report
