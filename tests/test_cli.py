@@ -86,5 +86,5 @@ def test_multirun_sweeps_and_keeps_list_syntax(tiny, tmp_path):
     p, _ = run("train", "--multirun", "seed=0,1", "freeze=[attn,ffn]", "trunk=gpt2", f"trunk.path={tiny['gpt2']}", *FAST,
                "trainer.max_steps=4", "trainer.val_check_interval=2", f"hydra.sweep.dir={tmp_path}")
     assert p.returncode == 0, p.stderr[-2000:]
-    results = [json.loads((tmp_path / str(i) / "results.json").read_text()) for i in (0, 1)]
+    results = sorted((json.loads(p.read_text()) for p in tmp_path.glob("*/results.json")), key=lambda r: r["seed"])
     assert [r["seed"] for r in results] == [0, 1] and all(r["freeze"] == ["attn", "ffn"] for r in results)
