@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `fpt` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")  # Lightning vs torch 2.14 noise
+    warnings.filterwarnings("ignore", message=r".*Experiment logs directory .* exists and is not empty.*")  # handled: resume keeps rows
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0

@@ -104,23 +104,57 @@ def one_line(e: Exception) -> str:
     return re.sub(r"\s+", " ", msg)
 
 
-def preflight(cfg: DictConfig) -> None:
-    """Checks that need no torch: freeze names, trunk source, ranges. Each fails in one line."""
-    parse_freeze(cfg.freeze)
-    lr = cfg.optim.lr
-    if not isinstance(lr, (int, float)) or lr <= 0:
-        raise FPTError(f"optim.lr must be a positive number, got {lr!r}")
-    for key in ("batch_size",):
-        v = cfg.task.get(key)
-        if v is not None and (not isinstance(v, int) or v < 1):
-            raise FPTError(f"task.{key} must be a positive integer, got {v!r}")
-    ms = cfg.trainer.get("max_steps")
-    if ms is not None and (not isinstance(ms, int) or ms < -1):
-        raise FPTError(f"trainer.max_steps must be an integer >= -1, got {ms!r}")
-    if cfg.model.kind == "fpt":
-        from fpt.trunks.source import check_source
+def _need(ok: bool, key: str, what: str, value) -> None:
+    if not ok:
+        raise FPTError(f"{key} must be {what}, got {value!r}")
 
-        check_source(cfg.trunk)
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def preflight(cfg: DictConfig) -> None:
+    """Checks that need no torch: names, types and ranges, the trunk's source. Each fails in one line."""
+    parse_freeze(cfg.freeze)
+    parse_freeze(cfg.get("unfreeze", {}).get("groups") or [])
+    lr = cfg.optim.lr
+    _need(isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0, "optim.lr", "a positive number", lr)
+    wd = cfg.optim.get("weight_decay", 0.0)
+    _need(isinstance(wd, (int, float)) and wd >= 0, "optim.weight_decay", "a number >= 0", wd)
+    _need(_is_int(cfg.seed), "seed", "an integer", cfg.seed)
+    bs = cfg.task.get("batch_size")
+    _need(bs is None or (_is_int(bs) and bs >= 1), "task.batch_size", "a positive integer", bs)
+    ms = cfg.trainer.get("max_steps")
+    _need(ms is None or (_is_int(ms) and ms >= -1), "trainer.max_steps", "an integer >= -1", ms)
+    vi = cfg.trainer.get("val_check_interval")
+    _need(vi is None or (isinstance(vi, (int, float)) and vi > 0), "trainer.val_check_interval", "a positive number of steps", vi)
+    size = cfg.data.get("train_size")
+    _need(size is None or (_is_int(size) and size >= 1), "data.train_size", "a positive integer or null", size)
+    stop = cfg.get("stop_at_val_acc")
+    _need(stop is None or (isinstance(stop, (int, float)) and 0 < stop <= 1), "stop_at_val_acc", "in (0, 1] or null", stop)
+    _need(cfg.get("on_nan", "stop") in ("stop", "skip"), "on_nan", "stop or skip", cfg.get("on_nan"))
+    readout = cfg.model.get("readout")
+    _need(readout in (None, "last", "mean", "last_k"), "model.readout", "null, last, mean or last_k", readout)
+    depth = cfg.model.get("depth")
+    _need(depth is None or (_is_int(depth) and depth >= 1), "model.depth", "a positive integer or null", depth)
+    if cfg.get("resume"):
+        _need(Path(str(cfg.resume)).expanduser().exists(), "resume", "an existing run directory or checkpoint", cfg.resume)
+    if cfg.model.kind == "fpt":
+        _trunk_preflight(cfg.trunk)
+
+
+def _trunk_preflight(t: DictConfig) -> None:
+    from fpt.trunks.source import check_source
+
+    init = str(t.get("init"))
+    path_like = "/" in init or init.endswith(".ckpt")
+    _need(init in ("pretrained", "random", "stats", "standardized") or path_like, "trunk.init",
+          "pretrained, random, stats, standardized or a toolkit run dir / .ckpt", init)
+    if path_like:
+        _need(Path(init).expanduser().exists(), "trunk.init", "an existing run directory or checkpoint", init)
+    d = t.get("dropout")
+    _need(d is None or (isinstance(d, (int, float)) and 0 <= d < 1), "trunk.dropout", "in [0, 1) or null", d)
+    check_source(t)
 
 
 def resolved(cfg: DictConfig) -> dict:

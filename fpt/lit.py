@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import time
+
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torchmetrics.classification import MulticlassAccuracy
 
+from fpt.checkpoint import META_KEY
 from fpt.errors import FPTError
 from fpt.model import FPTModel
 
-META_KEY = "fpt"  # what the toolkit adds to a checkpoint: config, fingerprint of the frozen trunk
+NAN_POLICIES = ("stop", "skip")
 
 
 class FPTModule(pl.LightningModule):
@@ -29,7 +32,11 @@ class FPTModule(pl.LightningModule):
         self.targets = sorted(float(t) for t in self.cfg.get("targets") or [])
         self.steps_to: dict[str, int] = {}
         self.stop_at = self.cfg.get("stop_at_val_acc")
+        self.on_nan = self.cfg.get("on_nan", "stop")
+        if self.on_nan not in NAN_POLICIES:
+            raise FPTError(f"unknown on_nan '{self.on_nan}'; choose one of: {', '.join(NAN_POLICIES)}")
         self.history: list[tuple[int, float]] = []  # (step, val/acc) per evaluation
+        self.train_seconds, self.train_steps, self._t0 = 0.0, 0, 0.0  # host-side time in training batches
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.model(x, mask)
@@ -45,7 +52,31 @@ class FPTModule(pl.LightningModule):
         return loss
 
     def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
+        loss = self._step(batch, "train")
+        if self.on_nan == "skip" and not torch.isfinite(loss):  # one host sync per step, only in this mode
+            return None  # Lightning skips the optimizer step for this batch
+        return loss
+
+    def on_train_batch_start(self, batch, batch_idx):
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        self.train_seconds += time.perf_counter() - self._t0
+        self.train_steps += 1
+        # Checked at logging steps only (no per-step host sync); validation checks the weights too.
+        if self.on_nan == "stop" and outputs is not None and (self.global_step % self.trainer.log_every_n_steps == 0):
+            if not torch.isfinite(outputs["loss"]):
+                self._nan_stop("the training loss")
+
+    def on_validation_start(self):
+        if self.on_nan == "stop" and not all(torch.isfinite(p).all() for p in self.model.parameters() if p.requires_grad):
+            self._nan_stop("a trained weight")
+
+    def _nan_stop(self, what: str):
+        raise FPTError(
+            f"{what} became NaN/inf by step {self.global_step}; stopped, the last good checkpoint is kept in "
+            f"checkpoints/last.ckpt. Lower optim.lr, or set on_nan=skip to skip such batches"
+        )
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")
@@ -97,12 +128,18 @@ class FPTModule(pl.LightningModule):
             "fingerprint": trunk_fingerprint(self),
             "steps_to": dict(self.steps_to),
             "history": list(self.history),
+            "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
         }
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         meta = checkpoint.get(META_KEY, {})
         self.steps_to = dict(meta.get("steps_to", {}))
         self.history = [tuple(h) for h in meta.get("history", [])]
+        rng = meta.get("rng")
+        if rng and self.trainer is not None and self.trainer.state.fn == "fit":  # resume: continue the same random stream
+            torch.set_rng_state(rng["torch"])
+            if rng["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
 
 
 def trunk_fingerprint(module: FPTModule) -> list[float]:

@@ -6,30 +6,23 @@ slim checkpoints (trained tensors only, never the frozen trunk).
 
 from __future__ import annotations
 
-import json
-import os
+import csv
+import io
 import time
 from pathlib import Path
 
 import lightning.pytorch as pl
-import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
+from fpt.checkpoint import META_KEY, AtomicCheckpointIO, load_checkpoint, write_json
 from fpt.config import resolved
 from fpt.errors import FPTError
 from fpt.freeze import count_params, summary_line
-from fpt.lit import META_KEY, FPTModule, trunk_fingerprint
+from fpt.lit import FPTModule, trunk_fingerprint
 from fpt.model import build_model
 from tasks.base import build_task
-
-
-def write_json(path: Path, obj) -> None:
-    """Write JSON atomically: a crash mid-write never leaves a half file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def build(cfg: DictConfig):
@@ -42,9 +35,26 @@ def build(cfg: DictConfig):
     return task, FPTModule(model, resolved(cfg))
 
 
-def loggers(cfg: DictConfig, run_dir: Path) -> list:
+def csv_logger(run_dir: Path, resume_step: int | None) -> CSVLogger:
+    """metrics.csv in the run dir; on resume it keeps the rows logged before the checkpoint."""
+    path = run_dir / "metrics.csv"
+    old = path.read_text() if resume_step is not None and path.is_file() else None
+    logger = CSVLogger(save_dir=str(run_dir), name="", version="")
+    writer = logger.experiment  # Lightning deletes an existing metrics.csv here: put the kept rows back
+    if old:
+        rows = list(csv.DictReader(io.StringIO(old)))
+        header = list(rows[0].keys()) if rows else next(csv.reader(io.StringIO(old)))
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=header)
+            w.writeheader()
+            w.writerows(r for r in rows if r.get("step") and int(r["step"]) < resume_step)
+        writer.metrics_keys = sorted(header)
+    return logger
+
+
+def loggers(cfg: DictConfig, run_dir: Path, resume_step: int | None = None) -> list:
     """CSV always (metrics.csv in the run dir), plus TensorBoard or W&B when chosen."""
-    out = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+    out = [csv_logger(run_dir, resume_step)]
     kind = cfg.logger.kind
     if kind == "tensorboard":
         from lightning.pytorch.loggers import TensorBoardLogger
@@ -61,6 +71,18 @@ def loggers(cfg: DictConfig, run_dir: Path) -> list:
     return out
 
 
+def make_trainer(trainer_cfg, **kw) -> pl.Trainer:
+    """Lightning's Trainer from `trainer.*`; its configuration errors become one line."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    options = OmegaConf.to_container(trainer_cfg, resolve=True) if not isinstance(trainer_cfg, dict) else trainer_cfg
+    try:
+        return pl.Trainer(**options, **kw)
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise FPTError(f"trainer options rejected by Lightning: {first}") from None
+
+
 def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None) -> dict:
     """Fit, select the best checkpoint by val/acc, test it on the full test set, write results.json."""
     run_dir = Path(run_dir)
@@ -69,10 +91,14 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None) -> dict:
     task, lit = build(cfg)
     print(summary_line(lit.model))
     ckpt_dir = run_dir / "checkpoints"
-    ckpt_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best", monitor="val/acc", mode="max", save_last=True)
-    trainer = pl.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), logger=loggers(cfg, run_dir),
-                         callbacks=[ckpt_cb], default_root_dir=str(run_dir))
     resume = _resume_path(cfg, ckpt_dir)
+    resume_step = int(load_checkpoint(resume)["global_step"]) if resume else None
+    # best: the selected model (weights only: all that testing needs); last: every evaluation, for resume
+    ckpt_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best", monitor="val/acc", mode="max",
+                              save_weights_only=True, enable_version_counter=False)
+    last_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
+    trainer = make_trainer(cfg.trainer, logger=loggers(cfg, run_dir, resume_step), callbacks=[ckpt_cb, last_cb],
+                           default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()])
     t0 = time.perf_counter()
     trainer.fit(lit, datamodule=task, ckpt_path=resume)
     best = ckpt_cb.best_model_path or None
@@ -93,6 +119,7 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None) -> dict:
         "params_trainable": trainable,
         "params_total": total,
         "steps": int(trainer.global_step),
+        "sec_per_step": round(lit.train_seconds / max(lit.train_steps, 1), 4),  # training steps of this session only
         "best_checkpoint": best,
         "steps_to": {str(t): lit.steps_to.get(str(t)) for t in lit.targets},  # None: never reached
         "wall_seconds": round(time.perf_counter() - t0, 2),
@@ -112,20 +139,6 @@ def _resume_path(cfg: DictConfig, ckpt_dir: Path) -> str | None:
         return str(p)
     last = ckpt_dir / "last.ckpt"
     return str(last) if last.is_file() else None
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """A toolkit checkpoint, loaded without executing code (weights_only)."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FPTError(f"no checkpoint at {path}; pass ckpt=RUN_DIR/checkpoints/best.ckpt")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated, corrupt, or not a checkpoint at all
-        raise FPTError(f"cannot read checkpoint {path}: {str(e).splitlines()[0][:200]}") from None
-    if not isinstance(ckpt, dict) or META_KEY not in ckpt or "state_dict" not in ckpt:
-        raise FPTError(f"{path} is not an fpt checkpoint (no '{META_KEY}' metadata)")
-    return ckpt
 
 
 def restore(ckpt: dict, overrides: list[str] | None = None):
@@ -149,8 +162,8 @@ def evaluate(ckpt_path: str, overrides: list[str] | None = None) -> dict:
     """Re-evaluate a checkpoint on its task's full test set; writes eval.json beside it."""
     ckpt = load_checkpoint(ckpt_path)
     cfg, task, lit = restore(ckpt, overrides)
-    trainer = pl.Trainer(accelerator=cfg.trainer.get("accelerator", "auto"), devices=1, logger=False,
-                         enable_checkpointing=False, enable_progress_bar=False)
+    trainer = make_trainer({"accelerator": cfg.trainer.get("accelerator", "auto"), "devices": 1}, logger=False,
+                           enable_checkpointing=False, enable_progress_bar=False)
     test = trainer.test(lit, datamodule=task, verbose=False)[0]
     out = {"checkpoint": str(ckpt_path), "task": cfg.task.name, "test/acc": float(test["test/acc"]),
            "test/loss": float(test["test/loss"]), "steps": int(ckpt.get("global_step", 0))}

@@ -37,6 +37,9 @@ class BitTask(Task):
 
     def __init__(self, batch_size=16, val_size=1000, test_size=1000, data_seed=1234, seed=0, data=None):
         super().__init__(batch_size, seed, data)
+        for key, v in (("val_size", val_size), ("test_size", test_size)):
+            if int(v) < 1:
+                raise FPTError(f"task.{key} must be at least 1, got {v}")
         self.val_size, self.test_size, self.data_seed = int(val_size), int(test_size), int(data_seed)
 
     def _fixed(self, n: int, seed: int) -> DataLoader:
@@ -81,6 +84,8 @@ class BitXor(BitTask):
 
     def __init__(self, n_bits: int = 5, **kw):
         super().__init__(**kw)
+        if int(n_bits) < 1:
+            raise FPTError(f"task.n_bits must be at least 1, got {n_bits}")
         self.n_bits = int(n_bits)
         self.spec = TaskSpec(seq_len=2 * self.n_bits, token_dim=1, num_classes=2, readout="last_k", k=self.n_bits)
 
@@ -99,6 +104,8 @@ class BitMemory(BitTask):
 
     def __init__(self, n_strings: int = 5, n_bits: int = 1000, patch: int = 50, mask_prob: float = 0.5, **kw):
         super().__init__(**kw)
+        if int(n_bits) < 1 or int(patch) < 1 or int(n_strings) < 1:
+            raise FPTError(f"task.n_bits, task.patch and task.n_strings must be at least 1, got {n_bits}, {patch}, {n_strings}")
         if int(n_bits) % int(patch):
             raise FPTError(f"task.patch={patch} must divide task.n_bits={n_bits}")
         if not 0 <= float(mask_prob) < 1:
