@@ -16,7 +16,7 @@ from fpt.errors import FPTError
 from fpt.freeze import parse_freeze
 
 LIST_KEYS = ("freeze", "targets", "unfreeze.groups", "trunk.standardize")
-GROUPS = ("task", "trunk", "model", "trainer", "logger", "experiment")
+GROUPS = ("task", "trunk", "model", "trainer", "logger", "variant", "experiment")
 MULTIRUN_FLAGS = ("-m", "--multirun")
 
 
@@ -59,7 +59,7 @@ def check_groups(args: list[str]) -> None:
     for a in args:
         key, eq, value = a.partition("=")
         key = key.lstrip("+~")
-        if not eq or key not in GROUPS or key == "experiment" and value in ("null", ""):
+        if not eq or key not in GROUPS or key in ("experiment", "variant") and value in ("null", ""):
             continue
         known = choices(key)
         for v in value.split(",") if is_multirun(args) else [value]:

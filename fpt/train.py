@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import time
 from pathlib import Path
 
@@ -76,11 +77,16 @@ def make_trainer(trainer_cfg, **kw) -> pl.Trainer:
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     options = OmegaConf.to_container(trainer_cfg, resolve=True) if not isinstance(trainer_cfg, dict) else trainer_cfg
+    chatter = logging.getLogger("lightning.pytorch.utilities.rank_zero")  # "GPU available: False", tips
+    level = chatter.level
+    chatter.setLevel(logging.WARNING)
     try:
         return pl.Trainer(**options, **kw)
     except (MisconfigurationException, ValueError, TypeError, RuntimeError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise FPTError(f"trainer options rejected by Lightning: {first}") from None
+    finally:
+        chatter.setLevel(level)
 
 
 def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None) -> dict:
@@ -103,6 +109,7 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None) -> dict:
     trainer.fit(lit, datamodule=task, ckpt_path=resume)
     best = ckpt_cb.best_model_path or None
     test = trainer.test(lit, datamodule=task, ckpt_path=best, verbose=False)[0]
+    more = extra_tests(trainer, lit, task, best)
     trainable, total = count_params(lit.model)
     results = {
         "status": "ok",
@@ -116,6 +123,7 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None) -> dict:
         "val/acc": float(ckpt_cb.best_model_score) if ckpt_cb.best_model_score is not None else None,
         "test/acc": float(test["test/acc"]),
         "test/loss": float(test["test/loss"]),
+        **more,
         "params_trainable": trainable,
         "params_total": total,
         "steps": int(trainer.global_step),
@@ -127,6 +135,15 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None) -> dict:
     }
     write_json(run_dir / "results.json", results)
     return results
+
+
+def extra_tests(trainer: pl.Trainer, lit: FPTModule, task, ckpt: str | None) -> dict:
+    """The task's further test sets (e.g. homology's superfamily and family holdouts) as NAME/acc, NAME/loss."""
+    out = {}
+    for name, loader in task.extra_test_dataloaders().items():
+        r = trainer.test(lit, dataloaders=loader, ckpt_path=ckpt, verbose=False)[0]
+        out[f"{name}/acc"], out[f"{name}/loss"] = float(r["test/acc"]), float(r["test/loss"])
+    return out
 
 
 def _resume_path(cfg: DictConfig, ckpt_dir: Path) -> str | None:
@@ -166,6 +183,6 @@ def evaluate(ckpt_path: str, overrides: list[str] | None = None) -> dict:
                            enable_checkpointing=False, enable_progress_bar=False)
     test = trainer.test(lit, datamodule=task, verbose=False)[0]
     out = {"checkpoint": str(ckpt_path), "task": cfg.task.name, "test/acc": float(test["test/acc"]),
-           "test/loss": float(test["test/loss"]), "steps": int(ckpt.get("global_step", 0))}
+           "test/loss": float(test["test/loss"]), **extra_tests(trainer, lit, task, None), "steps": int(ckpt.get("global_step", 0))}
     write_json(Path(ckpt_path).with_name(Path(ckpt_path).stem + ".eval.json"), out)
     return out

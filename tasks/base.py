@@ -75,6 +75,10 @@ class Task(pl.LightningDataModule):
         Called before the trunk is loaded, so a missing dataset fails in seconds. Generated tasks have nothing to check.
         """
 
+    def extra_test_dataloaders(self) -> dict:
+        """Further test sets by name (reported as NAME/acc in results.json); the main one is test_dataloader()."""
+        return {}
+
     def fit_to(self, seq_len: int) -> None:
         """Cut sequences to `seq_len` tokens (a trunk's position limit). Only truncatable tasks can."""
         raise FPTError(f"{type(self).__name__} has fixed {self.spec.seq_len}-token sequences and cannot be cut to {seq_len}")

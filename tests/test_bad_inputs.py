@@ -111,7 +111,8 @@ def test_bad_input(files, tmp_path, name, args, needles, budget):
         assert n in lines[0], (n, lines[0])
     assert elapsed < budget, elapsed
     assert keep.read_text() == "finished work"
-    assert not (tmp_path / "run" / "results.json").exists()
+    res = tmp_path / "run" / "results.json"
+    assert not res.exists() or '"status": "failed"' in res.read_text()  # a failure is recorded, never a result
 
 
 def test_there_are_at_least_thirty_cases():
