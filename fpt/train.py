@@ -98,7 +98,11 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None) -> dict:
     print(summary_line(lit.model))
     ckpt_dir = run_dir / "checkpoints"
     resume = _resume_path(cfg, ckpt_dir)
-    resume_step = int(load_checkpoint(resume)["global_step"]) if resume else None
+    resume_step = None
+    if resume:
+        ckpt = load_checkpoint(resume)
+        check_same_run(ckpt[META_KEY]["config"], resolved(cfg), resume)
+        resume_step = int(ckpt["global_step"])
     # best: the selected model (weights only: all that testing needs); last: every evaluation, for resume
     ckpt_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best", monitor="val/acc", mode="max",
                               save_weights_only=True, enable_version_counter=False)
@@ -144,6 +148,25 @@ def extra_tests(trainer: pl.Trainer, lit: FPTModule, task, ckpt: str | None) -> 
         r = trainer.test(lit, dataloaders=loader, ckpt_path=ckpt, verbose=False)[0]
         out[f"{name}/acc"], out[f"{name}/loss"] = float(r["test/acc"]), float(r["test/loss"])
     return out
+
+
+RUN_IDENTITY = ("task", "model", "trunk.arch", "trunk.name", "trunk.path", "trunk.init", "trunk.init_seed", "freeze",
+                "unfreeze", "model.depth", "seed")
+
+
+def check_same_run(saved: dict, current: dict, path) -> None:
+    """Refuse to resume a checkpoint written by another configuration, naming what differs."""
+    def get(c, key):
+        for part in key.split("."):
+            c = c.get(part) if isinstance(c, dict) else None
+        return c
+
+    for key in RUN_IDENTITY:
+        a, b = get(saved, key), get(current, key)
+        if a != b:
+            show = (lambda v: v.get("name", v) if isinstance(v, dict) and key in ("task", "model") else v)
+            raise FPTError(f"{path} was trained with {key}={show(a)!r}, this run has {key}={show(b)!r}; "
+                           f"use another hydra.run.dir (or the original config) instead of resuming")
 
 
 def _resume_path(cfg: DictConfig, ckpt_dir: Path) -> str | None:

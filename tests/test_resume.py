@@ -108,3 +108,13 @@ def test_nan_skip_policy_trains_through_bad_batches(tiny, tmp_path, monkeypatch)
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
     assert res["status"] == "ok"
+
+
+def test_resuming_with_another_configuration_is_refused_naming_it(tiny, tmp_path):
+    train(tiny_cfg(tiny, "gpt2", "trainer.max_steps=4", "trainer.val_check_interval=2"), tmp_path)
+    cases = (("freeze=none", "freeze"), ("trunk=bert", "trunk.arch"), ("task=bit_memory task.n_bits=20 task.patch=5", "task"))
+    for override, key in cases:
+        args = override.split() + ([f"trunk.path={tiny['bert']}"] if override == "trunk=bert" else [])
+        cfg = tiny_cfg(tiny, "gpt2", "trainer.max_steps=8", "trainer.val_check_interval=2", *args)
+        with pytest.raises(FPTError, match=f"trained with {key}="):
+            train(cfg, tmp_path)
