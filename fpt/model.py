@@ -101,6 +101,8 @@ def _fpt(cfg, spec: TaskSpec) -> FPTModel:
     trunk = load_trunk(cfg.trunk, arch)
     if cfg.model.get("depth"):
         keep_blocks(trunk, arch, int(cfg.model.depth))
+    if cfg.model.get("grad_checkpointing"):  # recompute block activations in backward: memory for compute
+        trunk.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     limit = arch.max_len(trunk.config)
     if limit is not None and spec.seq_len > limit and spec.truncatable:
         print(f"note: sequences cut from {spec.seq_len} to the trunk's {limit} positions", file=sys.stderr)

@@ -66,3 +66,17 @@ def test_task_longer_than_the_trunk_is_refused_or_cut(tiny):
     cut = build_model(tiny_cfg(tiny, "gpt2"), TaskSpec(seq_len=100, vocab_size=5, pad_id=0, num_classes=2, truncatable=True))
     assert cut.spec.seq_len == 64
     assert build_model(tiny_cfg(tiny, "t5"), fixed).spec.seq_len == 100  # relative positions: no limit
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "bert", "t5"])
+def test_grad_checkpointing_gives_the_same_gradients(tiny, arch):
+    grads = []
+    for flag in ("false", "true"):
+        torch.manual_seed(0)
+        model = build_model(tiny_cfg(tiny, arch, f"model.grad_checkpointing={flag}", "trunk.dropout=0.0"), SEQ)
+        x = torch.randint(1, 17, (2, 40))
+        model(x, x != 0).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 4
+    for n in grads[0]:
+        assert torch.allclose(grads[0][n], grads[1][n], atol=1e-5), n
