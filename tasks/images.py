@@ -1,0 +1,600 @@
+"""MNIST, CIFAR-10 and CIFAR-10 LRA as token sequences, read from torchvision's on-disk layout.
+
+Axes: n images, c channels, h w the patch grid, p1 p2 pixels inside a patch.
+
+Every task carves a seeded validation split out of TRAIN (`task.val_size`), may subsample what is
+left (`data.train_size`, read by Task.train_size; nested: a smaller train set is a subset of a
+larger one, and val never changes), and tests on the official test file in full. Pixels are
+standardised with the per-channel mean/std of the training file (for the real files: MNIST
+0.1307/0.3081, CIFAR-10 0.4914,0.4822,0.4465 / 0.2470,0.2435,0.2616). Augmentation runs per image
+inside the DataLoader's workers, on TRAIN only.
+
+Files: `<root>/MNIST/raw/*-ubyte` (four uncompressed IDX files) and `<root>/cifar-10-batches-py/`
+(pickled `data_batch_1..5`, `test_batch`, `batches.meta`). torchvision reads them; CIFAR-10 goes
+through torchvision's MD5-checked loader unless the folder is a fixture written by `fpt data`
+(marker file FPT_FIXTURE) or `task.verify=false`, which read the pickles here, unchecked.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import struct
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from einops import rearrange
+from torch.utils.data import DataLoader, Dataset
+
+from fpt.errors import FPTError
+from tasks.base import Task, TaskSpec
+
+MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+MNIST_FILES = {True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+               False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}  # train? -> (images, labels)
+IDX_IMAGES, IDX_LABELS = 2051, 2049  # IDX magic: 0x08 (ubyte) in byte 3, the number of dims in byte 4
+CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR_DIR = "cifar-10-batches-py"
+CIFAR_FILES = {True: tuple(f"data_batch_{i}" for i in range(1, 6)), False: ("test_batch",)}
+CIFAR_META = "batches.meta"
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+FIXTURE_MARKER = "FPT_FIXTURE"  # written by `fpt data`: the folder is a small synthetic fixture
+LUMA = (0.2989, 0.587, 0.114)  # ITU-R 601-2, as PIL, torchvision and LRA's tf.image.rgb_to_grayscale
+CROP_PAD, ROTATE_DEGREES = 4, 20  # the paper code's augmentation: RandomCrop(32, padding=4), flip, RandomRotation(20)
+READOUTS = ("last", "mean")
+
+
+# --- options --------------------------------------------------------------------------------------
+def _patch(patch, side: int) -> int:
+    if isinstance(patch, bool) or not isinstance(patch, int) or patch < 1 or side % patch:
+        divisors = ", ".join(str(d) for d in range(1, side + 1) if side % d == 0)
+        raise FPTError(f"task.patch={patch!r} must divide the {side}-pixel image side; choose one of: {divisors}")
+    return patch
+
+
+def _flag(value, key: str) -> bool:
+    if not isinstance(value, bool):  # YAML's `yes` or a quoted "false" would otherwise pass as truthy
+        raise FPTError(f"task.{key} must be true or false, got {value!r}")
+    return value
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
+
+
+def _int(value, key: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise FPTError(f"task.{key} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+# --- splits ---------------------------------------------------------------------------------------
+def _count(value, n: int, key: str, section: str = "task") -> int:
+    """An option that is a count (int) or a fraction of n (float in (0, 1)), as a count."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not (0 < value < 1 or value >= 1 and float(value).is_integer()):
+        raise FPTError(f"{section}.{key} must be a count or a fraction in (0, 1), got {value!r}")
+    return max(1, round(value * n)) if value < 1 else int(value)
+
+
+def split_sizes(n: int, val_size, train_size) -> tuple[int, int]:
+    """(n_train, n_val) for a training file of n images; one-line errors when they do not fit."""
+    n_val = _count(val_size, n, "val_size")
+    if n_val >= n:
+        raise FPTError(f"task.val_size={val_size} leaves no training images: the training file has {n}; choose fewer (e.g. 0.1)")
+    n_train = n - n_val if train_size is None else _count(train_size, n - n_val, "train_size", "data")
+    if n_train > n - n_val:
+        raise FPTError(f"data.train_size={train_size} must be between 1 and the {n - n_val} training images "
+                       f"left after task.val_size={val_size}")
+    return n_train, n_val
+
+
+def carve(n: int, val_size, train_size, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, val) indices into a training file of n images: one seeded permutation, val first.
+
+    The train indices are a prefix of the rest, so smaller train_size values give nested subsets
+    and the val split never depends on train_size.
+    """
+    n_train, n_val = split_sizes(n, val_size, train_size)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[n_val : n_val + n_train], perm[:n_val]
+
+
+# --- pixels -> tokens -----------------------------------------------------------------------------
+def patchify(img: torch.Tensor, patch: int) -> torch.Tensor:
+    """(..., c, H, W) -> (..., (H/p)(W/p), p*p*c): patches row by row, channels fastest inside a patch."""
+    return rearrange(img, "... c (h p1) (w p2) -> ... (h w) (p1 p2 c)", p1=patch, p2=patch)
+
+
+def to_gray(img: torch.Tensor) -> torch.Tensor:
+    """(..., 3, H, W) -> (..., 1, H, W) float luma, on the input's scale."""
+    w = torch.tensor(LUMA, dtype=torch.float64 if img.dtype == torch.float64 else torch.float32)
+    return (img.to(w.dtype) * w.view(3, 1, 1)).sum(-3, keepdim=True)
+
+
+class PatchTokens:
+    """uint8 (c, H, W) -> float (T, p*p*c'): scaled to [0, 1], luma if gray, standardised if stats, patched."""
+
+    def __init__(self, patch: int, gray: bool = False, stats: tuple[list[float], list[float]] | None = None):
+        self.patch, self.gray = patch, gray
+        self.mean, self.std = (torch.tensor(s).view(-1, 1, 1) for s in stats) if stats else (None, None)
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        x = img.float() / 255
+        x = to_gray(x) if self.gray else x
+        if self.mean is not None:
+            x = (x - self.mean) / self.std
+        return patchify(x, self.patch)  # (T, p*p*c)
+
+
+class GrayIds:
+    """uint8 (3, H, W) -> long (H*W,): LRA's rounded luma 0..255, one pixel per token."""
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        return rearrange(to_gray(img).round().clamp(0, 255).long(), "1 h w -> (h w)")
+
+
+def channel_stats(images: torch.Tensor, gray: bool = False) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of uint8 (n, c, H, W) images on the [0, 1] scale (of the luma if gray)."""
+    s = s2 = 0.0
+    count = 0
+    for chunk in images.split(4096):  # chunks: a float copy of all of CIFAR would take 1.2 GB
+        x = chunk.double() / 255
+        x = to_gray(x) if gray else x
+        s, s2 = s + x.sum((0, 2, 3)), s2 + (x * x).sum((0, 2, 3))
+        count += x.shape[0] * x.shape[2] * x.shape[3]
+    mean = s / max(count, 1)
+    std = (s2 / max(count, 1) - mean * mean).clamp_min(1e-12).sqrt()
+    return mean.tolist(), std.tolist()
+
+
+def paper_augment(side: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The FPT paper's training augmentation on uint8 (c, H, W): pad-4 random crop, h-flip, +-20 deg rotation."""
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.RandomCrop(side, padding=CROP_PAD), v2.RandomHorizontalFlip(), v2.RandomRotation(ROTATE_DEGREES)])
+
+
+class ImageSet(Dataset):
+    """Items {x, mask, y} from uint8 images; `augment` (train only) runs before encoding, in the workers."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, encode: Callable, augment: Callable | None = None):
+        self.images, self.labels, self.encode, self.augment = images, labels, encode, augment
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict:
+        img = self.images[i]  # (c, H, W) uint8
+        if self.augment is not None:
+            img = self.augment(img)
+        x = self.encode(img)  # (T, D) float or (T,) long
+        return {"x": x, "mask": torch.ones(x.shape[0], dtype=torch.bool), "y": self.labels[i : i + 1]}
+
+
+# --- the task plumbing ----------------------------------------------------------------------------
+class ImageTask(Task):
+    """Shared plumbing: check the files, read them once, carve val from train, build the loaders.
+
+    Subclasses say which files they need (`required`), how to read a split (`read`), how to
+    fetch it (`download`), and how an image becomes tokens (`encoder`).
+    """
+
+    side: int  # image side in pixels
+    dataset: str  # the name users know, for messages
+
+    def __init__(self, batch_size=16, val_size=0.1, data_seed=1234, readout="last", eval_batch_size=None,
+                 augment=False, seed=0, data=None):
+        super().__init__(batch_size, seed, data)
+        if readout not in READOUTS:
+            raise FPTError(f"task.readout='{readout}' is not an image readout; choose one of: {', '.join(READOUTS)}")
+        split_sizes(2**31, val_size, self.train_size)  # types and ranges now, before the trunk loads; the fit to the file later
+        self.val_size, self.data_seed = val_size, _int(data_seed, "data_seed", 0)
+        self.readout, self.augment = readout, _flag(augment, "augment")
+        self.eval_batch_size = max(self.batch_size, 64) if eval_batch_size is None else _int(eval_batch_size, "eval_batch_size")
+        self.sets: dict[str, ImageSet] = {}
+
+    # subclass interface
+    def required(self) -> list[Path]:
+        """Every file this task reads."""
+        raise NotImplementedError
+
+    def read(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 images (n, c, H, W) and long labels (n,) of the train or test file."""
+        raise NotImplementedError
+
+    def download(self) -> None:
+        """Fetch the files through torchvision (data.download=true)."""
+        raise NotImplementedError
+
+    def encoder(self, train_images: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The image -> tokens map; normalisation statistics come from the training file."""
+        raise NotImplementedError
+
+    def how_to_get(self) -> str:
+        """The end of the missing-files message."""
+        raise NotImplementedError
+
+    def check_format(self) -> None:
+        """Cheap format checks (headers, sizes) that can run before the trunk loads."""
+
+    # Task / LightningDataModule hooks
+    def check(self) -> None:
+        """One-line FPTError naming the missing files, where they were looked for, and how to get them."""
+        if self.data.get("download"):
+            return  # prepare_data fetches them
+        missing = [p for p in self.required() if not p.is_file()]
+        if missing:
+            folder = missing[0].parent
+            names = ", ".join(p.name + (" (found .gz: gunzip it)" if p.with_name(p.name + ".gz").is_file() else "") for p in missing)
+            raise FPTError(f"{self.dataset} files missing in {folder}: {names}; {self.how_to_get()}")
+        self.check_format()
+
+    def prepare_data(self) -> None:
+        """Download through torchvision when data.download=true (Lightning runs this once per node)."""
+        if self.data.get("download"):
+            self.download()
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read both files, derive the encoder from TRAIN, carve train/val; test is the test file."""
+        if self.sets:  # fit, validate and test share one read
+            return
+        images, labels = self.read(True)
+        test_images, test_labels = self.read(False)
+        encode = self.encoder(images)
+        train_idx, val_idx = carve(len(labels), self.val_size, self.train_size, self.data_seed)
+        augment = paper_augment(self.side) if self.augment else None
+        self.sets = {
+            "train": ImageSet(images[train_idx], labels[train_idx], encode, augment),
+            "val": ImageSet(images[val_idx], labels[val_idx], encode),
+            "test": ImageSet(test_images, test_labels, encode),  # the official test file, in full
+        }
+
+    def _loader(self, split: str) -> DataLoader:
+        # augmentation and encoding run in the workers; pinned memory only helps a CUDA copy
+        workers = int(self.data.get("num_workers", 0) or 0)
+        train = split == "train"
+        return DataLoader(
+            self.sets[split], batch_size=self.batch_size if train else self.eval_batch_size, shuffle=train,
+            num_workers=workers, persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled, augmented (if on) training batches."""
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        """The validation split carved from TRAIN, in a fixed order."""
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        """Every image of the official test file, in a fixed order."""
+        return self._loader("test")
+
+
+# --- MNIST ----------------------------------------------------------------------------------------
+def idx_dims(path: Path, magic: int) -> tuple[int, ...]:
+    """The dims in an uncompressed IDX file's header, after checking its magic number and its length."""
+    ndim = magic & 0xFF
+    with open(path, "rb") as f:
+        head = f.read(4 + 4 * ndim)
+    if len(head) < 4 + 4 * ndim or int.from_bytes(head[:4], "big") != magic:
+        raise FPTError(f"{path} is not an uncompressed IDX file (magic number {magic} expected); "
+                       f"download it again (data.download=true) or rewrite the fixture (fpt data mnist out=DIR)")
+    dims = struct.unpack(f">{ndim}I", head[4:])
+    want, have = len(head) + math.prod(dims), path.stat().st_size
+    if have != want:
+        raise FPTError(f"{path} is truncated or corrupt: its header says {' x '.join(map(str, dims))} ({want} bytes) "
+                       f"but the file has {have} bytes; download it again (data.download=true) or rewrite the fixture")
+    return dims
+
+
+class Mnist(ImageTask):
+    """MNIST digits: 28x28 gray cut into patch x patch tokens (4: 49 tokens of 16 features), 10 classes."""
+
+    side, dataset = 28, "MNIST"
+
+    def __init__(self, patch=4, normalize=True, **kw):
+        super().__init__(**kw)
+        self.patch, self.normalize = _patch(patch, self.side), _flag(normalize, "normalize")
+        grid = self.side // self.patch
+        self.spec = TaskSpec(seq_len=grid * grid, token_dim=self.patch**2, num_classes=10, readout=self.readout)
+
+    @property
+    def raw(self) -> Path:
+        """<root>/MNIST/raw, where torchvision keeps the IDX files."""
+        return self.root / "MNIST" / "raw"
+
+    def required(self) -> list[Path]:
+        return [self.raw / name for train in (True, False) for name in MNIST_FILES[train]]
+
+    def how_to_get(self) -> str:
+        return (f"get them with data.download=true (needs a network), or from {MNIST_URL} (gunzip into that folder), "
+                f"or write a small fixture with: fpt data mnist out=DIR")
+
+    def check_format(self) -> None:
+        for train in (True, False):
+            images, labels = (self.raw / name for name in MNIST_FILES[train])
+            n, h, w = idx_dims(images, IDX_IMAGES)
+            (m,) = idx_dims(labels, IDX_LABELS)
+            if (h, w) != (28, 28) or n != m:
+                raise FPTError(f"{images} holds {n} images of {h}x{w} and {labels} {m} labels; MNIST has 28x28 images, one label each")
+            if train:
+                split_sizes(n, self.val_size, self.train_size)
+
+    def read(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        from torchvision.datasets import MNIST
+
+        self.check_format()  # torchvision would fail on a short file with an unhelpful reshape error
+        try:
+            ds = MNIST(str(self.root), train=train)
+        except Exception as e:
+            raise FPTError(f"cannot read MNIST from {self.raw}: {_first_line(e)}") from None
+        return rearrange(ds.data, "n h w -> n 1 h w"), _labels(ds.targets, self.raw / MNIST_FILES[train][1])
+
+    def download(self) -> None:
+        from torchvision.datasets import MNIST
+
+        _refuse_fixture(self.raw, "mnist")
+        try:
+            for train in (True, False):
+                MNIST(str(self.root), train=train, download=True)
+        except Exception as e:
+            raise FPTError(f"could not download MNIST into {self.raw}: {_first_line(e)}; files are at {MNIST_URL}") from None
+
+    def encoder(self, train_images: torch.Tensor) -> PatchTokens:
+        return PatchTokens(self.patch, stats=channel_stats(train_images) if self.normalize else None)
+
+    @classmethod
+    def write_data(cls, out: Path, **options) -> list[Path]:
+        """A small learnable MNIST fixture: scikit-learn's 8x8 digits, upscaled, in MNIST's four IDX files."""
+        n_train, n_test, seed = _fixture_options("mnist", options)
+        raw = Path(out) / "MNIST" / "raw"
+        _claim(raw, MNIST_FILES[True][0], "mnist")
+        g = torch.Generator().manual_seed(seed)
+        written = []
+        for train, n in ((True, n_train), (False, n_test)):
+            images, labels = _digits(n, train, g)
+            written += [_write_idx(raw / MNIST_FILES[train][0], IDX_IMAGES, images),
+                        _write_idx(raw / MNIST_FILES[train][1], IDX_LABELS, labels)]
+        return written + [_mark(raw, "mnist")]
+
+
+def _labels(targets, source: Path) -> torch.Tensor:
+    y = torch.as_tensor(targets, dtype=torch.long)
+    if len(y) and (int(y.min()) < 0 or int(y.max()) > 9):
+        raise FPTError(f"{source} has labels outside 0..9 (min {int(y.min())}, max {int(y.max())})")
+    return y
+
+
+def _digits(n: int, train: bool, g: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """n MNIST-like uint8 28x28 digits from scikit-learn's 1,797 real 8x8 ones (last 297 held out for test)."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise FPTError("the MNIST fixture is made from scikit-learn's digits: pip install scikit-learn") from None
+    digits = load_digits()
+    pool = slice(0, 1500) if train else slice(1500, None)
+    src = torch.from_numpy(digits.images[pool]).float() / 16  # (m, 8, 8) in [0, 1]
+    pick = torch.randint(0, len(src), (n,), generator=g)
+    big = torch.nn.functional.interpolate(src[pick, None], size=20, mode="bilinear", align_corners=False)
+    img = torch.nn.functional.pad(big[:, 0], (4, 4, 4, 4))  # MNIST: a 20x20 digit centred in 28x28
+    shifts = torch.randint(-1, 2, (n, 2), generator=g)  # jitter, so resampled digits are not copies
+    img = torch.stack([torch.roll(im, (int(a), int(b)), (0, 1)) for im, (a, b) in zip(img, shifts)])
+    img = img * 255 + 12 * torch.randn(img.shape, generator=g)
+    return img.round().clamp(0, 255).to(torch.uint8).numpy(), digits.target[pool][pick.numpy()].astype(np.uint8)
+
+
+def _write_idx(path: Path, magic: int, array: np.ndarray) -> Path:
+    """An uncompressed IDX file: big-endian magic and dims, then the ubyte data."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(struct.pack(f">I{array.ndim}I", magic, *array.shape) + np.ascontiguousarray(array, np.uint8).tobytes())
+    return path
+
+
+# --- CIFAR-10 -------------------------------------------------------------------------------------
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays, lists, dicts and strings, nothing else: unchecked files cannot run code."""
+
+    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+               ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def read_cifar_batch(path: Path) -> tuple[np.ndarray, list[int]]:
+    """data (n, 3072) uint8 and labels of one CIFAR-10 pickle, read without torchvision's MD5 check."""
+    try:
+        with open(path, "rb") as f:
+            entry = _ArrayUnpickler(f, encoding="latin1").load()
+        entry = {k.decode() if isinstance(k, bytes) else k: v for k, v in entry.items()}
+        data, labels = entry["data"], list(entry["labels"])
+    except Exception as e:  # truncated, not a pickle, or not a CIFAR batch
+        raise FPTError(f"cannot read CIFAR-10 batch {path}: {_first_line(e)}; it is truncated or not a CIFAR-10 pickle") from None
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
+        raise FPTError(f"{path} is not a CIFAR-10 batch: expected uint8 data of n x 3072 and n labels")
+    return data, labels
+
+
+class _Cifar(ImageTask):
+    """CIFAR-10's files: torchvision's MD5-checked loader, or the unchecked pickle reader for fixtures."""
+
+    side, dataset = 32, "CIFAR-10"
+
+    def __init__(self, verify=None, **kw):
+        super().__init__(**kw)
+        if verify is not None:
+            _flag(verify, "verify")
+        self.verify = verify
+
+    @property
+    def folder(self) -> Path:
+        """<root>/cifar-10-batches-py, as the official archive extracts."""
+        return self.root / CIFAR_DIR
+
+    def required(self) -> list[Path]:
+        return [self.folder / name for name in (*CIFAR_FILES[True], *CIFAR_FILES[False], CIFAR_META)]
+
+    def how_to_get(self) -> str:
+        return (f"get them with data.download=true (needs a network), or extract {CIFAR_URL} into {self.root}, "
+                f"or write a small fixture with: fpt data cifar10 out=DIR")
+
+    def checked(self) -> bool:
+        """torchvision's MD5 check applies unless turned off or the folder is a fixture of ours."""
+        return self.verify if self.verify is not None else not (self.folder / FIXTURE_MARKER).is_file()
+
+    def read(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.checked():
+            data, labels = self._read_torchvision(train)
+        else:
+            parts = [read_cifar_batch(self.folder / name) for name in CIFAR_FILES[train]]
+            data = rearrange(np.concatenate([d for d, _ in parts]), "n (c h w) -> n h w c", c=3, h=32)
+            labels = [y for _, ys in parts for y in ys]
+        images = rearrange(torch.from_numpy(np.ascontiguousarray(data)), "n h w c -> n c h w").contiguous()
+        return images, _labels(labels, self.folder / CIFAR_FILES[train][0])
+
+    def _read_torchvision(self, train: bool) -> tuple[np.ndarray, list[int]]:
+        from torchvision.datasets import CIFAR10
+
+        try:
+            ds = CIFAR10(str(self.root), train=train)
+        except RuntimeError:  # torchvision's "Dataset not found or corrupted"
+            raise FPTError(f"{self.folder} fails torchvision's MD5 check (corrupt, or not the official CIFAR-10 files); "
+                           f"download again (data.download=true), or set task.verify=false to read them unchecked") from None
+        return ds.data, ds.targets  # (n, 32, 32, 3) uint8 HWC, labels
+
+    def download(self) -> None:
+        from torchvision.datasets import CIFAR10
+
+        _refuse_fixture(self.folder, "cifar10")
+        try:
+            CIFAR10(str(self.root), train=True, download=True)  # one tarball holds every batch
+        except Exception as e:
+            raise FPTError(f"could not download CIFAR-10 into {self.root}: {_first_line(e)}; the archive is {CIFAR_URL}") from None
+
+    @classmethod
+    def write_data(cls, out: Path, **options) -> list[Path]:
+        """A small learnable CIFAR-10 fixture (class-coloured gratings + noise) in the real pickle layout."""
+        n_train, n_test, seed = _fixture_options("cifar10", options)
+        folder = Path(out) / CIFAR_DIR
+        _claim(folder, CIFAR_FILES[True][0], "cifar10")
+        g = torch.Generator().manual_seed(seed)
+        written = []
+        for train, n in ((True, n_train), (False, n_test)):
+            data, labels = _gratings(n, g)
+            names = CIFAR_FILES[train]
+            for i, (d, y) in enumerate(zip(np.array_split(data, len(names)), np.array_split(labels, len(names)))):
+                label = f"training batch {i + 1} of 5" if train else "testing batch 1 of 1"
+                written.append(_pickle(folder / names[i], {"batch_label": label, "labels": y.tolist(), "data": d,
+                                                           "filenames": [f"fixture_{j:05d}.png" for j in range(len(y))]}))
+        per_batch = math.ceil(n_train / 5)
+        meta = {"num_cases_per_batch": per_batch, "label_names": list(CIFAR_CLASSES), "num_vis": 3072}
+        written.append(_pickle(folder / CIFAR_META, meta))
+        return written + [_mark(folder, "cifar10")]
+
+
+def _gratings(n: int, g: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """n CIFAR-like images, data (n, 3072) uint8 R,G,B planes: a class colour and grating orientation/frequency, plus noise."""
+    labels = torch.randperm(n, generator=g) % 10  # balanced classes
+    hue = labels.double() * 2 * math.pi / 10
+    colour = torch.stack([hue, hue + 2 * math.pi / 3, hue + 4 * math.pi / 3], 1).cos() * 0.35 + 0.5  # (n, 3)
+    angle = (labels % 2).double() * math.pi / 2  # 0 or 90 degrees: survives the +-20 degree augmentation
+    freq = 2 * math.pi / (3 + labels // 2).double()  # 5 wavelengths, 3..7 pixels
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    phase = torch.rand(n, generator=g, dtype=torch.float64) * 2 * math.pi
+    along = xx * angle.cos().view(-1, 1, 1) + yy * angle.sin().view(-1, 1, 1)  # (n, 32, 32)
+    grating = 0.5 + 0.5 * torch.sin(freq.view(-1, 1, 1) * along + phase.view(-1, 1, 1))
+    noise = 20 * torch.randn((n, 3, 32, 32), generator=g, dtype=torch.float64)
+    img = 255 * colour.view(-1, 3, 1, 1) * (0.4 + 0.6 * grating[:, None]) + noise  # (n, 3, 32, 32)
+    data = rearrange(img.round().clamp(0, 255).to(torch.uint8), "n c h w -> n (c h w)")
+    return data.numpy(), labels.numpy()
+
+
+def _pickle(path: Path, obj: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=2)  # the protocol of the original files
+    return path
+
+
+class Cifar10(_Cifar):
+    """CIFAR-10: 32x32 RGB cut into patch x patch tokens (4: 64 tokens of 48 features), 10 classes."""
+
+    def __init__(self, patch=4, normalize=True, augment=True, **kw):
+        super().__init__(augment=augment, **kw)
+        self.patch, self.normalize = _patch(patch, self.side), _flag(normalize, "normalize")
+        grid = self.side // self.patch
+        self.spec = TaskSpec(seq_len=grid * grid, token_dim=3 * self.patch**2, num_classes=10, readout=self.readout)
+
+    def encoder(self, train_images: torch.Tensor) -> PatchTokens:
+        return PatchTokens(self.patch, stats=channel_stats(train_images) if self.normalize else None)
+
+
+class Cifar10Lra(_Cifar):
+    """CIFAR-10 in grayscale, one pixel per token (1024 tokens), in one of two variants.
+
+    variant=fpt (the FPT paper): gray values in [0, 1] (standardised unless normalize=false) through a
+    Linear layer, 1024 x 1, the paper's augmentation on by default.
+    variant=lra (Long Range Arena): gray ints 0..255 as ids through a 256-entry Embedding, no pad id
+    (every value is a pixel), no augmentation; with the default val_size 0.1: LRA's 45k/5k/10k split.
+    It reads cifar10's files (and `fpt data cifar10_lra` writes the same fixture).
+    """
+
+    VARIANTS = ("fpt", "lra")
+
+    def __init__(self, variant="fpt", augment=None, normalize=None, **kw):
+        if variant not in self.VARIANTS:
+            raise FPTError(f"unknown task.variant '{variant}'; choose one of: {', '.join(self.VARIANTS)}")
+        if variant == "lra" and (augment or normalize):
+            raise FPTError("task.variant=lra feeds raw gray ids with no augmentation (LRA's benchmark); "
+                           "leave augment and normalize null, or use variant=fpt")
+        super().__init__(augment=variant == "fpt" if augment is None else augment, **kw)
+        self.variant = variant
+        self.normalize = variant == "fpt" if normalize is None else _flag(normalize, "normalize")
+        tokens = self.side * self.side
+        if variant == "lra":
+            self.spec = TaskSpec(seq_len=tokens, vocab_size=256, pad_id=None, num_classes=10, readout=self.readout)
+        else:
+            self.spec = TaskSpec(seq_len=tokens, token_dim=1, num_classes=10, readout=self.readout)
+
+    def encoder(self, train_images: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        if self.variant == "lra":
+            return GrayIds()
+        return PatchTokens(1, gray=True, stats=channel_stats(train_images, gray=True) if self.normalize else None)
+
+
+# --- fixtures: options and ownership --------------------------------------------------------------
+def _fixture_options(task: str, options: dict) -> tuple[int, int, int]:
+    """n_train, n_test, seed of `fpt data TASK out=DIR n_train=.. n_test=.. seed=..`, checked."""
+    known = {"n_train": 1000, "n_test": 200, "seed": 0}
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise FPTError(f"unknown option '{unknown[0]}' for fpt data {task}; known: {', '.join(known)}")
+    vals = {**known, **options}
+    for key, v in vals.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < (0 if key == "seed" else 1):
+            raise FPTError(f"fpt data {task}: {key} must be a {'non-negative' if key == 'seed' else 'positive'} integer, got {v!r}")
+    return vals["n_train"], vals["n_test"], vals["seed"]
+
+
+def _claim(folder: Path, probe: str, task: str) -> None:
+    """Never overwrite real data with a fixture: only an empty folder or an earlier fixture is written to."""
+    if (folder / probe).exists() and not (folder / FIXTURE_MARKER).is_file():
+        raise FPTError(f"{folder} already holds {probe} not written by fpt data; choose another out= for the {task} fixture")
+
+
+def _mark(folder: Path, task: str) -> Path:
+    path = folder / FIXTURE_MARKER
+    path.write_text(f"written by `fpt data {task}`: a small synthetic fixture, not the real dataset; read without MD5 checks\n")
+    return path
+
+
+def _refuse_fixture(folder: Path, task: str) -> None:
+    if (folder / FIXTURE_MARKER).is_file():
+        raise FPTError(f"{folder} holds a fixture written by fpt data {task}; point data.root at another folder to download the real data")
