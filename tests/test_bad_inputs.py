@@ -82,6 +82,7 @@ CASES = [
     ("freeze group absent from the model", ["train", "model=lstm", "freeze=attn"], ["'attn' matches no parameter"], LOADED),
     ("accelerator absent", ["train", "trunk=gpt2", "trunk.path={gpt2}", "trainer.accelerator=gpu"], ["trainer options rejected"], LOADED),
     ("precision unknown", ["train", "trunk=gpt2", "trunk.path={gpt2}", "trainer.precision=fp7"], ["trainer options rejected", "fp7"], LOADED),
+    ("data for a generated task", ["data", "bit_xor", "out={tmp}/x"], ["generated on the fly"], LOADED),
     ("eval truncated checkpoint", ["eval", "ckpt={tmp}/trunc.ckpt"], ["cannot read checkpoint"], LOADED),
     ("eval foreign checkpoint", ["eval", "ckpt={tmp}/alien.ckpt"], ["not an fpt checkpoint"], LOADED),
 ]

@@ -68,7 +68,6 @@ def test_inspect_lists_norms_positions_input_output_as_trainable(tiny):
         (["frobnicate"], ["unknown command 'frobnicate'"]),
         (["eval"], ["missing ckpt=PATH"]),
         (["eval", "ckpt=/nonexistent/best.ckpt"], ["no checkpoint at /nonexistent/best.ckpt"]),
-        (["data", "bit_xor", "out=/tmp/x"], ["generated on the fly"]),
     ],
 )
 def test_bad_input_is_one_line_fast_no_traceback(args, needles):
