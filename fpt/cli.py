@@ -17,9 +17,13 @@ USAGE = """usage: fpt COMMAND [key=value ...]
 
 commands:
   train    train a model:        fpt train task=bit_xor trunk=minilm freeze=attn,ffn
-  eval     test a checkpoint:    fpt eval ckpt=RUN_DIR/checkpoints/best.ckpt
+  eval     test a checkpoint:    fpt eval ckpt=RUN_DIR/checkpoints/best.ckpt [ablate.layers=[0,5]]
   inspect  show what trains:     fpt inspect trunk=gpt2 trunk.path=DIR freeze=attn,ffn
   data     write a task's files: fpt data listops out=DIR [key=value ...]
+  sweep    a grid of runs:       fpt sweep experiment=cpu_main   (then: fpt report sweeps/cpu_main)
+  report   tables and plots:     fpt report SWEEP_DIR
+  bench    time the step:        fpt bench trunk=gpt2 trunk.init=random task=cifar10
+  analyze  look inside a run:    fpt analyze attention|similarity|probe|weights|ablate ...
 
 Overrides are Hydra's (config groups: task, trunk, model, trainer, logger, experiment);
 `freeze=a,b` means the list [a,b]; sweep with --multirun 'freeze=[attn,ffn],[ln]' seed=0,1,2.
@@ -105,6 +109,13 @@ def _eval(args: list[str]) -> int:
 
     if not Path(ckpt).expanduser().is_file():  # before the heavy imports: a typo fails at once
         raise FPTError(f"no checkpoint at {ckpt}; pass ckpt=RUN_DIR/checkpoints/best.ckpt")
+    layers = [a.split("=", 1)[1] for a in rest if a.startswith("ablate.layers=")]
+    rest = [a for a in rest if not a.startswith("ablate.layers=")]
+    if layers:  # skip chosen blocks (identity) and report the accuracy drop per block
+        from fpt.analysis.ablate import evaluate_ablation, format_report
+
+        print(format_report(evaluate_ablation(ckpt, layers[-1], rest)))
+        return 0
     from fpt.train import evaluate
 
     out = evaluate(ckpt, rest)

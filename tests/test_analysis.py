@@ -262,6 +262,7 @@ def test_bad_input_is_one_line(run_dir, tiny, tmp_path, capsys):
         (("probe", f"run={run_dir}", "n=0"), "n=0: expected a positive integer"),
         (("attention", f"run={run_dir}", "layer=[0]"), "unknown option 'layer'"),
         (("weights", "trunk=nope"), "unknown trunk 'nope'"),
+        (("similarity", f"a={run_dir}", "b=trunk:nope"), "unknown trunk 'nope'"),
         (("nope",), "unknown analysis 'nope'"),
     ]
     for args, needle in cases:
