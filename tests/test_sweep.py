@@ -62,12 +62,12 @@ def test_report_has_the_table_the_configs_and_plots(swept):
 
 
 def test_one_failing_run_does_not_stop_the_others(tiny, tmp_path):
-    p = _sweep(tiny, tmp_path, "trunk.init=pretrained,nonsense")
+    p = _sweep(tiny, tmp_path, "model.depth=1,9")  # the tiny trunk has 2 blocks: depth 9 fails when built
     assert p.returncode == 1  # the sweep reports that not every run finished
     rows = _rows(tmp_path)
     failed = [r for r in rows if r["status"] == "failed"]
     assert len(rows) == 8 and len(failed) == 4
-    assert all("unknown trunk.init 'nonsense'" in r["error"] for r in failed)
+    assert all("model.depth=9" in r["error"] and "choose 1..2" in r["error"] for r in failed)
     assert "failed:" in p.stdout
 
 
