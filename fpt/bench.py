@@ -668,6 +668,9 @@ def results(entries: list[Entry], matmuls: list[Entry], ref, cfg, opts: dict, de
 
 def main(args: list[str]) -> int:
     """`fpt bench [training overrides] [bench.key=value ...]`: print the table, append JSON lines to bench.out."""
+    if any(a in ("-h", "--help", "help") for a in args):
+        print(__doc__)
+        return 0
     opts, overrides = split_args(args)
     cfg = training_config(overrides)
     spec = task_spec(cfg.task, opts["seq_len"])

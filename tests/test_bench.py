@@ -90,6 +90,12 @@ def test_bad_options_are_one_line_errors(option, needle, capsys):
     assert needle in err, err
 
 
+def test_help_names_the_options(capsys):
+    assert main(["bench", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"bench.{k}" in out for k in ("batch", "seq_len", "steps", "warmup", "out", "variants", "device"))
+
+
 def test_task_shapes_come_without_data():
     from fpt.bench import KNOWN_SHAPES, class_spec, task_spec
 
