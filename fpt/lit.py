@@ -28,7 +28,7 @@ class FPTModule(pl.LightningModule):
         self.model = model
         self.cfg = OmegaConf.to_container(cfg, resolve=True) if not isinstance(cfg, dict) else cfg
         c = model.spec.num_classes
-        self.acc = torch.nn.ModuleDict({f"{s}_acc": MulticlassAccuracy(num_classes=c, average="micro") for s in ("train", "val", "test")})
+        self.acc = torch.nn.ModuleDict({f"{s}_acc": MulticlassAccuracy(num_classes=c, average="micro", validate_args=False) for s in ("train", "val", "test")})
         self.targets = sorted(float(t) for t in self.cfg.get("targets") or [])
         self.steps_to: dict[str, int] = {}
         self.stop_at = self.cfg.get("stop_at_val_acc")
