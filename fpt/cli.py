@@ -130,7 +130,7 @@ def _inspect(args: list[str]) -> int:
     from fpt.freeze import inspect_table
     from fpt.train import build
 
-    _, lit = build(cfg)
+    _, lit = build(cfg, cached=False)
     print(inspect_table(lit.model, lit.model.param_groups()))
     return 0
 

@@ -62,7 +62,7 @@ def _first_line(e: Exception) -> str:
 
 
 def _record_failure(run_dir: Path, e: Exception, overrides: dict) -> None:
-    from fpt.train import write_json
+    from fpt.checkpoint import write_json
 
     run_dir.mkdir(parents=True, exist_ok=True)
     if not isinstance(e, FPTError):

@@ -37,12 +37,16 @@ class FPTModule(pl.LightningModule):
             raise FPTError(f"unknown on_nan '{self.on_nan}'; choose one of: {', '.join(NAN_POLICIES)}")
         self.history: list[tuple[int, float]] = []  # (step, val/acc) per evaluation
         self.train_seconds, self.train_steps, self._t0 = 0.0, 0, 0.0  # host-side time in training batches
+        self.epoch_seconds: list[float] = []  # wall time of each training epoch (validation excluded)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.model(x, mask)
 
     def _step(self, batch: dict, stage: str) -> torch.Tensor:
-        logits = self.model(batch["x"], batch["mask"])  # (b, n, c)
+        if "r" in batch:  # cached output-only features (fpt/features.py): the trunk does not run
+            logits = self.model.head(batch["r"])
+        else:
+            logits = self.model(batch["x"], batch["mask"])  # (b, n, c)
         y = batch["y"]  # (b, n)
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
         self.acc[f"{stage}_acc"](logits.argmax(-1).flatten(), y.flatten())
@@ -56,6 +60,15 @@ class FPTModule(pl.LightningModule):
         if self.on_nan == "skip" and not torch.isfinite(loss):  # one host sync per step, only in this mode
             return None  # Lightning skips the optimizer step for this batch
         return loss
+
+    def on_train_epoch_start(self):
+        self._epoch_t0, self._epoch_val = time.perf_counter(), 0.0
+
+    def on_train_epoch_end(self):
+        self.epoch_seconds.append(round(time.perf_counter() - self._epoch_t0 - self._epoch_val, 4))
+
+    def on_validation_epoch_start(self):
+        self._val_t0 = time.perf_counter()
 
     def on_train_batch_start(self, batch, batch_idx):
         self._t0 = time.perf_counter()
@@ -85,6 +98,8 @@ class FPTModule(pl.LightningModule):
         self._step(batch, "test")
 
     def on_validation_epoch_end(self):
+        if hasattr(self, "_epoch_val"):  # validation inside a training epoch is not the epoch's training time
+            self._epoch_val += time.perf_counter() - self._val_t0
         if self.trainer.sanity_checking:
             return
         acc = float(self.trainer.callback_metrics["val/acc"])  # one host sync per evaluation
@@ -128,6 +143,7 @@ class FPTModule(pl.LightningModule):
             "fingerprint": trunk_fingerprint(self),
             "steps_to": dict(self.steps_to),
             "history": list(self.history),
+            "timing": {"train_seconds": self.train_seconds, "train_steps": self.train_steps, "epoch_seconds": list(self.epoch_seconds)},
             "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
         }
 

@@ -43,8 +43,12 @@ class FPTModel(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x (b, t, d) or (b, t) ids, mask (b, t) -> logits (b, n, c)."""
+        return self.head(self.features(x, mask))
+
+    def features(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Everything before the output layer: readout features (b, k, h) or (b, h)."""
         h = self._body_forward(self.trunk, self.input(x), mask)  # (b, t, h)
-        return self.head(self.read(h, mask))
+        return self.read(h, mask)
 
     def read(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(b, t, h) -> (b, k, h) for last_k, else (b, h)."""
@@ -90,6 +94,8 @@ def build_model(cfg, spec: TaskSpec) -> FPTModel:
         if kind != "fpt":
             raise FPTError("unfreeze.* selects transformer blocks; it does not apply to model.kind=lstm")
         unfreeze_blocks(model, groups, parse_freeze(unfreeze["groups"]), unfreeze.get("last"), model.blocks)
+    if cfg.model.get("compile"):  # torch.compile in place: parameter names, freeze groups and checkpoints stay the same
+        model.trunk.compile()
     return model
 
 

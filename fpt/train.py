@@ -20,20 +20,22 @@ from omegaconf import DictConfig, OmegaConf
 from fpt.checkpoint import META_KEY, AtomicCheckpointIO, load_checkpoint, write_json
 from fpt.config import resolved
 from fpt.errors import FPTError
+from fpt.features import maybe_cache
 from fpt.freeze import count_params, summary_line
 from fpt.lit import FPTModule, trunk_fingerprint
 from fpt.model import build_model
 from tasks.base import build_task
 
 
-def build(cfg: DictConfig):
-    """Task and LightningModule for `cfg`, seeded."""
+def build(cfg: DictConfig, cached: bool = True):
+    """Task and LightningModule for `cfg`, seeded. `cached`: output-only runs may serve cached features
+    (features.cache); False gives the task's own examples (analysis reads inputs, not features)."""
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     task = build_task(cfg.task, int(cfg.seed), cfg.data)
     model = build_model(cfg, task.spec)
     if model.spec.seq_len != task.spec.seq_len:  # a variable-length task cut to the trunk's positions
         task.fit_to(model.spec.seq_len)
-    return task, FPTModule(model, resolved(cfg))
+    return (maybe_cache(cfg, task, model) if cached else task), FPTModule(model, resolved(cfg))
 
 
 def csv_logger(run_dir: Path, resume_step: int | None) -> CSVLogger:
@@ -107,13 +109,23 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None) -> dict:
     ckpt_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best", monitor="val/acc", mode="max",
                               save_weights_only=True, enable_version_counter=False)
     last_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
-    trainer = make_trainer(cfg.trainer, logger=loggers(cfg, run_dir, resume_step), callbacks=[ckpt_cb, last_cb],
+    callbacks = [ckpt_cb, last_cb]
+    if cfg.trainer.get("enable_progress_bar", True):  # the bar reads its metrics (a device sync) only when it redraws
+        from lightning.pytorch.callbacks import TQDMProgressBar
+
+        callbacks.append(TQDMProgressBar(refresh_rate=max(1, int(cfg.trainer.get("log_every_n_steps") or 20))))
+    trainer = make_trainer(cfg.trainer, logger=loggers(cfg, run_dir, resume_step), callbacks=callbacks,
                            default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()])
     t0 = time.perf_counter()
     trainer.fit(lit, datamodule=task, ckpt_path=resume)
     best = ckpt_cb.best_model_path or None
+    steps = int(trainer.global_step)
+    if lit.train_steps == 0 and (ckpt_dir / "last.ckpt").is_file():
+        steps = from_last_checkpoint(lit, ckpt_dir / "last.ckpt")  # ddp_spawn trained in child processes
     test = trainer.test(lit, datamodule=task, ckpt_path=best, verbose=False)[0]
     more = extra_tests(trainer, lit, task, best)
+    if not trainer.is_global_zero:  # under DDP every rank runs this; rank 0 writes the results
+        return {}
     trainable, total = count_params(lit.model)
     results = {
         "status": "ok",
@@ -130,8 +142,10 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None) -> dict:
         **more,
         "params_trainable": trainable,
         "params_total": total,
-        "steps": int(trainer.global_step),
+        "steps": steps,
         "sec_per_step": round(lit.train_seconds / max(lit.train_steps, 1), 4),  # training steps of this session only
+        "epoch_seconds": lit.epoch_seconds,  # training time of each finished epoch (validation excluded)
+        "feature_cache": getattr(task, "info", None),  # output-only runs on cached features: path, hit, seconds
         "best_checkpoint": best,
         "steps_to": {str(t): lit.steps_to.get(str(t)) for t in lit.targets},  # None: never reached
         "wall_seconds": round(time.perf_counter() - t0, 2),
@@ -139,6 +153,17 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None) -> dict:
     }
     write_json(run_dir / "results.json", results)
     return results
+
+
+def from_last_checkpoint(lit: FPTModule, path: Path) -> int:
+    """Take steps, targets, history and timing from last.ckpt, for fits that ran in other processes (ddp_spawn)."""
+    ckpt = load_checkpoint(path)
+    meta = ckpt[META_KEY]
+    lit.steps_to, lit.history = dict(meta.get("steps_to", {})), [tuple(h) for h in meta.get("history", [])]
+    timing = meta.get("timing", {})
+    lit.train_seconds, lit.train_steps = timing.get("train_seconds", 0.0), timing.get("train_steps", 0)
+    lit.epoch_seconds = list(timing.get("epoch_seconds", []))
+    return int(ckpt["global_step"])
 
 
 def extra_tests(trainer: pl.Trainer, lit: FPTModule, task, ckpt: str | None) -> dict:
@@ -181,12 +206,12 @@ def _resume_path(cfg: DictConfig, ckpt_dir: Path) -> str | None:
     return str(last) if last.is_file() else None
 
 
-def restore(ckpt: dict, overrides: list[str] | None = None):
-    """Rebuild the task and module a checkpoint came from and load its trained tensors."""
+def restore(ckpt: dict, overrides: list[str] | None = None, cached: bool = True):
+    """Rebuild the task and module a checkpoint came from and load its trained tensors (see build)."""
     cfg = OmegaConf.create(ckpt[META_KEY]["config"])
     if overrides:
         cfg.merge_with(OmegaConf.from_dotlist(overrides))
-    task, lit = build(cfg)
+    task, lit = build(cfg, cached)
     missing, unexpected = lit.load_state_dict(ckpt["state_dict"], strict=False)
     frozen = lit.frozen_trunk_keys()
     bad = sorted(set(missing) - frozen) + sorted(unexpected)

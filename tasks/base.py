@@ -75,6 +75,19 @@ class Task(pl.LightningDataModule):
         Called before the trunk is loaded, so a missing dataset fails in seconds. Generated tasks have nothing to check.
         """
 
+    @property
+    def finite_train(self) -> bool:
+        """Whether the training set is a fixed, finite set of examples (False: an endless stream)."""
+        return True
+
+    def train_set(self):
+        """One pass over the whole training set, in any order (for cached output-only features)."""
+        return self.train_dataloader()
+
+    def data_files(self) -> list[Path]:
+        """The files this task reads (a feature cache is invalidated when one changes)."""
+        return []
+
     def extra_test_dataloaders(self) -> dict:
         """Further test sets by name (reported as NAME/acc in results.json); the main one is test_dataloader()."""
         return {}

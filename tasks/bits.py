@@ -15,17 +15,23 @@ from tasks.base import Task, TaskSpec
 
 
 class _Stream(IterableDataset):
-    """Endless whole batches from `sample(n, generator)`, batch i drawn from seed (seed, i)."""
+    """Endless whole batches from `sample(n, generator)`, batch i drawn from seed (seed, i[, rank]).
 
-    def __init__(self, sample, batch_size: int, seed: int, start: int = 0):
-        self.sample, self.batch_size, self.seed, self.start = sample, batch_size, seed, start
+    Under DDP every rank draws its own batches (rank 0 the same ones as a single process). Batches are
+    drawn on `device` (the training device: no host-to-device copy; a GPU draws other numbers than the CPU).
+    """
+
+    def __init__(self, sample, batch_size: int, seed: int, start: int = 0, rank: int = 0, device="cpu"):
+        self.sample, self.batch_size, self.seed, self.start, self.rank = sample, batch_size, seed, start, rank
+        self.device = torch.device(device)
 
     def __iter__(self):
         step = self.start
         while True:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+            key = self.seed * 1_000_003 + step
+            g = torch.Generator(self.device).manual_seed(key if self.rank == 0 else key * 1_009 + self.rank)
             x, y = self.sample(self.batch_size, g)
-            yield {"x": x, "mask": torch.ones(x.shape[:2], dtype=torch.bool), "y": y}
+            yield {"x": x, "mask": torch.ones(x.shape[:2], dtype=torch.bool, device=x.device), "y": y}
             step += 1
 
 
@@ -49,15 +55,33 @@ class BitTask(Task):
 
     def train_dataloader(self) -> DataLoader:
         start = self.trainer.global_step if self.trainer is not None else 0  # resume mid-stream
-        sample = self.sample if self.train_size is None else self._pool_sampler(self.train_size)
-        return DataLoader(_Stream(sample, self.batch_size, self.seed, start), batch_size=None)
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        sample = self.sample if self.train_size is None else self._pool_sampler(self.train_size, device)
+        return DataLoader(_Stream(sample, self.batch_size, self.seed, start, rank, device), batch_size=None)
 
-    def _pool_sampler(self, size: int):
+    @property
+    def finite_train(self) -> bool:
+        return self.train_size is not None
+
+    def _pool(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fixed training pool of `size` examples (data.train_size)."""
+        return self.sample(size, torch.Generator().manual_seed(self.data_seed + 2))
+
+    def train_set(self) -> DataLoader:
+        """The pool of data.train_size examples, once (an endless stream has no such set)."""
+        if self.train_size is None:
+            raise FPTError("the bit tasks' training stream is endless; set data.train_size=N for a fixed training set")
+        x, y = self._pool(self.train_size)
+        ds = TensorDataset(x, torch.ones(x.shape[:2], dtype=torch.bool), y)
+        return DataLoader(ds, batch_size=max(self.batch_size, 64), collate_fn=_as_dict)
+
+    def _pool_sampler(self, size: int, device=None):
         """Draw batches from one fixed pool of `size` examples (data-size scaling) instead of fresh ones."""
-        x, y = self.sample(size, torch.Generator().manual_seed(self.data_seed + 2))
+        x, y = (t.to(device) for t in self._pool(size))
 
         def sample(n, g):
-            idx = torch.randint(0, size, (n,), generator=g)
+            idx = torch.randint(0, size, (n,), generator=g, device=g.device)
             return x[idx], y[idx]
 
         return sample
@@ -75,8 +99,8 @@ def _as_dict(rows):
 
 
 def _bits(shape, g: torch.Generator) -> torch.Tensor:
-    """Uniform random bits in {0, 1} as long."""
-    return torch.randint(0, 2, shape, generator=g)
+    """Uniform random bits in {0, 1} as long, on the generator's device."""
+    return torch.randint(0, 2, shape, generator=g, device=g.device)
 
 
 class BitXor(BitTask):
@@ -119,9 +143,9 @@ class BitMemory(BitTask):
 
     def sample(self, n, g):
         bits = _bits((n, self.n_strings, self.n_bits), g)  # (n, S, L)
-        pick = torch.randint(0, self.n_strings, (n,), generator=g)
-        target = bits[torch.arange(n), pick]  # (n, L)
-        keep = torch.rand((n, self.n_bits), generator=g) >= self.mask_prob
+        pick = torch.randint(0, self.n_strings, (n,), generator=g, device=g.device)
+        target = bits[torch.arange(n, device=g.device), pick]  # (n, L)
+        keep = torch.rand((n, self.n_bits), generator=g, device=g.device) >= self.mask_prob
         signed = bits.float() * 2 - 1
         query = (target.float() * 2 - 1) * keep  # masked bits become 0
         seq = torch.cat([signed, query[:, None]], dim=1)  # (n, S+1, L)

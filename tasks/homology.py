@@ -317,6 +317,9 @@ class RemoteHomology(Task):
         """Each split's file (None when missing)."""
         return {s: find_split(self.root, s, self.fmt) for s in SPLITS}
 
+    def data_files(self) -> list[Path]:
+        return [p for p in self.paths().values() if p is not None]
+
     def check(self) -> None:
         """One-line FPTError if a split is missing, a record lacks a field, or a label exceeds num_classes."""
         paths = self.paths()

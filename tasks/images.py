@@ -221,6 +221,9 @@ class ImageTask(Task):
     def check_format(self) -> None:
         """Cheap format checks (headers, sizes) that can run before the trunk loads."""
 
+    def data_files(self) -> list[Path]:
+        return self.required()
+
     # Task / LightningDataModule hooks
     def check(self) -> None:
         """One-line FPTError naming the missing files, where they were looked for, and how to get them."""

@@ -373,6 +373,10 @@ class ListOps(Task):
                 return d
         return None
 
+    def data_files(self) -> list[Path]:
+        d = self.data_dir()
+        return [d / f for f in SPLITS.values()] if d is not None else []
+
     def check(self) -> None:
         """One-line FPTError if a split file is missing or lacks LRA's header."""
         d = self.data_dir()

@@ -6,6 +6,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # must precede any transformers / huggingfac
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["WANDB_MODE"] = "offline"
 os.environ.setdefault("WANDB_SILENT", "true")
+import tempfile  # noqa: E402
+
+os.environ["FPT_CACHE"] = tempfile.mkdtemp(prefix="fpt-test-cache-")  # feature caches of tests, never ~/.cache
 
 from pathlib import Path  # noqa: E402
 

@@ -46,7 +46,7 @@ def test_init_from_a_toolkit_run_takes_the_trunk_it_trained(tiny, tmp_path):
     src = tmp_path / "bitmem"
     train(tiny_cfg(tiny, "gpt2", "freeze=none", "trainer.max_steps=6", "trainer.val_check_interval=3"), src)
     _, trained = build(tiny_cfg(tiny, "gpt2", "freeze=none", f"trunk.init={src}/checkpoints/last.ckpt"))
-    from fpt.train import load_checkpoint
+    from fpt.checkpoint import load_checkpoint
 
     ck = load_checkpoint(src / "checkpoints" / "last.ckpt")["state_dict"]
     state = trained.model.trunk.state_dict()

@@ -5,8 +5,9 @@ import json
 import pytest
 import torch
 
+from fpt.checkpoint import load_checkpoint
 from fpt.errors import FPTError
-from fpt.train import build, evaluate, load_checkpoint, restore, train
+from fpt.train import build, evaluate, restore, train
 from tests.conftest import tiny_cfg
 
 LEARN = ("freeze=none", "optim.lr=3e-3", "trunk.dropout=0.0", "trainer.max_steps=500", "trainer.val_check_interval=50")

@@ -44,10 +44,11 @@ def checkpoint_of(run: str | Path) -> Path:
 
 def open_run(run: str | Path, overrides: list[str] | None = None) -> OpenRun:
     """Restore a run from its best checkpoint; the model comes back in eval mode (no dropout)."""
-    from fpt.train import load_checkpoint, restore
+    from fpt.checkpoint import load_checkpoint
+    from fpt.train import restore
 
     ckpt = checkpoint_of(run)
-    cfg, task, lit = restore(load_checkpoint(ckpt), overrides)
+    cfg, task, lit = restore(load_checkpoint(ckpt), overrides, cached=False)
     return OpenRun(ckpt.parent.parent, cfg, task, lit.model.eval())
 
 

@@ -79,14 +79,14 @@ def ablation_report(model: nn.Module, batches: list[dict], layers: list[int], si
 
 def evaluate_ablation(ckpt_path: str, layers: list[int] | str | None, overrides: list[str] | None = None) -> dict:
     """Re-test a checkpoint with each of `layers` skipped in turn; writes <ckpt>.ablation.{json,csv} beside it."""
-    from fpt.lit import META_KEY
-    from fpt.train import load_checkpoint, restore, write_json
+    from fpt.checkpoint import META_KEY, load_checkpoint, write_json
+    from fpt.train import restore
 
     path = checkpoint_of(ckpt_path)
     ckpt = load_checkpoint(path)
     if ckpt[META_KEY]["config"]["model"]["kind"] != "fpt":
         raise FPTError("layer ablation skips transformer blocks; this checkpoint is an LSTM (model.kind=lstm)")
-    cfg, task, lit = restore(ckpt, overrides)
+    cfg, task, lit = restore(ckpt, overrides, cached=False)
     model = lit.model.eval()
     chosen = parse_indices(layers, len(blocks_of(model)), "ablate.layers")
     report = ablation_report(model, _test_batches(task), chosen, str(cfg.trunk.arch) in SIDE_OUTPUT_ARCHS)

@@ -53,7 +53,7 @@ def standardize(model: nn.Module, group_map: dict[str, list[str]], groups: list[
 
 def from_run(path: str, arch_name: str) -> nn.Module:
     """The trunk a toolkit run trained: its own trunk config rebuilt, then its trained tensors loaded."""
-    from fpt.train import load_checkpoint
+    from fpt.checkpoint import load_checkpoint
     from fpt.trunks import get_arch
     from fpt.trunks.base import load_trunk
 
