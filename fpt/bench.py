@@ -11,7 +11,9 @@ For one trunk, task shape, batch and sequence length it times, in one process an
   full  the same with freeze=none (full finetuning);
   lstm  the 3-layer LSTM baseline, hidden size = the trunk's;
   bare  a plain PyTorch loop over the fpt variant's own model: forward, F.cross_entropy, backward
-        and an Adam step over the same trainable tensors; the reference for framework overhead.
+        and an Adam step over the same trainable tensors; the reference for framework overhead;
+  fpt_gc  the fpt variant with model.grad_checkpointing=true (each block recomputed in backward):
+        not run by default; add it for long sequences, e.g. bench.variants=[fpt,fpt_gc] bench.seq_len=1024.
 Timed steps are interleaved round-robin (with large matmuls that give the device's peak), so
 machine noise hits every variant alike; the report is ratios measured in this one run, each the
 median of per-round ratios (the entries of one round run back to back, under the same load).
@@ -54,9 +56,9 @@ from typing import Callable
 from fpt.config import check_groups, compose, config_dir, is_multirun, preflight, resolved, rewrite
 from fpt.errors import FPTError
 
-VARIANTS = ("fpt", "full", "lstm", "bare")
+VARIANTS = ("fpt", "full", "lstm", "bare", "fpt_gc")
 DEFAULTS = {"batch": 16, "seq_len": 64, "steps": 20, "warmup": 3, "out": "bench.jsonl",
-            "variants": list(VARIANTS), "device": "auto"}
+            "variants": ["fpt", "full", "lstm", "bare"], "device": "auto"}
 LSTM_LAYERS = 3
 MATMUL = {"cpu": (2048, "float32"), "cuda": (8192, "bfloat16")}  # side n of the n x n peak matmul, dtype
 # The project's targets (issue "Speed and memory, measured"): ratio -> (label, comparison, bound).
@@ -66,6 +68,7 @@ TARGETS = {
     "fpt_mfu": ("FPT MFU", ">=", 0.60),  # of the measured matmul peak
     "fpt_full_peak_mem": ("FPT/full peak mem", "<=", 0.75),
     "slim_ckpt_trunk": ("slim ckpt/trunk", "<=", 0.02),
+    "gc_peak_mem": ("FPT/FPT+gc peak mem", ">=", 2.0),  # grad checkpointing at long sequences (1024 tokens)
 }
 # Shapes of the known tasks, used only when a task's class cannot be built (not written yet, or mid-edit).
 KNOWN_SHAPES = {
@@ -178,6 +181,8 @@ def variant_config(cfg, name: str, hidden: int):
     OmegaConf.set_struct(c, False)
     if name == "full":
         c.freeze, c.unfreeze.groups = [], []
+    elif name == "fpt_gc":
+        c.model.grad_checkpointing = True
     elif name == "lstm":
         lstm = OmegaConf.load(config_dir() / "model" / "lstm.yaml")  # the same file `model=lstm` selects
         c.model = lstm.model
@@ -444,13 +449,11 @@ def probe(e: Entry, device) -> None:
     """FLOPs and peak memory of one untimed (steady-state) step of a model variant."""
     from torch.utils.flop_counter import FlopCounterMode
 
+    # Memory first, of a plain step: under FlopCounterMode, tensors that activation checkpointing frees stay alive.
+    e.peak_mem = _cuda_peak(e, e.step) if device.type == "cuda" else _cpu_peak(e, e.step)
     counter = FlopCounterMode(display=False, custom_mapping=_flop_formulas())
-
-    def measured():
-        with counter:
-            e.step()
-
-    e.peak_mem = _cuda_peak(e, measured) if device.type == "cuda" else _cpu_peak(e, measured)
+    with counter:
+        e.step()
     e.flops = int(counter.get_total_flops())
 
 
@@ -540,8 +543,10 @@ def ratios(recs: dict[str, dict], peak: Entry, trunk_bytes: int) -> dict[str, di
         best = f["flops_per_step"] / min(times) / (peak.flops / min(peak.times))
         mfu = {**spread(mfu_rounds(f["flops_per_step"], times, peak)), "best": best}
     mem = {"value": f["peak_mem_bytes"] / recs["full"]["peak_mem_bytes"]} if f and "full" in recs else None
+    gc = {"value": f["peak_mem_bytes"] / recs["fpt_gc"]["peak_mem_bytes"]} if f and "fpt_gc" in recs else None
     return {"fpt_bare_step": steps("fpt", "bare"), "fpt_full_step": steps("fpt", "full"), "fpt_mfu": mfu,
-            "fpt_full_peak_mem": mem, "slim_ckpt_trunk": {"value": f["ckpt_bytes"] / trunk_bytes} if f else None}
+            "fpt_full_peak_mem": mem, "slim_ckpt_trunk": {"value": f["ckpt_bytes"] / trunk_bytes} if f else None,
+            "gc_peak_mem": gc}
 
 
 def verdicts(rat: dict[str, dict | None]) -> dict[str, dict]:

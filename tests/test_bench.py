@@ -111,3 +111,15 @@ def test_task_shapes_come_without_data():
     assert (spec.seq_len, spec.token_dim, spec.num_classes) == (64, 48, 10)
     with pytest.raises(FPTError, match="cannot build"):
         task_spec(OmegaConf.create({"impl": "tasks.not_written_yet:Nope", "name": "nope"}), None)
+
+
+def test_grad_checkpointing_variant_saves_activation_memory(tiny, tmp_path):
+    out = tmp_path / "gc.jsonl"
+    args = ["bench", "trunk=gpt2", f"trunk.path={tiny['gpt2']}", *FAST, "bench.batch=4", "bench.seq_len=64",
+            "bench.steps=1", "bench.warmup=1", "bench.variants=[fpt,fpt_gc]", f"bench.out={out}"]
+    assert main(args) == 0
+    lines = {r["variant"]: r for r in map(json.loads, out.read_text().splitlines())}
+    fpt, gc = lines["fpt"], lines["fpt_gc"]
+    assert gc["loss0"] == fpt["loss0"]  # the same model and batch; only backward recomputes
+    assert gc["peak_mem_bytes"] < fpt["peak_mem_bytes"]
+    assert fpt["ratios"]["gc_peak_mem"] == pytest.approx(fpt["peak_mem_bytes"] / gc["peak_mem_bytes"], abs=1e-4)
