@@ -154,6 +154,8 @@ def _trunk_preflight(t: DictConfig) -> None:
         _need(Path(init).expanduser().exists(), "trunk.init", "an existing run directory or checkpoint", init)
     d = t.get("dropout")
     _need(d is None or (isinstance(d, (int, float)) and 0 <= d < 1), "trunk.dropout", "in [0, 1) or null", d)
+    d = t.get("attn_dropout")
+    _need(d is None or (isinstance(d, (int, float)) and 0 <= d < 1), "trunk.attn_dropout", "in [0, 1) or null", d)
     check_source(t)
 
 

@@ -101,14 +101,21 @@ def build_model(cfg, spec: TaskSpec) -> FPTModel:
 
 def _fpt(cfg, spec: TaskSpec) -> FPTModel:
     from fpt.trunks import get_arch, load_trunk
-    from fpt.trunks.base import keep_blocks
+    from fpt.trunks.base import attn_dropout, keep_blocks
 
     arch = get_arch(str(cfg.trunk.arch))
     trunk = load_trunk(cfg.trunk, arch)
     if cfg.model.get("depth"):
         keep_blocks(trunk, arch, int(cfg.model.depth))
     if cfg.model.get("grad_checkpointing"):  # recompute block activations in backward: memory for compute
-        trunk.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(trunk, "activation_checkpointing_enable"):  # transformers >= 5.x; the old name is deprecated there
+            trunk.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            trunk.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if spec.seq_len >= 512 and not torch.cuda.is_available() and attn_dropout(trunk, arch) > 0:
+        print(f"note: attention dropout {attn_dropout(trunk, arch):g} keeps torch's fused attention off on CPU, so every "
+              f"layer stores its heads x {spec.seq_len}^2 attention map; trunk.attn_dropout=0 turns the fused kernel on",
+              file=sys.stderr)
     limit = arch.max_len(trunk.config)
     if limit is not None and spec.seq_len > limit and spec.truncatable:
         print(f"note: sequences cut from {spec.seq_len} to the trunk's {limit} positions", file=sys.stderr)

@@ -87,3 +87,32 @@ def test_missing_package_names_the_pip_install():
 def test_unknown_init_lists_modes(tiny):
     with pytest.raises(FPTError, match="pretrained, random"):
         load_trunk(_cfg(path=str(tiny["gpt2"]), init="pretrianed"), get_arch("gpt2"))
+
+
+
+@pytest.mark.parametrize("arch, key, other", [("gpt2", "attn_pdrop", "resid_pdrop"), ("bert", "attention_probs_dropout_prob", "hidden_dropout_prob")])
+def test_attn_dropout_sets_attention_dropout_alone(tiny, arch, key, other):
+    model = load_trunk(_cfg(arch=arch, path=str(tiny[arch]), attn_dropout=0.0), get_arch(arch))
+    assert getattr(model.config, key) == 0.0 and getattr(model.config, other) == 0.1  # the saved config's 0.1 stays
+    both = load_trunk(_cfg(arch=arch, path=str(tiny[arch]), dropout=0.2, attn_dropout=0.05), get_arch(arch))
+    assert getattr(both.config, key) == 0.05 and getattr(both.config, other) == 0.2
+
+
+def test_attn_dropout_on_t5_points_at_trunk_dropout(tiny):
+    with pytest.raises(FPTError, match="one dropout rate.*trunk.dropout"):
+        load_trunk(_cfg(arch="t5", path=str(tiny["t5"]), attn_dropout=0.0), get_arch("t5"))
+
+
+def test_long_sequence_with_attention_dropout_on_cpu_says_how_to_fuse(tmp_path, capsys):
+    from transformers import GPT2Config, GPT2Model
+
+    from fpt.model import build_model
+    from tasks.base import TaskSpec
+    from tests.conftest import compose_cfg
+
+    GPT2Model(GPT2Config(n_layer=1, n_head=2, n_embd=16, n_positions=512, vocab_size=8)).save_pretrained(tmp_path)
+    spec = TaskSpec(seq_len=512, token_dim=1, num_classes=10)
+    build_model(compose_cfg("trunk=gpt2", f"trunk.path={tmp_path}"), spec)
+    assert "trunk.attn_dropout=0" in capsys.readouterr().err  # GPT-2's attn_pdrop 0.1: the math kernel, T^2 maps
+    build_model(compose_cfg("trunk=gpt2", f"trunk.path={tmp_path}", "trunk.attn_dropout=0"), spec)
+    assert "attn_dropout" not in capsys.readouterr().err

@@ -27,6 +27,7 @@ class Arch:
     dropout_keys: tuple[str, ...]
     blocks: str  # dotted path of the ModuleList of transformer blocks, e.g. "h" or "encoder.layer"
     layers_key: str  # the config field that counts blocks
+    attn_dropout_key: str | None = None  # the config field of attention-probability dropout alone (None: not separate)
     known_configs: dict[str, dict] = field(default_factory=dict)  # hub id -> config kwargs
     load_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -46,7 +47,7 @@ def load_trunk(cfg, arch: Arch) -> nn.Module:
         raise FPTError(f"unknown trunk.init '{init}'; choose one of: {', '.join(INIT_MODES)}, or a run directory / .ckpt")
     _quiet_transformers()
     src, local = resolve_source(cfg)
-    overrides = {k: float(cfg.dropout) for k in arch.dropout_keys} if cfg.get("dropout") is not None else {}
+    overrides = dropout_overrides(cfg, arch)
     if init == "random":
         config = _config(src, local, arch, overrides)
         with torch.random.fork_rng(devices=[]):
@@ -68,6 +69,21 @@ def load_trunk(cfg, arch: Arch) -> nn.Module:
 
             standardize(model, arch.groups, list(cfg.get("standardize") or ["pos"]))
     return model.train()  # from_pretrained returns eval mode; dropout (trunk.dropout) applies in training
+
+
+def dropout_overrides(cfg, arch: Arch) -> dict[str, float]:
+    """Config fields that `trunk.dropout` (all of them) and `trunk.attn_dropout` (attention probabilities) set."""
+    out = {k: float(cfg.dropout) for k in arch.dropout_keys} if cfg.get("dropout") is not None else {}
+    if cfg.get("attn_dropout") is not None:
+        if arch.attn_dropout_key is None:
+            raise FPTError(f"trunk.attn_dropout: {arch.name} has one dropout rate for everything; set trunk.dropout instead")
+        out[arch.attn_dropout_key] = float(cfg.attn_dropout)
+    return out
+
+
+def attn_dropout(model: nn.Module, arch: Arch) -> float:
+    """The attention-probability dropout the loaded trunk applies in training."""
+    return float(getattr(model.config, arch.attn_dropout_key or arch.dropout_keys[-1], 0.0) or 0.0)
 
 
 def keep_blocks(model: nn.Module, arch: Arch, depth: int) -> nn.Module:

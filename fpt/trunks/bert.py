@@ -22,6 +22,7 @@ ARCH = Arch(
     hidden=lambda c: c.hidden_size,
     max_len=lambda c: c.max_position_embeddings,
     dropout_keys=("hidden_dropout_prob", "attention_probs_dropout_prob"),
+    attn_dropout_key="attention_probs_dropout_prob",
     blocks="encoder.layer",
     layers_key="num_hidden_layers",
     known_configs={

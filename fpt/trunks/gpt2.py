@@ -18,6 +18,7 @@ ARCH = Arch(
     hidden=lambda c: c.n_embd,
     max_len=lambda c: c.n_positions,
     dropout_keys=("resid_pdrop", "embd_pdrop", "attn_pdrop"),
+    attn_dropout_key="attn_pdrop",
     blocks="h",
     layers_key="n_layer",
     known_configs={
