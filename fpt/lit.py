@@ -140,12 +140,18 @@ class FPTModule(pl.LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in drop}
         checkpoint[META_KEY] = {
             "config": self.cfg,
-            "fingerprint": trunk_fingerprint(self),
+            "fingerprint": self.fingerprint(),
             "steps_to": dict(self.steps_to),
             "history": list(self.history),
             "timing": {"train_seconds": self.train_seconds, "train_steps": self.train_steps, "epoch_seconds": list(self.epoch_seconds)},
             "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
         }
+
+    def fingerprint(self) -> list[float]:
+        """trunk_fingerprint, computed once: the frozen tensors never change during a run (a pass over every weight)."""
+        if getattr(self, "_fingerprint", None) is None:
+            self._fingerprint = trunk_fingerprint(self)
+        return self._fingerprint
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         meta = checkpoint.get(META_KEY, {})
