@@ -51,6 +51,8 @@ def run_job(cfg: DictConfig) -> float | None:
         if not sweep:
             raise SystemExit(2) from None
         return None
+    if not res:  # a DDP rank other than 0: rank 0 reports
+        return None
     val = "None" if res["val/acc"] is None else f"{res['val/acc']:.4f}"
     print(f"test/acc {res['test/acc']:.4f}  val/acc {val}  steps {res['steps']}  {res['wall_seconds']:.0f}s  -> {run_dir}/results.json")
     return res["test/acc"]

@@ -24,14 +24,31 @@ def main(args: list[str]) -> int:
     return 0
 
 
+def sweep_order(sweep_dir: Path):
+    """Sort key: rows in the order the sweep lists its variants and tasks (the paper's row order), then as found."""
+    from omegaconf import OmegaConf
+
+    params = {}
+    if (sweep_dir / "multirun.yaml").is_file():
+        params = OmegaConf.load(sweep_dir / "multirun.yaml").hydra.sweeper.get("params") or {}
+    order = {k: [v.strip() for v in str(params[k]).split(",")] for k in ("variant", "task") if k in params}
+
+    def key(row: dict):
+        ov = dict(kv.split("=", 1) for kv in row["config"].split() if "=" in kv)
+        return tuple(order[k].index(ov[k]) if k in order and ov.get(k) in order[k] else len(order.get(k, ())) for k in ("variant", "task"))
+
+    return key
+
+
 def report(sweep_dir: Path) -> Path:
     """Write report.md and plots for a sweep directory; returns the report's path."""
     rows = collect(sweep_dir)
     cells = select(rows)
     if not cells:
         raise FPTError(f"no finished runs under {sweep_dir}: nothing to report (see results.csv for the errors)")
-    variants = list(dict.fromkeys(r["variant"] for r in rows if r["status"] == "ok"))
-    tasks = list(dict.fromkeys(r["task"] for r in rows if r["status"] == "ok"))
+    ok = sorted((r for r in rows if r["status"] == "ok"), key=sweep_order(sweep_dir))
+    variants = list(dict.fromkeys(r["variant"] for r in ok))
+    tasks = list(dict.fromkeys(r["task"] for r in ok))
     by = {(c["variant"], c["task"]): c for c in cells}
     plots = sweep_dir / "plots"
     plots.mkdir(exist_ok=True)

@@ -80,3 +80,13 @@ def test_selection_picks_lr_by_validation_not_test():
     assert cell["lr"] == 1e-3 and cell["n"] == 2
     assert cell["test_mean"] == pytest.approx(0.55) and cell["test_std"] == pytest.approx(0.0707, abs=1e-4)
     assert json.dumps(cell["lrs"])  # both lrs are listed for the report
+
+
+def test_report_rows_follow_the_sweeps_variant_order_not_the_alphabet(tmp_path):
+    from fpt.report import sweep_order
+
+    (tmp_path / "multirun.yaml").write_text("hydra:\n  sweeper:\n    params:\n      variant: output_only,plus_ln,plus_input,plus_pos\n")
+    rows = [{"config": f"seed=0 variant={v}"} for v in ("plus_input", "plus_ln", "plus_pos", "output_only")]
+    ordered = [r["config"].split("variant=")[1] for r in sorted(rows, key=sweep_order(tmp_path))]
+    assert ordered == ["output_only", "plus_ln", "plus_input", "plus_pos"]  # the paper's row order
+    assert sorted(rows, key=sweep_order(tmp_path / "no_sweep_here")) == rows  # no multirun.yaml: as found
