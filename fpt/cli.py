@@ -10,7 +10,7 @@ import importlib
 import sys
 import warnings
 
-from fpt.config import check_groups, compose, config_dir, is_multirun, preflight, rewrite, sweep_points
+from fpt.config import check_groups, compose, config_dir, is_multirun, pop_arg, preflight, rewrite, sweep_points
 from fpt.errors import FPTError
 
 USAGE = """usage: fpt COMMAND [key=value ...]
@@ -97,10 +97,10 @@ def _train(args: list[str]) -> int:
 
 
 def _kv(args: list[str], required: str) -> tuple[str, list[str]]:
-    vals = [a.split("=", 1)[1] for a in args if a.startswith(f"{required}=")]
-    if not vals:
+    value, rest = pop_arg(args, required)
+    if value is None:
         raise FPTError(f"missing {required}=PATH")
-    return vals[-1], [a for a in args if not a.startswith(f"{required}=")]
+    return value, rest
 
 
 def _eval(args: list[str]) -> int:

@@ -34,6 +34,12 @@ def choices(group: str) -> list[str]:
     return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
 
 
+def pop_arg(args: list[str], key: str) -> tuple[str | None, list[str]]:
+    """The value of the last `key=value` in `args` (None if absent) and the other arguments."""
+    vals = [a.split("=", 1)[1] for a in args if a.startswith(f"{key}=")]
+    return (vals[-1] if vals else None), [a for a in args if not a.startswith(f"{key}=")]
+
+
 def is_multirun(args: list[str]) -> bool:
     return any(a in MULTIRUN_FLAGS for a in args)
 

@@ -14,6 +14,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from fpt.config import pop_arg
 from fpt.errors import FPTError
 
 SELECT_OVER = ("seed", "optim.lr")  # averaged over (seed) and selected over (lr) within a cell
@@ -25,9 +26,9 @@ def main(args: list[str]) -> int:
     """fpt sweep [experiment=NAME] [sweep.dir=DIR] [overrides, a,b to sweep]."""
     from fpt.cli import _train
 
-    sweep_dir, rest = _pop(args, "sweep.dir")
+    sweep_dir, rest = pop_arg(args, "sweep.dir")
     if sweep_dir is None:
-        exp, _ = _pop(list(args), "experiment")
+        exp, _ = pop_arg(list(args), "experiment")
         sweep_dir = f"sweeps/{exp or 'sweep'}"
     _train(["--multirun", *rest, f"hydra.sweep.dir={sweep_dir}"])
     rows = collect(Path(sweep_dir))
@@ -40,10 +41,6 @@ def main(args: list[str]) -> int:
         print(f"  {cell['variant']:<32} {cell['task']:<16} {cell['cell']}  (lr {cell['lr']:g})")
     return 0 if ok == len(rows) else 1
 
-
-def _pop(args: list[str], key: str) -> tuple[str | None, list[str]]:
-    vals = [a.split("=", 1)[1] for a in args if a.startswith(f"{key}=")]
-    return (vals[-1] if vals else None), [a for a in args if not a.startswith(f"{key}=")]
 
 
 def variant_of(res: dict) -> str:

@@ -69,18 +69,28 @@ def test_atomic_write_keeps_the_old_file_until_the_new_one_is_whole(tmp_path, mo
     assert path.read_bytes() == b"old"
 
 
-def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monkeypatch):
+@pytest.fixture()
+def nan_loss(monkeypatch):
+    """nan_loss(when): the training loss becomes NaN on the calls where when(n) is true (n counts from 1)."""
     from fpt import lit
 
     real = lit.F.cross_entropy
-    calls = {"n": 0}
 
-    def poisoned(*a, **k):
-        calls["n"] += 1
-        loss = real(*a, **k)
-        return loss * float("nan") if calls["n"] > 25 else loss
+    def poison(when):
+        calls = {"n": 0}
 
-    monkeypatch.setattr(lit.F, "cross_entropy", poisoned)
+        def poisoned(*a, **k):
+            calls["n"] += 1
+            loss = real(*a, **k)
+            return loss * float("nan") if when(calls["n"]) else loss
+
+        monkeypatch.setattr(lit.F, "cross_entropy", poisoned)
+
+    return poison
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tiny, tmp_path, nan_loss):
+    nan_loss(lambda n: n > 25)
     cfg = tiny_cfg(tiny, "gpt2", "stop_at_val_acc=null", "trainer.max_steps=60", "trainer.val_check_interval=10",
                    "trainer.log_every_n_steps=5", "task.val_size=16", "task.test_size=16")
     with pytest.raises(FPTError, match="became NaN/inf.*last good checkpoint"):
@@ -90,18 +100,8 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tiny, 
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
 
 
-def test_nan_skip_policy_trains_through_bad_batches(tiny, tmp_path, monkeypatch):
-    from fpt import lit
-
-    real = lit.F.cross_entropy
-    calls = {"n": 0}
-
-    def every_third_nan(*a, **k):
-        calls["n"] += 1
-        loss = real(*a, **k)
-        return loss * float("nan") if calls["n"] % 3 == 0 else loss
-
-    monkeypatch.setattr(lit.F, "cross_entropy", every_third_nan)
+def test_nan_skip_policy_trains_through_bad_batches(tiny, tmp_path, nan_loss):
+    nan_loss(lambda n: n % 3 == 0)
     cfg = tiny_cfg(tiny, "gpt2", "on_nan=skip", "stop_at_val_acc=null", "trainer.max_steps=12", "trainer.val_check_interval=6",
                    "task.val_size=16", "task.test_size=16")
     res = train(cfg, tmp_path)
