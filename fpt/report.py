@@ -25,17 +25,18 @@ def main(args: list[str]) -> int:
 
 
 def sweep_order(sweep_dir: Path):
-    """Sort key: rows in the order the sweep lists its variants and tasks (the paper's row order), then as found."""
+    """Sort key: rows in the order the sweep lists its variants, its other swept values and its tasks, then as found."""
     from omegaconf import OmegaConf
 
     params = {}
     if (sweep_dir / "multirun.yaml").is_file():
         params = OmegaConf.load(sweep_dir / "multirun.yaml").hydra.sweeper.get("params") or {}
-    order = {k: [v.strip() for v in str(params[k]).split(",")] for k in ("variant", "task") if k in params}
+    keys = ["variant", *(k for k in params if k not in ("variant", "task", "seed", "optim.lr")), "task"]
+    order = {k: [v.strip() for v in str(params[k]).split(",")] for k in keys if k in params}
 
     def key(row: dict):
         ov = dict(kv.split("=", 1) for kv in row["config"].split() if "=" in kv)
-        return tuple(order[k].index(ov[k]) if k in order and ov.get(k) in order[k] else len(order.get(k, ())) for k in ("variant", "task"))
+        return tuple(order[k].index(ov[k]) if k in order and ov.get(k) in order[k] else len(order.get(k, ())) for k in keys)
 
     return key
 
@@ -53,7 +54,7 @@ def report(sweep_dir: Path) -> Path:
     plots = sweep_dir / "plots"
     plots.mkdir(exist_ok=True)
     figs = [learning_curves(rows, by, tasks, plots), bars(by, variants, tasks, plots),
-            lr_plot(by, variants, tasks, plots), size_plot(rows, plots)]
+            lr_plot(by, variants, tasks, plots), size_plot(ok, plots)]
     lines = [f"# Sweep report: {sweep_dir.name}", "",
              "Test accuracy (%) of the learning rate selected by validation accuracy; mean ± std over seeds (n).", ""]
     lines += _table(["variant", *tasks], [[v, *(by[(v, t)]["cell"] if (v, t) in by else "–" for t in tasks)] for v in variants])
@@ -171,7 +172,7 @@ def size_plot(rows, plots: Path) -> Path | None:
     tasks = sorted({t for t, _ in pts})
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        for (t, v), by_size in sorted(pts.items()):
+        for (t, v), by_size in pts.items():  # the sweep's variant order: the same colours as the other plots
             if t == task:
                 sizes = sorted(by_size)
                 ax.errorbar(sizes, [100 * statistics.fmean(by_size[s]) for s in sizes],

@@ -44,12 +44,12 @@ def main(args: list[str]) -> int:
 
 
 def variant_of(res: dict) -> str:
-    """A run's row in the table: its variant label, else its overrides less task, seed and lr."""
-    if res.get("label"):
-        return str(res["label"])
+    """A run's row in the table: its variant label plus its other overrides (e.g. data.train_size), or without
+    a label all its overrides; task, seed and lr never (they are the columns, the mean and the selection)."""
     ov = res.get("overrides") or {}
-    keys = [k for k in sorted(ov) if k not in ("task", *SELECT_OVER) and not k.startswith(("hydra.", "data.root"))]
-    return " ".join(f"{k}={ov[k]}" for k in keys) or "default"
+    skip = ("task", *SELECT_OVER) + (("variant", "experiment") if res.get("label") else ())
+    keys = [k for k in sorted(ov) if k not in skip and not k.startswith(("hydra.", "data.root"))]
+    return " ".join([str(res["label"])] * bool(res.get("label")) + [f"{k}={ov[k]}" for k in keys]) or "default"
 
 
 def collect(sweep_dir: Path) -> list[dict]:
