@@ -471,12 +471,17 @@ class _ByteCounter:
         pass
 
 
-def checkpoint_bytes(lit, opt) -> int:
-    """Size of the checkpoint the toolkit writes: Lightning's dict after FPTModule.on_save_checkpoint slims it."""
+def checkpoint_bytes(lit, opt, weights_only: bool = False) -> int:
+    """Size of the checkpoint the toolkit writes: Lightning's dict after FPTModule.on_save_checkpoint slims it.
+
+    last.ckpt holds the optimizer state (Adam: two moments per trained tensor) for an exact resume;
+    best.ckpt, the selected model that fpt eval and analysis read, is weights only (`weights_only`).
+    """
     import torch
 
-    ckpt = {"epoch": 0, "global_step": 0, "state_dict": lit.state_dict(), "optimizer_states": [opt.state_dict()],
-            "lr_schedulers": [], "callbacks": {}, "loops": {}}
+    ckpt = {"epoch": 0, "global_step": 0, "state_dict": lit.state_dict()}
+    if not weights_only:
+        ckpt.update({"optimizer_states": [opt.state_dict()], "lr_schedulers": [], "callbacks": {}, "loops": {}})
     lit.on_save_checkpoint(ckpt)
     sink = _ByteCounter()
     torch.save(ckpt, sink)
@@ -520,7 +525,9 @@ def variant_record(e: Entry, batch: int, peak: Entry, matmuls: list[Entry]) -> d
         "samples_per_s": round(batch / med, 3), "peak_mem_bytes": e.peak_mem, "flops_per_step": e.flops,
         "flops_per_s": round(e.flops / med), "mfu": round(mfu, 4), "mfu_by_kernel": by_kernel,
         "params_trainable": trainable, "params_total": total,
-        "ckpt_bytes": checkpoint_bytes(e.lit, e.opt) if e.lit is not None else None, "loss0": e.loss0,
+        "ckpt_bytes": checkpoint_bytes(e.lit, e.opt) if e.lit is not None else None,
+        "ckpt_weights_bytes": checkpoint_bytes(e.lit, e.opt, weights_only=True) if e.lit is not None else None,
+        "loss0": e.loss0,
     }
 
 
@@ -597,7 +604,9 @@ def table(lines: list[dict]) -> str:
            f"(+{c['warmup']} warmup)", fmt(head), *map(fmt, rows),
            *(f"matmul {k['kernel']}: {k['flops_per_s'] / 1e9:.2f} GFLOP/s, {k['step_ms']:.1f} ms"
              f"{'  <- peak (MFU)' if k['kernel'] == m['peak'] else ''}" for k in m["kernels"]),
-           f"trunk {_mib(lines[0]['trunk_bytes'])} MiB (tensor bytes)"]
+           f"trunk {_mib(lines[0]['trunk_bytes'])} MiB (tensor bytes); ckpt = last.ckpt (weights and optimizer state, "
+           f"for resume); best.ckpt (weights only): " + ", ".join(f"{r['variant']} {_mib(r['ckpt_weights_bytes'])} MiB"
+                                                                 for r in lines if r["ckpt_weights_bytes"])]
     out.append("target ratios (timings: median of per-round ratios [quartiles]; best: ratio of the fastest steps)")
     for key, v in lines[0]["targets"].items():
         shown = "n/a" if v["value"] is None else f"{v['value']:.2%}" if key == "slim_ckpt_trunk" else f"{v['value']:.3f}"

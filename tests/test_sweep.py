@@ -90,3 +90,19 @@ def test_report_rows_follow_the_sweeps_variant_order_not_the_alphabet(tmp_path):
     ordered = [r["config"].split("variant=")[1] for r in sorted(rows, key=sweep_order(tmp_path))]
     assert ordered == ["output_only", "plus_ln", "plus_input", "plus_pos"]  # the paper's row order
     assert sorted(rows, key=sweep_order(tmp_path / "no_sweep_here")) == rows  # no multirun.yaml: as found
+
+
+def test_scaling_sweep_has_one_row_per_variant_size_and_seed_and_a_size_plot(tiny, tmp_path):
+    from fpt.report import report
+
+    fast = ["trunk=gpt2", f"trunk.path={tiny['gpt2']}", "trainer.max_steps=4", "trainer.val_check_interval=2",
+            "trainer.enable_progress_bar=false", "task.val_size=64", "task.test_size=64"]
+    p, _ = run("sweep", "data.train_size=8,64", "variant=fpt,full", "seed=0,1", *fast, f"sweep.dir={tmp_path}")
+    assert p.returncode == 0, p.stderr[-3000:]
+    rows = _rows(tmp_path)
+    keys = sorted((r["variant"], r["seed"]) for r in rows)
+    assert len(rows) == 8 and len(set(keys)) == 8  # (variant with its size, seed) names each run once
+    assert {r["variant"] for r in rows} == {f"{v} data.train_size={n}" for v in ("FPT", "full finetuning") for n in (8, 64)}
+    md = report(tmp_path).read_text()
+    assert md.index("| FPT data.train_size=8 |") < md.index("| FPT data.train_size=64 |")  # the sweep's order, not the alphabet
+    assert (tmp_path / "plots" / "accuracy_vs_train_size.png").stat().st_size > 5000
