@@ -51,7 +51,9 @@ class FPTModule(pl.LightningModule):
         loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
         self.acc[f"{stage}_acc"](logits.argmax(-1).flatten(), y.flatten())
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=y.shape[0])
+        # val/test loss is averaged over every rank under DDP (one sync at the epoch's end); accuracy syncs itself
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=y.shape[0],
+                 sync_dist=not on_step)
         self.log(f"{stage}/acc", self.acc[f"{stage}_acc"], on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=y.shape[0])
         return loss
 

@@ -122,6 +122,7 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None) -> dict:
     steps = int(trainer.global_step)
     if lit.train_steps == 0 and (ckpt_dir / "last.ckpt").is_file():
         steps = from_last_checkpoint(lit, ckpt_dir / "last.ckpt")  # ddp_spawn trained in child processes
+        known_csv_columns(trainer, run_dir / "metrics.csv")
     test = trainer.test(lit, datamodule=task, ckpt_path=best, verbose=False)[0]
     more = extra_tests(trainer, lit, task, best)
     if not trainer.is_global_zero:  # under DDP every rank runs this; rank 0 writes the results
@@ -153,6 +154,17 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None) -> dict:
     }
     write_json(run_dir / "results.json", results)
     return results
+
+
+def known_csv_columns(trainer: pl.Trainer, path: Path) -> None:
+    """Tell the CSV logger the columns metrics.csv already has (written by other processes), so that testing
+    appends its rows instead of failing to rewrite the file with only its own columns."""
+    if not path.is_file():
+        return
+    header = next(csv.reader(io.StringIO(path.read_text())), [])
+    for logger in trainer.loggers:
+        if isinstance(logger, CSVLogger):
+            logger.experiment.metrics_keys = sorted(set(logger.experiment.metrics_keys) | set(header))
 
 
 def from_last_checkpoint(lit: FPTModule, path: Path) -> int:

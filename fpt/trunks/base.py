@@ -31,6 +31,12 @@ class Arch:
     known_configs: dict[str, dict] = field(default_factory=dict)  # hub id -> config kwargs
     load_kwargs: dict[str, Any] = field(default_factory=dict)
 
+    def __reduce__(self):
+        """Pickled by name (its lambdas cannot be): ddp_spawn pickles the model, which holds `forward`."""
+        from fpt.trunks import get_arch
+
+        return get_arch, (self.name,)
+
     def forward(self, model: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, T, D) embeddings and (B, T) mask -> (B, T, D) last hidden states."""
         return model(inputs_embeds=x, attention_mask=mask).last_hidden_state
