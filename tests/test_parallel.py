@@ -45,8 +45,7 @@ def test_bf16_mixed_precision_trains_on_cpu(tiny, tmp_path):
     assert all(v.dtype == torch.float32 for v in ckpt["state_dict"].values() if v.is_floating_point())  # fp32 master weights
 
 
-@pytest.mark.slow
-def test_compile_gives_the_same_logits_and_checkpoint_keys(tiny):
+def test_compile_gives_the_same_logits_and_checkpoint_keys(tiny):  # about 30 s: inductor compiles C++ on CPU
     plain = build(tiny_cfg(tiny, "gpt2", "trunk.dropout=0.0"))[1].model.eval()
     compiled = build(tiny_cfg(tiny, "gpt2", "trunk.dropout=0.0", "model.compile=true"))[1].model.eval()
     assert set(plain.state_dict()) == set(compiled.state_dict())  # in-place compile: no _orig_mod. prefix
