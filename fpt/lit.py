@@ -38,6 +38,7 @@ class FPTModule(pl.LightningModule):
         self.history: list[tuple[int, float]] = []  # (step, val/acc) per evaluation
         self.train_seconds, self.train_steps, self._t0 = 0.0, 0, 0.0  # host-side time in training batches
         self.epoch_seconds: list[float] = []  # wall time of each training epoch (validation excluded)
+        self._epoch_t0, self._epoch_val, self._val_t0 = None, 0.0, 0.0  # None: no epoch start seen (a resumed epoch)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.model(x, mask)
@@ -67,7 +68,9 @@ class FPTModule(pl.LightningModule):
         self._epoch_t0, self._epoch_val = time.perf_counter(), 0.0
 
     def on_train_epoch_end(self):
-        self.epoch_seconds.append(round(time.perf_counter() - self._epoch_t0 - self._epoch_val, 4))
+        if self._epoch_t0 is not None:  # an epoch resumed mid-way has no whole duration to report
+            self.epoch_seconds.append(round(time.perf_counter() - self._epoch_t0 - self._epoch_val, 4))
+        self._epoch_t0 = None
 
     def on_validation_epoch_start(self):
         self._val_t0 = time.perf_counter()
@@ -100,7 +103,7 @@ class FPTModule(pl.LightningModule):
         self._step(batch, "test")
 
     def on_validation_epoch_end(self):
-        if hasattr(self, "_epoch_val"):  # validation inside a training epoch is not the epoch's training time
+        if self._epoch_t0 is not None:  # validation inside a training epoch is not the epoch's training time
             self._epoch_val += time.perf_counter() - self._val_t0
         if self.trainer.sanity_checking:
             return

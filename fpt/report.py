@@ -30,7 +30,12 @@ def sweep_order(sweep_dir: Path):
 
     params = {}
     if (sweep_dir / "multirun.yaml").is_file():
-        params = OmegaConf.load(sweep_dir / "multirun.yaml").hydra.sweeper.get("params") or {}
+        hydra = OmegaConf.load(sweep_dir / "multirun.yaml").hydra
+        params = dict(hydra.sweeper.get("params") or {})  # an experiment's grid
+        for o in (hydra.get("overrides") or {}).get("task") or []:  # the command line's key=a,b (these win)
+            key, _, values = str(o).partition("=")
+            if "," in values and not values.startswith("["):
+                params[key] = values
     keys = ["variant", *(k for k in params if k not in ("variant", "task", "seed", "optim.lr")), "task"]
     order = {k: [v.strip() for v in str(params[k]).split(",")] for k in keys if k in params}
 

@@ -43,13 +43,14 @@ def main(args: list[str]) -> int:
 
 
 
-def variant_of(res: dict) -> str:
-    """A run's row in the table: its variant label plus its other overrides (e.g. data.train_size), or without
-    a label all its overrides; task, seed and lr never (they are the columns, the mean and the selection)."""
+def variant_of(res: dict, varying: set[str] | None = None) -> str:
+    """A run's row in the table: its variant label plus the other overrides that vary across the sweep (e.g.
+    data.train_size), or without a label those overrides; never task, seed and lr (columns, mean, selection)."""
     ov = res.get("overrides") or {}
     skip = ("task", *SELECT_OVER) + (("variant", "experiment") if res.get("label") else ())
-    keys = [k for k in sorted(ov) if k not in skip and not k.startswith(("hydra.", "data.root"))]
-    return " ".join([str(res["label"])] * bool(res.get("label")) + [f"{k}={ov[k]}" for k in keys]) or "default"
+    keys = [k for k in sorted(ov) if k not in skip and not k.startswith(("hydra.", "data.root"))
+            and (varying is None or k in varying)]
+    return " ".join(([str(res["label"])] if res.get("label") else []) + [f"{k}={ov[k]}" for k in keys]) or "default"
 
 
 def collect(sweep_dir: Path) -> list[dict]:
@@ -57,11 +58,16 @@ def collect(sweep_dir: Path) -> list[dict]:
     if not sweep_dir.is_dir():
         raise FPTError(f"no sweep directory at {sweep_dir}")
     rows = []
-    for path in sorted(sweep_dir.glob("*/results.json")):
-        res = json.loads(path.read_text())
+    results = {path: json.loads(path.read_text()) for path in sorted(sweep_dir.glob("*/results.json"))}
+    values = defaultdict(set)
+    for res in results.values():
+        for k, v in (res.get("overrides") or {}).items():
+            values[k].add(str(v))
+    varying = {k for k, vs in values.items() if len(vs) > 1}  # a key set alike for every run names no row
+    for path, res in results.items():
         ov = res.get("overrides") or {}
         row = {
-            "status": res.get("status", "failed"), "variant": variant_of(res), "task": res.get("task", ov.get("task", "")),
+            "status": res.get("status", "failed"), "variant": variant_of(res, varying), "task": res.get("task", ov.get("task", "")),
             "seed": res.get("seed", ov.get("seed", "")), "lr": res.get("lr", ov.get("optim.lr", "")),
             "config": " ".join(f"{k}={v}" for k, v in sorted(ov.items())), "run_dir": str(path.parent),
             "freeze": ",".join(res.get("freeze") or []), "error": res.get("error", ""),
