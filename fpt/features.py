@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -38,6 +39,12 @@ def cache_mode(cfg) -> str:
     if mode not in MODES:
         raise FPTError(f"unknown features.cache '{mode}'; choose auto, true or false")
     return mode
+
+
+def cache_dir(cfg) -> Path:
+    """`features.dir`; configs saved before it existed get its default ($FPT_CACHE or ~/.cache/fpt, /features)."""
+    d = (cfg.get("features") or {}).get("dir") or Path(os.environ.get("FPT_CACHE", "~/.cache/fpt")) / "features"
+    return Path(str(d)).expanduser()
 
 
 def output_only(model) -> bool:
@@ -65,7 +72,7 @@ def maybe_cache(cfg, task, model):
         return task
     reason = why_not(task, model)
     if reason is None:
-        return CachedFeatures(task, model, Path(str(cfg.features.dir)).expanduser(), identity(cfg))
+        return CachedFeatures(task, model, cache_dir(cfg), identity(cfg))
     if mode == "true":
         raise FPTError(f"features.cache=true but the features cannot be cached: {reason}; use features.cache=auto or false")
     return task

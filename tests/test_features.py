@@ -101,3 +101,13 @@ def test_cache_applies_only_to_output_only_training_on_a_fixed_set(tiny, tmp_pat
         build(tiny_cfg(tiny, "gpt2", "variant=output_only", "features.cache=true"))
     with pytest.raises(FPTError, match="features.cache"):
         build(_cfg(tiny, tmp_path, "features.cache=sometimes"))
+
+
+def test_a_config_saved_before_features_existed_still_builds(tiny, tmp_path, monkeypatch):
+    from omegaconf import OmegaConf
+
+    cfg = _cfg(tiny, tmp_path)
+    old = OmegaConf.create({k: v for k, v in OmegaConf.to_container(cfg).items() if k != "features"})
+    monkeypatch.setenv("FPT_CACHE", str(tmp_path / "env"))
+    task, _ = build(old)
+    assert isinstance(task, CachedFeatures) and task.cache_dir == tmp_path / "env" / "features"
