@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import pickle
 import struct
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Callable
 
@@ -176,7 +177,7 @@ class ImageSet(Dataset):
 
 
 # --- the task plumbing ----------------------------------------------------------------------------
-class ImageTask(Task):
+class ImageTask(Task, ABC):
     """Shared plumbing: check the files, read them once, carve val from train, build the loaders.
 
     Subclasses say which files they need (`required`), how to read a split (`read`), how to
@@ -197,26 +198,26 @@ class ImageTask(Task):
         self.eval_batch_size = max(self.batch_size, 64) if eval_batch_size is None else _int(eval_batch_size, "eval_batch_size")
         self.sets: dict[str, ImageSet] = {}
 
-    # subclass interface
+    # subclass interface (abstract: a subclass missing one cannot be instantiated)
+    @abstractmethod
     def required(self) -> list[Path]:
         """Every file this task reads."""
-        raise NotImplementedError
 
+    @abstractmethod
     def read(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 images (n, c, H, W) and long labels (n,) of the train or test file."""
-        raise NotImplementedError
 
+    @abstractmethod
     def download(self) -> None:
         """Fetch the files through torchvision (data.download=true)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def encoder(self, train_images: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
         """The image -> tokens map; normalisation statistics come from the training file."""
-        raise NotImplementedError
 
+    @abstractmethod
     def how_to_get(self) -> str:
         """The end of the missing-files message."""
-        raise NotImplementedError
 
     def check_format(self) -> None:
         """Cheap format checks (headers, sizes) that can run before the trunk loads."""
