@@ -109,12 +109,11 @@ def _eval(args: list[str]) -> int:
 
     if not Path(ckpt).expanduser().is_file():  # before the heavy imports: a typo fails at once
         raise FPTError(f"no checkpoint at {ckpt}; pass ckpt=RUN_DIR/checkpoints/best.ckpt")
-    layers = [a.split("=", 1)[1] for a in rest if a.startswith("ablate.layers=")]
-    rest = [a for a in rest if not a.startswith("ablate.layers=")]
-    if layers:  # skip chosen blocks (identity) and report the accuracy drop per block
+    layers, rest = pop_arg(rest, "ablate.layers")
+    if layers is not None:  # skip chosen blocks (identity) and report the accuracy drop per block
         from fpt.analysis.ablate import evaluate_ablation, format_report
 
-        print(format_report(evaluate_ablation(ckpt, layers[-1], rest)))
+        print(format_report(evaluate_ablation(ckpt, layers, rest)))
         return 0
     from fpt.train import evaluate
 

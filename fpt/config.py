@@ -158,10 +158,9 @@ def _trunk_preflight(t: DictConfig) -> None:
           "pretrained, random, stats, standardized or a toolkit run dir / .ckpt", init)
     if path_like:
         _need(Path(init).expanduser().exists(), "trunk.init", "an existing run directory or checkpoint", init)
-    d = t.get("dropout")
-    _need(d is None or (isinstance(d, (int, float)) and 0 <= d < 1), "trunk.dropout", "in [0, 1) or null", d)
-    d = t.get("attn_dropout")
-    _need(d is None or (isinstance(d, (int, float)) and 0 <= d < 1), "trunk.attn_dropout", "in [0, 1) or null", d)
+    for key in ("dropout", "attn_dropout"):
+        d = t.get(key)
+        _need(d is None or (isinstance(d, (int, float)) and 0 <= d < 1), f"trunk.{key}", "in [0, 1) or null", d)
     check_source(t)
 
 

@@ -112,8 +112,9 @@ def _fpt(cfg, spec: TaskSpec) -> FPTModel:
             trunk.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
             trunk.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if spec.seq_len >= 512 and not torch.cuda.is_available() and attn_dropout(trunk, arch) > 0:
-        print(f"note: attention dropout {attn_dropout(trunk, arch):g} keeps torch's fused attention off on CPU, so every "
+    p_attn = attn_dropout(trunk, arch)
+    if spec.seq_len >= 512 and not torch.cuda.is_available() and p_attn > 0:
+        print(f"note: attention dropout {p_attn:g} keeps torch's fused attention off on CPU, so every "
               f"layer stores its heads x {spec.seq_len}^2 attention map; trunk.attn_dropout=0 turns the fused kernel on",
               file=sys.stderr)
     limit = arch.max_len(trunk.config)

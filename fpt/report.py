@@ -40,10 +40,15 @@ def sweep_order(sweep_dir: Path):
     order = {k: [v.strip() for v in str(params[k]).split(",")] for k in keys if k in params}
 
     def key(row: dict):
-        ov = dict(kv.split("=", 1) for kv in row["config"].split() if "=" in kv)
+        ov = overrides_of(row)
         return tuple(order[k].index(ov[k]) if k in order and ov.get(k) in order[k] else len(order.get(k, ())) for k in keys)
 
     return key
+
+
+def overrides_of(row: dict) -> dict[str, str]:
+    """A results.csv row's overrides, from its `config` column (`key=value ...`)."""
+    return dict(kv.split("=", 1) for kv in row["config"].split() if "=" in kv)
 
 
 def report(sweep_dir: Path) -> Path:
@@ -167,7 +172,7 @@ def size_plot(rows, plots: Path) -> Path | None:
     """Test accuracy vs training-set size (data.train_size), one line per variant, per task."""
     pts: dict[tuple, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        size = dict(kv.split("=", 1) for kv in r["config"].split() if "=" in kv).get("data.train_size")
+        size = overrides_of(r).get("data.train_size")
         if r["status"] == "ok" and size not in (None, "null"):
             variant = r["variant"].replace(f"data.train_size={size}", "").strip() or "default"
             pts[(r["task"], variant)][int(size)].append(float(r["test/acc"]))

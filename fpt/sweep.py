@@ -42,7 +42,6 @@ def main(args: list[str]) -> int:
     return 0 if ok == len(rows) else 1
 
 
-
 def variant_of(res: dict, varying: set[str] | None = None) -> str:
     """A run's row in the table: its variant label plus the other overrides that vary across the sweep (e.g.
     data.train_size), or without a label those overrides; never task, seed and lr (columns, mean, selection)."""

@@ -46,13 +46,18 @@ def csv_logger(run_dir: Path, resume_step: int | None) -> CSVLogger:
     writer = logger.experiment  # Lightning deletes an existing metrics.csv here: put the kept rows back
     if old:
         rows = list(csv.DictReader(io.StringIO(old)))
-        header = list(rows[0].keys()) if rows else next(csv.reader(io.StringIO(old)))
+        header = csv_header(old)
         with open(path, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=header)
             w.writeheader()
             w.writerows(r for r in rows if r.get("step") and int(r["step"]) < resume_step)
         writer.metrics_keys = sorted(header)
     return logger
+
+
+def csv_header(text: str) -> list[str]:
+    """The column names of a metrics.csv's text."""
+    return next(csv.reader(io.StringIO(text)), [])
 
 
 def loggers(cfg: DictConfig, run_dir: Path, resume_step: int | None = None) -> list:
@@ -161,7 +166,7 @@ def known_csv_columns(trainer: pl.Trainer, path: Path) -> None:
     appends its rows instead of failing to rewrite the file with only its own columns."""
     if not path.is_file():
         return
-    header = next(csv.reader(io.StringIO(path.read_text())), [])
+    header = csv_header(path.read_text())
     for logger in trainer.loggers:
         if isinstance(logger, CSVLogger):
             logger.experiment.metrics_keys = sorted(set(logger.experiment.metrics_keys) | set(header))

@@ -272,3 +272,10 @@ def test_bad_input_is_one_line(run_dir, tiny, tmp_path, capsys):
     train(tiny_cfg(tiny, "gpt2", "model=lstm", "model.hidden=8", "model.layers=1", "trainer.max_steps=2", "trainer.val_check_interval=2"), lstm)
     code, _, err = analyze(capsys, "attention", f"run={lstm}")
     assert code == 2 and "needs a transformer trunk" in err and len(err.strip().splitlines()) == 1
+
+
+def test_fpt_eval_with_ablate_layers_reports_the_drop_per_block(run_dir, capsys):
+    code = fpt_main(["eval", f"ckpt={run_dir / 'checkpoints' / 'best.ckpt'}", "ablate.layers=[0,1]"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "skipped block" in out and len(read_csv(run_dir / "checkpoints" / "best.ablation.csv")) == 3  # none, 0, 1
