@@ -35,7 +35,7 @@ def swept(tiny, tmp_path_factory):
 def test_two_by_two_sweep_gives_four_rows(swept):
     rows = _rows(swept)
     assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
-    assert sorted((r["variant"], r["seed"]) for r in rows) == [("FPT", "0"), ("FPT", "1"), ("full finetuning", "0"), ("full finetuning", "1")]
+    assert sorted((r["variant"], r["seed"]) for r in rows) == [("FPT", "0"), ("FPT", "1"), ("finetuned pretrained", "0"), ("finetuned pretrained", "1")]
     assert all(0.0 <= float(r["test/acc"]) <= 1.0 for r in rows)
 
 
@@ -55,7 +55,7 @@ def test_report_has_the_table_the_configs_and_plots(swept):
     from fpt.report import report
 
     md = report(swept).read_text()
-    assert "| variant | bit_xor |" in md and "| FPT |" in md and "| full finetuning |" in md
+    assert "| variant | bit_xor |" in md and "| FPT |" in md and "| finetuned pretrained |" in md
     assert "(n=2)" in md and "config `" in md
     assert (swept / "plots" / "learning_curves.png").stat().st_size > 5000
     assert (swept / "plots" / "accuracy_bars.png").stat().st_size > 5000
@@ -102,7 +102,7 @@ def test_scaling_sweep_has_one_row_per_variant_size_and_seed_and_a_size_plot(tin
     rows = _rows(tmp_path)
     keys = sorted((r["variant"], r["seed"]) for r in rows)
     assert len(rows) == 8 and len(set(keys)) == 8  # (variant with its size, seed) names each run once
-    assert {r["variant"] for r in rows} == {f"{v} data.train_size={n}" for v in ("FPT", "full finetuning") for n in (8, 64)}
+    assert {r["variant"] for r in rows} == {f"{v} data.train_size={n}" for v in ("FPT", "finetuned pretrained") for n in (8, 64)}
     md = report(tmp_path).read_text()
     assert md.index("| FPT data.train_size=8 |") < md.index("| FPT data.train_size=64 |")  # the sweep's order, not the alphabet
     assert (tmp_path / "plots" / "accuracy_vs_train_size.png").stat().st_size > 5000
