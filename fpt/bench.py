@@ -144,9 +144,9 @@ def training_config(overrides: list[str]):
 # --- what gets built --------------------------------------------------------------------------------
 def class_spec(task_cfg):
     """(the TaskSpec the task's class declares, None) or (None, why not): constructed, never checked, no data read."""
-    from tasks.base import task_class
+    from tasks.base import META_KEYS, task_class
 
-    options = {k: v for k, v in dict(task_cfg).items() if k not in ("impl", "name")}
+    options = {k: v for k, v in dict(task_cfg).items() if k not in META_KEYS}
     try:
         return task_class(task_cfg)(**options).spec, None
     except FPTError:

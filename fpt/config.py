@@ -143,6 +143,14 @@ def preflight(cfg: DictConfig) -> None:
     _need(readout in (None, "last", "mean", "last_k"), "model.readout", "null, last, mean or last_k", readout)
     depth = cfg.model.get("depth")
     _need(depth is None or (_is_int(depth) and depth >= 1), "model.depth", "a positive integer or null", depth)
+    p_in = cfg.model.get("input_dropout", 0.0)
+    _need(isinstance(p_in, (int, float)) and not isinstance(p_in, bool) and 0 <= p_in < 1, "model.input_dropout", "in [0, 1)", p_in)
+    gain = cfg.model.get("input_gain", 1.0)
+    _need(isinstance(gain, (int, float)) and not isinstance(gain, bool) and gain > 0, "model.input_gain", "a positive number", gain)
+    cap = cfg.data.get("max_len")
+    _need(cap is None or (_is_int(cap) and cap >= 1), "data.max_len", "a positive integer or null", cap)
+    train_acc = (cfg.get("eval") or {}).get("train_acc", True)
+    _need(isinstance(train_acc, bool), "eval.train_acc", "true or false", train_acc)
     if cfg.get("resume"):
         _need(Path(str(cfg.resume)).expanduser().exists(), "resume", "an existing run directory or checkpoint", cfg.resume)
     if cfg.model.kind == "fpt":

@@ -47,16 +47,9 @@ def cache_dir(cfg) -> Path:
     return Path(str(d)).expanduser()
 
 
-def output_only(model) -> bool:
-    """True when the output layer is the only part of the model that trains."""
-    groups = model.param_groups()
-    trained = {groups[n] for n, p in model.named_parameters() if p.requires_grad}
-    return trained == {"output"}
-
-
 def why_not(task, model) -> str | None:
     """Why features of this run cannot be cached (None: they can)."""
-    if not output_only(model):
+    if not model.fixed_features:
         return "more than the output layer trains"
     if getattr(task, "augment", False):
         return "task.augment=true changes the training inputs every epoch"
@@ -135,6 +128,13 @@ class CachedFeatures(pl.LightningDataModule):
         self.task.trainer = self.trainer
         self.task.setup(stage)
         self.sets = self.load_or_build()
+
+    def truncation(self) -> dict | None:
+        return self.task.truncation()
+
+    def train_eval_dataloader(self) -> DataLoader:
+        """The cached training features in a fixed order (train/acc)."""
+        return self._loader("train", shuffle=False)
 
     def extra_test_dataloaders(self) -> dict:
         return self.task.extra_test_dataloaders()  # run through the whole model (batches with "x")

@@ -96,13 +96,50 @@ def inspect_table(model, groups: Mapping[str, str]) -> str:
     w = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = [f"{n:<{w[0]}}  {s:<{w[1]}}  {g:<{w[2]}}  {st}" for n, s, g, st in rows]
     lines.append(summary_line(model))
+    lines.append(used_line(model))
     return "\n".join(lines)
+
+
+def used_line(model) -> str:
+    """How many trainable values the task can reach (see count_used), beside the trainable count."""
+    trainable, total = count_params(model)
+    used = count_used(model)
+    return (f"used by this task {used:,} of {trainable:,} trainable || used% {100 * used / max(total, 1):.4f} "
+            f"(position rows beyond the task's length and never-indexed table rows get no gradient)")
 
 
 def summary_line(model) -> str:
     """`trainable X || all Y || trainable% Z`."""
     trainable, total = count_params(model)
     return f"trainable {trainable:,} || all {total:,} || trainable% {100 * trainable / max(total, 1):.4f}"
+
+
+def count_used(model) -> int:
+    """Trainable values the task can reach: those with a nonzero gradient for one full-length synthetic input
+    (every position real, every token id present). Position-table rows beyond the task's length, token-type
+    rows never indexed and the padding row of an input Embedding count as trainable but unused."""
+    import torch
+
+    spec = model.spec
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        return 0
+    device = params[0].device
+    rows = 1 if spec.vocab_size is None else -(-spec.vocab_size // spec.seq_len)  # enough rows to show every id
+    with torch.random.fork_rng(devices=[]), torch.enable_grad():
+        torch.manual_seed(0)
+        was_training = model.training
+        model.eval()  # no dropout: a dropped unit is not an unused one
+        try:
+            if spec.vocab_size is None:
+                x = torch.randn(rows, spec.seq_len, spec.token_dim, device=device)
+            else:
+                x = (torch.arange(rows * spec.seq_len, device=device) % spec.vocab_size).view(rows, spec.seq_len)
+            out = model(x, torch.ones(x.shape[:2], dtype=torch.bool, device=device))
+            grads = torch.autograd.grad((out * torch.randn_like(out)).sum(), params, allow_unused=True)
+        finally:
+            model.train(was_training)
+    return int(sum(int((g != 0).sum()) for g in grads if g is not None))
 
 
 def count_params(model) -> tuple[int, int]:

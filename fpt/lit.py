@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 import lightning.pytorch as pl
 import torch
@@ -27,8 +28,8 @@ class FPTModule(pl.LightningModule):
         super().__init__()
         self.model = model
         self.cfg = OmegaConf.to_container(cfg, resolve=True) if not isinstance(cfg, dict) else cfg
-        c = model.spec.num_classes
-        self.acc = torch.nn.ModuleDict({f"{s}_acc": MulticlassAccuracy(num_classes=c, average="micro", validate_args=False) for s in ("train", "val", "test")})
+        self.acc = torch.nn.ModuleDict({f"{s}_acc": self._accuracy() for s in ("train", "val", "test")})
+        self.test_name = "test"  # the metric prefix of trainer.test: test, or another set's name (see evaluating)
         self.targets = sorted(float(t) for t in self.cfg.get("targets") or [])
         self.steps_to: dict[str, int] = {}
         self.stop_at = self.cfg.get("stop_at_val_acc")
@@ -42,6 +43,20 @@ class FPTModule(pl.LightningModule):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.model(x, mask)
+
+    def _accuracy(self) -> MulticlassAccuracy:
+        return MulticlassAccuracy(num_classes=self.model.spec.num_classes, average="micro", validate_args=False)
+
+    @contextmanager
+    def evaluating(self, name: str):
+        """trainer.test under another name: its metrics become NAME/acc and NAME/loss (e.g. train_set, test_family)."""
+        if f"{name}_acc" not in self.acc:
+            self.acc[f"{name}_acc"] = self._accuracy().to(self.device)
+        self.test_name, old = name, self.test_name
+        try:
+            yield
+        finally:
+            self.test_name = old
 
     def _step(self, batch: dict, stage: str) -> torch.Tensor:
         if "r" in batch:  # cached output-only features (fpt/features.py): the trunk does not run
@@ -100,7 +115,7 @@ class FPTModule(pl.LightningModule):
         self._step(batch, "val")
 
     def test_step(self, batch, batch_idx):
-        self._step(batch, "test")
+        self._step(batch, self.test_name)
 
     def on_validation_epoch_end(self):
         if self._epoch_t0 is not None:  # validation inside a training epoch is not the epoch's training time

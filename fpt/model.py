@@ -6,6 +6,7 @@ k read positions, n targets per example, c classes.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from dataclasses import replace
 from typing import Callable
@@ -19,12 +20,14 @@ from fpt.freeze import apply_freeze, assign_groups, parse_freeze, unfreeze_block
 from tasks.base import TaskSpec
 
 BodyForward = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+INPUT_GAIN, INPUT_DROPOUT = 1.41, 0.1  # the 2021 code's orth_gain and dropout after the input layer
 
 
 class FPTModel(nn.Module):
     """Task tokens in through `input`, a sequence body (`trunk`), task logits out through `output`."""
 
-    def __init__(self, spec: TaskSpec, trunk: nn.Module, hidden: int, groups: dict, body_forward: BodyForward, readout: str | None = None):
+    def __init__(self, spec: TaskSpec, trunk: nn.Module, hidden: int, groups: dict, body_forward: BodyForward,
+                 readout: str | None = None, input_gain: float = INPUT_GAIN, input_dropout: float = INPUT_DROPOUT):
         super().__init__()
         self.spec = spec
         self.readout = readout or spec.readout
@@ -34,12 +37,29 @@ class FPTModel(nn.Module):
             self.input = nn.Embedding(spec.vocab_size, hidden, padding_idx=spec.pad_id)
         else:
             self.input = nn.Linear(spec.token_dim, hidden)
-            nn.init.orthogonal_(self.input.weight)  # keeps token geometry; the paper's choice
+            # the 2021 code's input layer: orthogonal with gain 1.41 (keeps token geometry, scaled up), zero bias
+            nn.init.orthogonal_(self.input.weight, gain=float(input_gain))
             nn.init.zeros_(self.input.bias)
+        self.input_drop = nn.Dropout(float(input_dropout))  # the 2021 code's Dropout(0.1) after the input layer
         self.trunk = trunk
         self.output = nn.Linear(hidden, spec.targets_per_position * spec.num_classes)
         self.trunk_groups = groups  # trunk parameter name -> group, from the trunk's own map
         self._body_forward = body_forward
+        self.fixed_features = False  # set by build_model when only the output layer trains
+
+    def train(self, mode: bool = True) -> FPTModel:
+        """Output-only runs keep everything before the output layer in eval mode (no dropout): one regime,
+        a fixed feature extractor, whether its features are cached (fpt/features.py) or computed every step."""
+        super().train(mode)
+        if mode and self.fixed_features:
+            for part in (self.input, self.input_drop, self.trunk):
+                part.eval()
+        return self
+
+    def trained_groups(self) -> set[str]:
+        """The groups with at least one trainable tensor."""
+        groups = self.param_groups()
+        return {groups[n] for n, p in self.named_parameters() if p.requires_grad}
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x (b, t, d) or (b, t) ids, mask (b, t) -> logits (b, n, c)."""
@@ -47,7 +67,7 @@ class FPTModel(nn.Module):
 
     def features(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Everything before the output layer: readout features (b, k, h) or (b, h)."""
-        h = self._body_forward(self.trunk, self.input(x), mask)  # (b, t, h)
+        h = self._body_forward(self.trunk, self.input_drop(self.input(x)), mask)  # (b, t, h)
         return self.read(h, mask)
 
     def read(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -76,30 +96,45 @@ class FPTModel(nn.Module):
         return groups
 
 
+# model.kind -> "module:function" building an FPTModel from (cfg, spec); imported only when used.
+# A new baseline is one builder here, one yaml in configs/model/ and one test.
+BUILDERS = {
+    "fpt": "fpt.model:build_fpt",
+    "lstm": "fpt.baselines:build_lstm",
+    "linformer": "fpt.linformer:build_linformer",
+}
+# Kinds whose body is a pretrained-style transformer trunk (trunk.* applies; blocks can be unfrozen, ablated, analysed).
+TRUNK_KINDS = ("fpt",)
+
+
+def input_options(mcfg) -> dict:
+    """The input layer's options from `model.*` (the 2021 code's gain and dropout by default)."""
+    return {"input_gain": float(mcfg.get("input_gain", INPUT_GAIN)), "input_dropout": float(mcfg.get("input_dropout", INPUT_DROPOUT))}
+
+
 def build_model(cfg, spec: TaskSpec) -> FPTModel:
     """The model `cfg.model.kind` names, built for `spec`, with `cfg.freeze` applied."""
     kind = str(cfg.model.kind)
-    if kind == "fpt":
-        model = _fpt(cfg, spec)
-    elif kind == "lstm":
-        from fpt.baselines import build_lstm
-
-        model = build_lstm(cfg.model, spec)
-    else:
-        raise FPTError(f"unknown model.kind '{kind}'; choose fpt or lstm")
+    if kind not in BUILDERS:
+        raise FPTError(f"unknown model.kind '{kind}'; choose one of: {', '.join(BUILDERS)}")
+    module, _, fn = BUILDERS[kind].partition(":")
+    model = getattr(importlib.import_module(module), fn)(cfg, spec)
     groups = model.param_groups()
     apply_freeze(model, groups, parse_freeze(cfg.freeze))
     unfreeze = cfg.get("unfreeze") or {}
     if unfreeze.get("groups"):
-        if kind != "fpt":
-            raise FPTError("unfreeze.* selects transformer blocks; it does not apply to model.kind=lstm")
+        if kind not in TRUNK_KINDS:
+            raise FPTError(f"unfreeze.* selects transformer blocks of a pretrained trunk; it does not apply to model.kind={kind}")
         unfreeze_blocks(model, groups, parse_freeze(unfreeze["groups"]), unfreeze.get("last"), model.blocks)
+    model.fixed_features = model.trained_groups() == {"output"}
+    model.train(model.training)
     if cfg.model.get("compile"):  # torch.compile in place: parameter names, freeze groups and checkpoints stay the same
         model.trunk.compile()
     return model
 
 
-def _fpt(cfg, spec: TaskSpec) -> FPTModel:
+def build_fpt(cfg, spec: TaskSpec) -> FPTModel:
+    """A Hugging Face trunk (trunk.*) between the task's input and output layers."""
     from fpt.trunks import get_arch, load_trunk
     from fpt.trunks.base import attn_dropout, keep_blocks
 
@@ -127,6 +162,6 @@ def _fpt(cfg, spec: TaskSpec) -> FPTModel:
             f"shorten the task's sequences or choose a trunk with more positions"
         )
     groups = assign_groups((n for n, _ in trunk.named_parameters()), arch.groups)
-    model = FPTModel(spec, trunk, arch.hidden(trunk.config), groups, arch.forward, cfg.model.get("readout"))
+    model = FPTModel(spec, trunk, arch.hidden(trunk.config), groups, arch.forward, cfg.model.get("readout"), **input_options(cfg.model))
     model.blocks = f"trunk.{arch.blocks}"
     return model

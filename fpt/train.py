@@ -6,23 +6,23 @@ slim checkpoints (trained tensors only, never the frozen trunk).
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
+import sys
 import time
 from pathlib import Path
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
+from fpt.callbacks import FinalValidation, StepSeed
 from fpt.checkpoint import META_KEY, AtomicCheckpointIO, load_checkpoint, write_json
 from fpt.config import resolved
 from fpt.errors import FPTError
 from fpt.features import maybe_cache
-from fpt.freeze import count_params, summary_line
+from fpt.freeze import count_params, count_used, summary_line
 from fpt.lit import FPTModule, trunk_fingerprint
+from fpt.metrics_log import MetricsCSV
 from fpt.model import build_model
 from tasks.base import build_task
 
@@ -32,37 +32,18 @@ def build(cfg: DictConfig, cached: bool = True):
     (features.cache); False gives the task's own examples (analysis reads inputs, not features)."""
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     task = build_task(cfg.task, int(cfg.seed), cfg.data)
+    cap = cfg.data.get("max_len")
+    if cap is not None and task.spec.truncatable and task.spec.seq_len > int(cap):  # identical inputs for every trunk
+        task.fit_to(int(cap))
     model = build_model(cfg, task.spec)
     if model.spec.seq_len != task.spec.seq_len:  # a variable-length task cut to the trunk's positions
         task.fit_to(model.spec.seq_len)
     return (maybe_cache(cfg, task, model) if cached else task), FPTModule(model, resolved(cfg))
 
 
-def csv_logger(run_dir: Path, resume_step: int | None) -> CSVLogger:
-    """metrics.csv in the run dir; on resume it keeps the rows logged before the checkpoint."""
-    path = run_dir / "metrics.csv"
-    old = path.read_text() if resume_step is not None and path.is_file() else None
-    logger = CSVLogger(save_dir=str(run_dir), name="", version="")
-    writer = logger.experiment  # Lightning deletes an existing metrics.csv here: put the kept rows back
-    if old:
-        rows = list(csv.DictReader(io.StringIO(old)))
-        header = csv_header(old)
-        with open(path, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=header)
-            w.writeheader()
-            w.writerows(r for r in rows if r.get("step") and int(r["step"]) < resume_step)
-        writer.metrics_keys = sorted(header)
-    return logger
-
-
-def csv_header(text: str) -> list[str]:
-    """The column names of a metrics.csv's text."""
-    return next(csv.reader(io.StringIO(text)), [])
-
-
 def loggers(cfg: DictConfig, run_dir: Path, resume_step: int | None = None) -> list:
     """CSV always (metrics.csv in the run dir), plus TensorBoard or W&B when chosen."""
-    out = [csv_logger(run_dir, resume_step)]
+    out = [MetricsCSV(run_dir / "metrics.csv", keep_before=resume_step)]
     kind = cfg.logger.kind
     if kind == "tensorboard":
         from lightning.pytorch.loggers import TensorBoardLogger
@@ -103,6 +84,8 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None) -> dict:
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved(cfg)))
     task, lit = build(cfg)
     print(summary_line(lit.model))
+    used = count_used(lit.model)
+    cut = truncation_report(task)
     ckpt_dir = run_dir / "checkpoints"
     resume = _resume_path(cfg, ckpt_dir)
     resume_step = None
@@ -114,7 +97,7 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None) -> dict:
     ckpt_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best", monitor="val/acc", mode="max",
                               save_weights_only=True, enable_version_counter=False)
     last_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
-    callbacks = [ckpt_cb, last_cb]
+    callbacks = [ckpt_cb, last_cb, FinalValidation(), StepSeed(int(cfg.seed))]
     if cfg.trainer.get("enable_progress_bar", True):  # the bar reads its metrics (a device sync) only when it redraws
         from lightning.pytorch.callbacks import TQDMProgressBar
 
@@ -127,9 +110,10 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None) -> dict:
     steps = int(trainer.global_step)
     if lit.train_steps == 0 and (ckpt_dir / "last.ckpt").is_file():
         steps = from_last_checkpoint(lit, ckpt_dir / "last.ckpt")  # ddp_spawn trained in child processes
-        known_csv_columns(trainer, run_dir / "metrics.csv")
     test = trainer.test(lit, datamodule=task, ckpt_path=best, verbose=False)[0]
     more = extra_tests(trainer, lit, task, best)
+    if cfg.get("eval", {}).get("train_acc", True):  # the selected model on its own training set (paper Table 7)
+        more["train/acc"] = named_test(trainer, lit, task.train_eval_dataloader(), best, "train_set")["train_set/acc"]
     if not trainer.is_global_zero:  # under DDP every rank runs this; rank 0 writes the results
         return {}
     trainable, total = count_params(lit.model)
@@ -147,7 +131,9 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None) -> dict:
         "test/loss": float(test["test/loss"]),
         **more,
         "params_trainable": trainable,
+        "params_used": used,  # trainable values the task can reach (fpt.freeze.count_used)
         "params_total": total,
+        "truncation": cut,
         "steps": steps,
         "sec_per_step": round(lit.train_seconds / max(lit.train_steps, 1), 4),  # training steps of this session only
         "epoch_seconds": lit.epoch_seconds,  # training time of each finished epoch (validation excluded)
@@ -161,17 +147,6 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None) -> dict:
     return results
 
 
-def known_csv_columns(trainer: pl.Trainer, path: Path) -> None:
-    """Tell the CSV logger the columns metrics.csv already has (written by other processes), so that testing
-    appends its rows instead of failing to rewrite the file with only its own columns."""
-    if not path.is_file():
-        return
-    header = csv_header(path.read_text())
-    for logger in trainer.loggers:
-        if isinstance(logger, CSVLogger):
-            logger.experiment.metrics_keys = sorted(set(logger.experiment.metrics_keys) | set(header))
-
-
 def from_last_checkpoint(lit: FPTModule, path: Path) -> int:
     """Take steps, targets, history and timing from last.ckpt, for fits that ran in other processes (ddp_spawn)."""
     ckpt = load_checkpoint(path)
@@ -183,13 +158,30 @@ def from_last_checkpoint(lit: FPTModule, path: Path) -> int:
     return int(ckpt["global_step"])
 
 
+def named_test(trainer: pl.Trainer, lit: FPTModule, loader, ckpt: str | None, name: str) -> dict:
+    """Test on `loader`, its metrics logged and returned as NAME/acc and NAME/loss."""
+    with lit.evaluating(name):
+        r = trainer.test(lit, dataloaders=loader, ckpt_path=ckpt, verbose=False)[0]
+    return {f"{name}/acc": float(r[f"{name}/acc"]), f"{name}/loss": float(r[f"{name}/loss"])}
+
+
 def extra_tests(trainer: pl.Trainer, lit: FPTModule, task, ckpt: str | None) -> dict:
     """The task's further test sets (e.g. homology's superfamily and family holdouts) as NAME/acc, NAME/loss."""
     out = {}
     for name, loader in task.extra_test_dataloaders().items():
-        r = trainer.test(lit, dataloaders=loader, ckpt_path=ckpt, verbose=False)[0]
-        out[f"{name}/acc"], out[f"{name}/loss"] = float(r["test/acc"]), float(r["test/loss"])
+        out.update(named_test(trainer, lit, loader, ckpt, name))
     return out
+
+
+def truncation_report(task) -> dict | None:
+    """What cutting sequences to the task's length cost (None: a fixed-length task); one warning line when most are cut."""
+    cut = task.truncation()
+    if cut and cut["train"]["examples_cut"] > 0.5:
+        t = cut["train"]
+        print(f"warning: {100 * t['examples_cut']:.0f}% of the training examples are cut to {cut['max_len']} tokens "
+              f"({100 * t['tokens_kept']:.0f}% of their tokens kept); a trunk with more positions (or task.max_len) keeps more",
+              file=sys.stderr)
+    return cut
 
 
 RUN_IDENTITY = ("task", "model", "trunk.arch", "trunk.name", "trunk.path", "trunk.init", "trunk.init_seed", "freeze",

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as pl
+import numpy as np
 
 from fpt.errors import FPTError
 
 READOUTS = ("last_k", "last", "mean")
+META_KEYS = ("impl", "name", "paper")  # task yaml keys about the task, not options of its class
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,10 @@ class Task(pl.LightningDataModule):
         """One pass over the whole training set, in any order (for cached output-only features)."""
         return self.train_dataloader()
 
+    def train_eval_dataloader(self):
+        """The training set in evaluation form (no augmentation, fixed order): train/acc of the selected model."""
+        return self.train_set()
+
     def data_files(self) -> list[Path]:
         """The files this task reads (a feature cache is invalidated when one changes)."""
         return []
@@ -91,6 +97,24 @@ class Task(pl.LightningDataModule):
     def extra_test_dataloaders(self) -> dict:
         """Further test sets by name (reported as NAME/acc in results.json); the main one is test_dataloader()."""
         return {}
+
+    def raw_lengths(self, split: str):
+        """Tokens per example of `split` (train, val, test) before any cut; None for fixed-length tasks."""
+        return None
+
+    def truncation(self) -> dict | None:
+        """What cutting to `spec.seq_len` tokens costs, per split: the fraction of examples cut and of tokens kept.
+        None for fixed-length tasks (nothing is ever cut)."""
+        out = {"max_len": self.spec.seq_len}
+        for split in ("train", "val", "test"):
+            n = self.raw_lengths(split)
+            if n is None:
+                return None
+            n = np.asarray(n, dtype=np.int64)
+            kept = np.minimum(n, self.spec.seq_len)
+            out[split] = {"examples_cut": round(float((n > self.spec.seq_len).mean()) if len(n) else 0.0, 4),
+                          "tokens_kept": round(float(kept.sum() / max(int(n.sum()), 1)), 4)}
+        return out
 
     def fit_to(self, seq_len: int) -> None:
         """Cut sequences to `seq_len` tokens (a trunk's position limit). Only truncatable tasks can."""
@@ -111,7 +135,7 @@ def task_class(task_cfg) -> type[Task]:
 def build_task(task_cfg, seed: int, data_cfg=None) -> Task:
     """Instantiate the task class named by `task.impl` with the yaml's options; check its data exists."""
     cls = task_class(task_cfg)
-    options = {k: v for k, v in dict(task_cfg).items() if k not in ("impl", "name")}
+    options = {k: v for k, v in dict(task_cfg).items() if k not in META_KEYS}
     try:
         task = cls(**options, seed=seed, data=data_cfg)
     except TypeError as e:

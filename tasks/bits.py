@@ -2,16 +2,42 @@
 
 Training batches are fresh and seeded by (seed, step), so the stream is the same on every run
 and on resume; val and test are fixed sets drawn from `data_seed`, shared by all run seeds.
+
+Every generator seed carries its domain (train, val, test, pool) in its two lowest bits, so a training
+batch can never be drawn from the seed of a validation or test set, whatever the run seed and step.
+(Bit XOR has only 2^10 possible inputs, so its training batches do contain validation inputs: the
+streams are independent draws from one small space. Bit memory's strings are far too many to repeat.)
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from einops import rearrange
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
 from fpt.errors import FPTError
+from fpt.seeds import mix64, pack
 from tasks.base import Task, TaskSpec
+
+
+TRAIN, VAL, TEST, POOL = range(4)  # seed domains: the two low bits of every generator seed
+
+
+def domain_seeds(domain: int, values) -> np.ndarray:
+    """Generator seeds for `values` in one domain: distinct values give distinct seeds, domains never meet."""
+    mixed = mix64(values)
+    return ((mixed >> np.uint64(3)) << np.uint64(2)) | np.uint64(domain)  # < 2**63, the domain in the low bits
+
+
+def batch_seeds(seed: int, steps, rank: int = 0) -> np.ndarray:
+    """The training-batch seeds of run `seed` at `steps` on DDP `rank` (rank 0: the single-process stream)."""
+    return domain_seeds(TRAIN, pack(seed, steps, rank))
+
+
+def set_seed(domain: int, data_seed: int) -> int:
+    """The seed of a fixed set (val, test or the data.train_size pool) drawn from `data_seed`."""
+    return int(domain_seeds(domain, [data_seed])[0])
 
 
 class _Stream(IterableDataset):
@@ -28,8 +54,7 @@ class _Stream(IterableDataset):
     def __iter__(self):
         step = self.start
         while True:
-            key = self.seed * 1_000_003 + step
-            g = torch.Generator(self.device).manual_seed(key if self.rank == 0 else key * 1_009 + self.rank)
+            g = torch.Generator(self.device).manual_seed(int(batch_seeds(self.seed, [step], self.rank)[0]))
             x, y = self.sample(self.batch_size, g)
             yield {"x": x, "mask": torch.ones(x.shape[:2], dtype=torch.bool, device=x.device), "y": y}
             step += 1
@@ -66,13 +91,24 @@ class BitTask(Task):
 
     def _pool(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The fixed training pool of `size` examples (data.train_size)."""
-        return self.sample(size, torch.Generator().manual_seed(self.data_seed + 2))
+        return self.sample(size, torch.Generator().manual_seed(set_seed(POOL, self.data_seed)))
 
     def train_set(self) -> DataLoader:
         """The pool of data.train_size examples, once (an endless stream has no such set)."""
         if self.train_size is None:
             raise FPTError("the bit tasks' training stream is endless; set data.train_size=N for a fixed training set")
         x, y = self._pool(self.train_size)
+        ds = TensorDataset(x, torch.ones(x.shape[:2], dtype=torch.bool), y)
+        return DataLoader(ds, batch_size=max(self.batch_size, 64), collate_fn=_as_dict)
+
+    def train_eval_dataloader(self) -> DataLoader:
+        """The training set for train/acc: the data.train_size pool, or else the stream's first batches
+        (as many examples as the validation set), exactly as training drew them."""
+        if self.train_size is not None:
+            return self.train_set()
+        stream = iter(_Stream(self.sample, self.batch_size, self.seed))
+        batches = [next(stream) for _ in range(-(-self.val_size // self.batch_size))]
+        x, y = (torch.cat([b[k] for b in batches]) for k in ("x", "y"))
         ds = TensorDataset(x, torch.ones(x.shape[:2], dtype=torch.bool), y)
         return DataLoader(ds, batch_size=max(self.batch_size, 64), collate_fn=_as_dict)
 
@@ -87,10 +123,10 @@ class BitTask(Task):
         return sample
 
     def val_dataloader(self) -> DataLoader:
-        return self._fixed(self.val_size, self.data_seed)
+        return self._fixed(self.val_size, set_seed(VAL, self.data_seed))
 
     def test_dataloader(self) -> DataLoader:
-        return self._fixed(self.test_size, self.data_seed + 1)
+        return self._fixed(self.test_size, set_seed(TEST, self.data_seed))
 
 
 def _as_dict(rows):

@@ -359,6 +359,12 @@ class RemoteHomology(Task):
         self.max_len = min(self.max_len, int(seq_len))
         self.spec = replace(self.spec, seq_len=self.max_len)
 
+    def raw_lengths(self, split: str) -> np.ndarray:
+        """Tokens per protein (<cls> and <sep> included) before the cut to max_len."""
+        name = {"train": "train", "val": "valid", "test": "test_fold_holdout"}[split]
+        limit = {"val": self.val_size, "test": self.test_size}.get(split)
+        return self.split(name).lengths[:limit]
+
     # -- loaders --
     def _loader_kwargs(self) -> dict:
         workers = int(self.data.get("num_workers", 0) or 0)

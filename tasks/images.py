@@ -253,6 +253,7 @@ class ImageTask(Task, ABC):
         augment = paper_augment(self.side) if self.augment else None
         self.sets = {
             "train": ImageSet(images[train_idx], labels[train_idx], encode, augment),
+            "train_eval": ImageSet(images[train_idx], labels[train_idx], encode),  # the same images, never augmented
             "val": ImageSet(images[val_idx], labels[val_idx], encode),
             "test": ImageSet(test_images, test_labels, encode),  # the official test file, in full
         }
@@ -273,6 +274,11 @@ class ImageTask(Task, ABC):
     def val_dataloader(self) -> DataLoader:
         """The validation split carved from TRAIN, in a fixed order."""
         return self._loader("val")
+
+    def train_eval_dataloader(self) -> DataLoader:
+        """The training images without augmentation, in a fixed order (train/acc of the selected model)."""
+        self.setup()
+        return self._loader("train_eval")
 
     def test_dataloader(self) -> DataLoader:
         """Every image of the official test file, in a fixed order."""

@@ -434,6 +434,10 @@ class ListOps(Task):
         for ds in self.sets.values():
             ds.max_len = self.max_len
 
+    def raw_lengths(self, split: str) -> np.ndarray:
+        """Tokens per example before the cut to max_len (LRA's ListOps: 98% longer than 512)."""
+        return self._load(split).lengths
+
     def train_dataloader(self) -> DataLoader:
         """Shuffled batches, length-bucketed unless `bucket: false` or under DDP."""
         ds = self._set("train")

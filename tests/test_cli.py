@@ -49,11 +49,13 @@ def test_inspect_lists_norms_positions_input_output_as_trainable(tiny):
     p, _ = run("inspect", "trunk=gpt2", f"trunk.path={tiny['gpt2']}", "freeze=attn,ffn")
     assert p.returncode == 0, p.stderr[-2000:]
     lines = p.stdout.strip().splitlines()
-    trainable = {ln.split()[0] for ln in lines[:-1] if ln.endswith("trainable")}
+    trainable = {ln.split()[0] for ln in lines[:-2] if ln.endswith("trainable")}
     expected = {"input.weight", "input.bias", "output.weight", "output.bias", "trunk.wpe.weight", "trunk.ln_f.weight", "trunk.ln_f.bias"}
     expected |= {f"trunk.h.{i}.ln_{j}.{w}" for i in (0, 1) for j in (1, 2) for w in ("weight", "bias")}
     assert trainable == expected
-    assert re.fullmatch(r"trainable [\d,]+ \|\| all [\d,]+ \|\| trainable% [\d.]+", lines[-1])
+    assert re.fullmatch(r"trainable [\d,]+ \|\| all [\d,]+ \|\| trainable% [\d.]+", lines[-2])
+    # bit XOR reaches 10 of the 64 position rows: input 64 + wpe 10 x 32 + 5 LayerNorms x 64 + output 66
+    assert lines[-1].startswith("used by this task 770 of 2,498 trainable")
 
 
 @pytest.mark.parametrize(

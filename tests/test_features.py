@@ -36,13 +36,14 @@ def _cfg(tiny, tmp_path, *more):
 def test_trunk_runs_once_per_example_then_never_again(tiny, tmp_path, trunk_calls):
     res = train(_cfg(tiny, tmp_path), tmp_path / "a")
     assert res["feature_cache"]["hit"] is False
-    assert trunk_calls["examples"] == 64 + 128 + 128  # one pass over train, val and test; 40 training steps add none
+    # one pass over train, val and test (+1: params_used's synthetic probe); 40 training steps add none
+    assert trunk_calls["examples"] == 64 + 128 + 128 + 1
     assert len(res["epoch_seconds"]) == 10 and res["steps"] == 40
 
     trunk_calls["examples"] = 0
     again = train(_cfg(tiny, tmp_path), tmp_path / "b")  # another run of the same config: the cache is read
     assert again["feature_cache"]["hit"] is True and again["feature_cache"]["path"] == res["feature_cache"]["path"]
-    assert trunk_calls["examples"] == 0
+    assert trunk_calls["examples"] == 1  # params_used's synthetic probe only
     assert again["test/acc"] == res["test/acc"]
 
 

@@ -110,14 +110,15 @@ def test_group_that_matches_nothing_is_an_error(tiny):
 def test_inspect_table_lines_and_summary(tiny):
     model = _model(tiny, "gpt2", "attn,ffn")
     lines = inspect_table(model, model.param_groups()).splitlines()
-    assert len(lines) == len(list(model.named_parameters())) + 1
+    assert len(lines) == len(list(model.named_parameters())) + 2
     wpe = [ln for ln in lines if ln.startswith("trunk.wpe.")]
     assert len(wpe) == 1 and re.fullmatch(r"trunk\.wpe\.weight\s+64x32\s+pos\s+trainable", wpe[0])
     wte = [ln for ln in lines if ln.startswith("trunk.wte.")]
     assert re.fullmatch(r"trunk\.wte\.weight\s+64x32\s+emb\s+frozen", wte[0])
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
-    assert lines[-1] == f"trainable {trainable:,} || all {total:,} || trainable% {100 * trainable / total:.4f}"
+    assert lines[-2] == f"trainable {trainable:,} || all {total:,} || trainable% {100 * trainable / total:.4f}"
+    assert lines[-1].startswith(f"used by this task 770 of {trainable:,} trainable")  # 10 tokens: 10 of 64 position rows
 
 
 def test_registry_knows_three_architectures():

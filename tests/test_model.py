@@ -25,8 +25,8 @@ def test_last_k_readout_gives_one_logit_pair_per_bit(tiny):
 
 def test_input_layer_is_orthogonal_linear_or_embedding(tiny):
     lin = build_model(tiny_cfg(tiny, "gpt2"), BITS).input
-    w = lin.weight  # (hidden 32, dim 10): orthonormal columns
-    assert torch.allclose(w.T @ w, torch.eye(10), atol=1e-5)
+    w = lin.weight  # (hidden 32, dim 10): orthogonal columns of norm 1.41 (the 2021 code's gain)
+    assert torch.allclose(w.T @ w, 1.41**2 * torch.eye(10), atol=1e-5)
     emb = build_model(tiny_cfg(tiny, "bert"), SEQ).input
     assert isinstance(emb, torch.nn.Embedding) and emb.padding_idx == 0 and emb.num_embeddings == 17
 
