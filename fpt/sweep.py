@@ -18,28 +18,88 @@ from fpt.config import pop_arg
 from fpt.errors import FPTError
 
 SELECT_OVER = ("seed", "optim.lr")  # averaged over (seed) and selected over (lr) within a cell
-COLUMNS = ["status", "variant", "task", "seed", "lr", "val/acc", "test/acc", "steps", "wall_seconds",
+COLUMNS = ["status", "variant", "task", "seed", "lr", "val/acc", "test/acc", "train/acc", "steps", "wall_seconds",
+           "params_trainable", "params_used",
            "model", "trunk", "init", "freeze", "config", "run_dir", "error"]
 
 
+LR_PROTOCOLS = ("all", "seed0")
+
+
 def main(args: list[str]) -> int:
-    """fpt sweep [experiment=NAME] [sweep.dir=DIR] [overrides, a,b to sweep]."""
+    """fpt sweep [experiment=NAME] [sweep.dir=DIR] [sweep.lr_protocol=all|seed0] [overrides, a,b to sweep]."""
     from fpt.cli import _train
 
     sweep_dir, rest = pop_arg(args, "sweep.dir")
+    protocol, rest = pop_arg(rest, "sweep.lr_protocol")
+    exp, _ = pop_arg(list(rest), "experiment")
     if sweep_dir is None:
-        exp, _ = pop_arg(list(args), "experiment")
         sweep_dir = f"sweeps/{exp or 'sweep'}"
-    _train(["--multirun", *rest, f"hydra.sweep.dir={sweep_dir}"])
+    protocol = protocol or _experiment_protocol(exp)
+    if protocol not in LR_PROTOCOLS:
+        raise FPTError(f"sweep.lr_protocol must be one of {', '.join(LR_PROTOCOLS)}, got {protocol!r}")
+    Path(sweep_dir).mkdir(parents=True, exist_ok=True)
+    (Path(sweep_dir) / "sweep.json").write_text(json.dumps({"lr_protocol": protocol}) + "\n")
+    if protocol == "seed0":
+        _seed0_then_rest(_train, rest, sweep_dir)
+    else:
+        _train(["--multirun", *rest, f"hydra.sweep.dir={sweep_dir}"])
     rows = collect(Path(sweep_dir))
     ok = sum(r["status"] == "ok" for r in rows)
     print(f"{ok} of {len(rows)} runs finished; table: {sweep_dir}/results.csv; report: fpt report {sweep_dir}")
     for r in rows:
         if r["status"] != "ok":
             print(f"  failed: {r['run_dir']}: {r['error']}")
-    for cell in select(rows):
+    for cell in select(rows, on_seed=lr_seed(Path(sweep_dir))):
         print(f"  {cell['variant']:<32} {cell['task']:<16} {cell['cell']}  (lr {cell['lr']:g})")
     return 0 if ok == len(rows) else 1
+
+
+def lr_seed(sweep_dir: Path) -> int | None:
+    """The seed the sweep chose learning rates on (its sweep.json: seed0 protocol), or None (all seeds)."""
+    try:
+        protocol = json.loads((sweep_dir / "sweep.json").read_text()).get("lr_protocol")
+    except (OSError, ValueError):
+        return None
+    return 0 if protocol == "seed0" else None
+
+
+def _experiment_protocol(exp: str | None) -> str:
+    """The experiment's `sweep.lr_protocol` (all: every lr on every seed; seed0: choose on seed 0, then the rest)."""
+    if not exp:
+        return "all"
+    from fpt.config import compose
+
+    return str((compose([f"experiment={exp}"]).get("sweep") or {}).get("lr_protocol", "all"))
+
+
+def _seed0_then_rest(train, args: list[str], sweep_dir: str) -> None:
+    """Every lr on seed 0; then, per (variant, task), the other seeds at the lr with the best seed-0 val/acc."""
+    from fpt.config import compose
+
+    grid = dict(compose(args).hydra.sweeper.params or {})
+    for a in args:  # the command line's key=a,b win over the experiment's grid, as in Hydra
+        key, eq, value = a.partition("=")
+        if eq and (key in grid or "," in value):
+            grid[key] = value
+    seeds = [v.strip() for v in str(grid.get("seed", "0")).split(",")]
+    if "0" not in seeds:
+        raise FPTError("sweep.lr_protocol=seed0 chooses the lr on seed 0: the sweep's seeds must include 0")
+    train(["--multirun", *args, "seed=0", f"hydra.sweep.dir={sweep_dir}"])
+    rest = [s for s in seeds if s != "0"]
+    if not rest:
+        return
+    lr_text = {float(v): v.strip() for v in str(grid.get("optim.lr", "")).split(",") if v.strip()}  # as the grid spells it
+    for cell in select(collect(Path(sweep_dir)), on_seed=0):
+        ov = overrides_of(cell["config"])
+        pinned = [f"{k}={ov[k]}" for k in grid if k not in ("seed", "optim.lr") and k in ov]
+        lr = [f"optim.lr={lr_text.get(cell['lr'], cell['lr'])}"] if "optim.lr" in grid else []
+        train(["--multirun", *args, *pinned, *lr, f"seed={','.join(rest)}", f"hydra.sweep.dir={sweep_dir}"])
+
+
+def overrides_of(config: str) -> dict[str, str]:
+    """A row's overrides from its `config` text (`key=value ...`)."""
+    return dict(kv.split("=", 1) for kv in config.split() if "=" in kv)
 
 
 def variant_of(res: dict, varying: set[str] | None = None) -> str:
@@ -71,7 +131,7 @@ def collect(sweep_dir: Path) -> list[dict]:
             "config": " ".join(f"{k}={v}" for k, v in sorted(ov.items())), "run_dir": str(path.parent),
             "freeze": ",".join(res.get("freeze") or []), "error": res.get("error", ""),
         }
-        for k in ("val/acc", "test/acc", "steps", "wall_seconds", "model", "trunk", "init"):
+        for k in ("val/acc", "test/acc", "train/acc", "steps", "wall_seconds", "params_trainable", "params_used", "model", "trunk", "init"):
             row[k] = res.get(k, "")
         for t, step in (res.get("steps_to") or {}).items():
             row[f"steps_to/{t}"] = "" if step is None else step
@@ -86,18 +146,28 @@ def collect(sweep_dir: Path) -> list[dict]:
     return rows
 
 
-def select(rows: list[dict]) -> list[dict]:
-    """Per (variant, task): the lr with the best mean val accuracy; test accuracy mean ± std over its seeds."""
+def select(rows: list[dict], on_seed: int | None = None) -> list[dict]:
+    """Per (variant, task): the lr with the best mean val accuracy (over seed `on_seed` only, if given: the seed0
+    protocol); test accuracy mean ± std over the seeds run at that lr."""
     cells: dict[tuple, dict[float, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         if r["status"] == "ok":
             cells[(r["variant"], r["task"])][float(r["lr"])].append(r)
     out = []
     for (variant, task), by_lr in cells.items():
-        lr, runs = max(by_lr.items(), key=lambda kv: (statistics.fmean(float(r["val/acc"] or 0) for r in kv[1]), -kv[0]))
+        def score(kv):
+            runs = [r for r in kv[1] if on_seed is None or str(r["seed"]) == str(on_seed)]
+            return (statistics.fmean(float(r["val/acc"] or 0) for r in runs) if runs else -1.0, -kv[0])
+
+        lr, runs = max(by_lr.items(), key=score)
         tests = [float(r["test/acc"]) for r in runs]
         mean, std = statistics.fmean(tests), (statistics.stdev(tests) if len(tests) > 1 else 0.0)
+        trains = [float(r["train/acc"]) for r in runs if r.get("train/acc") not in (None, "")]
+        used = [int(r["params_used"]) for r in runs if r.get("params_used") not in (None, "")]
         out.append({
+            "train_mean": statistics.fmean(trains) if trains else None,
+            "train_std": statistics.stdev(trains) if len(trains) > 1 else 0.0,
+            "params_used": used[0] if used else None,
             "variant": variant, "task": task, "lr": lr, "n": len(tests), "test_mean": mean, "test_std": std,
             "val_mean": statistics.fmean(float(r["val/acc"] or 0) for r in runs),
             "cell": f"{100 * mean:.1f} ± {100 * std:.1f} (n={len(tests)})",
