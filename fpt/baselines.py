@@ -1,35 +1,136 @@
 """LSTM baselines with the FPT model's input layer, readout and output layer.
 
-`model=lstm` is the paper's 3-layer LSTM; `model=lstm_star` is LSTM*: 12 layers with residual
-connections, layernorms and learned position embeddings.
+`model=lstm` is the paper's 3-layer LSTM: the 2021 code's layer-normalised LSTM (LNLSTM built from
+LayerNormLSTM cells, hidden 768, dropout 0.1, unidirectional, not residual). Per step, one cell:
+
+    pre = LN_ih(W_ih x_t + b_ih) + LN_hh(W_hh h + b_hh)        (4h; gate order i, f, o, g)
+    c   = LN_c(sigmoid(f) * c + sigmoid(i) * tanh(g))
+    h   = dropout(sigmoid(o) * tanh(c))
+
+As in the 2021 code, the normalised c is the next step's cell state (Ba et al. 2016 carry the raw
+one), and the dropped h (their in-place dropout) is both the layer's output and its next state.
+Pre-activations x_t W_ih and their layernorm are computed for all steps before the time loop.
+
+`model=lstm_star` is LSTM* (paper 3.3): 12 such layers, each adding its input to its output (the
+2021 LNLSTM's `residual`; each cell normalises its own pre-activations, so no pre-norms), with
+learned position embeddings. `model=lstm_plain` is torch's fused nn.LSTM (`model.cell=plain`): no
+layernorms; as LSTM* (`model.residual=true`) each layer gets a pre-layernorm.
+
+Where this differs from the 2021 code, on purpose:
+- the initial (h, c) is zeros; theirs was drawn afresh (Xavier-normal) on every forward, so a
+  prediction was random even in eval mode;
+- layernorm gains/biases start at ones/zeros (torch's LayerNorm: biased variance, eps 1e-6); theirs
+  started uniform(-1/sqrt(n), 1/sqrt(n)) and used the unbiased variance;
+- kept: cell weights and biases uniform(-1/sqrt(h), 1/sqrt(h)), as in theirs and torch's nn.LSTM.
+
+Axes: b batch, t tokens, h hidden size, g = 4h gate pre-activations.
 """
 
 from __future__ import annotations
 
+import math
+from typing import Callable
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from fpt.model import FPTModel
+from fpt.errors import FPTError
+from fpt.freeze import assign_groups
+from fpt.model import FPTModel, input_options
 from tasks.base import TaskSpec
+
+CELLS = ("ln", "plain")
+LN_EPS = 1e-6  # the 2021 LayerNorm's epsilon
+
+# Anchored (re.fullmatch) patterns over LSTMBody parameter names; each name matches one group only.
+LSTM_GROUPS = {
+    "rnn": [r"rnn\.(\d+\.)?(weight|bias)_(ih|hh)(_l\d+)?"],  # LN cells: rnn.N.weight_ih; nn.LSTM: rnn[.N].weight_ih_lK
+    "ln": [r"rnn\.\d+\.ln_(ih|hh|c)\.(weight|bias)", r"ln\.\d+\.(weight|bias)"],  # cell norms; plain LSTM*'s pre-norms
+    "pos": [r"wpe\.weight"],
+}
+
+
+class LNLSTMCell(nn.Module):
+    """One layer-normalised LSTM layer (the 2021 LayerNormLSTM), run over a whole sequence."""
+
+    def __init__(self, input_size: int, hidden: int, dropout: float = 0.0):
+        super().__init__()
+        self.hidden, self.dropout = hidden, dropout
+        self.weight_ih = nn.Parameter(torch.empty(4 * hidden, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(4 * hidden, hidden))
+        self.bias_ih = nn.Parameter(torch.empty(4 * hidden))
+        self.bias_hh = nn.Parameter(torch.empty(4 * hidden))
+        bound = 1 / math.sqrt(hidden)
+        for p in (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh):
+            nn.init.uniform_(p, -bound, bound)
+        self.ln_ih = nn.LayerNorm(4 * hidden, eps=LN_EPS)
+        self.ln_hh = nn.LayerNorm(4 * hidden, eps=LN_EPS)
+        self.ln_c = nn.LayerNorm(hidden, eps=LN_EPS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(b, t, input) -> hidden states (b, t, h), from zero initial states."""
+        pre_ih = self.ln_ih(F.linear(x, self.weight_ih, self.bias_ih))  # (b, t, g): all steps at once
+        h = c = x.new_zeros(x.shape[0], self.hidden)
+        out = []
+        for pre_ih_s in pre_ih.unbind(1):  # unbind, not pre_ih[:, s]: one backward copy, not one per step
+            h, c = self.step(pre_ih_s, h, c)
+            out.append(h)
+        return torch.stack(out, 1)  # (b, t, h)
+
+    def step(self, pre_ih: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One time step: normalised input pre-activations (b, g) and state (b, h), (b, h) -> new (h, c)."""
+        pre = pre_ih + self.ln_hh(F.linear(h, self.weight_hh, self.bias_hh))  # (b, g)
+        i, f, o = pre[:, : 3 * self.hidden].sigmoid().chunk(3, dim=1)
+        g = pre[:, 3 * self.hidden :].tanh()
+        c = self.ln_c(f * c + i * g)
+        h = F.dropout(o * c.tanh(), self.dropout, self.training)
+        return h, c
+
+
+class LNLSTM(nn.ModuleList):
+    """Stacked LN-LSTM layers over (b, t, h); `residual` adds each layer's input to its output."""
+
+    def __init__(self, hidden: int, layers: int, dropout: float = 0.0, residual: bool = False):
+        super().__init__(LNLSTMCell(hidden, hidden, dropout) for _ in range(layers))
+        self.residual = residual
+
+    @property
+    def num_layers(self) -> int:
+        return len(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for cell in self:
+            x = x + cell(x) if self.residual else cell(x)
+        return x
 
 
 class LSTMBody(nn.Module):
-    """Stacked unidirectional LSTMs over (b, t, h); optionally residual with pre-norms and positions."""
+    """Stacked unidirectional LSTMs over (b, t, h) (`cell` ln or plain); optionally residual, with positions."""
 
-    def __init__(self, hidden: int, layers: int, dropout: float = 0.0, residual: bool = False, max_len: int | None = None):
+    def __init__(self, hidden: int, layers: int, dropout: float = 0.0, residual: bool = False,
+                 max_len: int | None = None, cell: str = "ln"):
         super().__init__()
-        self.residual = residual
+        self.cell, self.residual = cell, residual
         self.wpe = nn.Embedding(max_len, hidden) if max_len else None
-        if residual:  # one LSTM per layer so each can have its own skip connection and norm
+        if self.wpe is not None:
+            nn.init.normal_(self.wpe.weight, std=0.02)
+        if cell == "ln":  # each cell normalises its own pre-activations: no pre-norms
+            self.rnn = LNLSTM(hidden, layers, dropout, residual)
+        elif residual:  # one LSTM per layer so each can have its own skip connection and norm
             self.rnn = nn.ModuleList(nn.LSTM(hidden, hidden, batch_first=True) for _ in range(layers))
             self.ln = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(layers))
+            self.drop = nn.Dropout(dropout)
         else:
             self.rnn = nn.LSTM(hidden, hidden, num_layers=layers, dropout=dropout, batch_first=True)
-        self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(b, t, h) -> (b, t, h). Right padding comes after every real token, so a unidirectional
+        LSTM's states at real positions never see pads: no packing needed for any readout."""
         if self.wpe is not None:
             x = x + self.wpe(torch.arange(x.shape[1], device=x.device))  # (b, t, h)
+        if self.cell == "ln":
+            return self.rnn(x)
         if not self.residual:
             return self.rnn(x)[0]
         for rnn, ln in zip(self.rnn, self.ln):
@@ -38,24 +139,39 @@ class LSTMBody(nn.Module):
 
 
 def _lstm_forward(body: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    # Right padding comes after every real token, so a unidirectional LSTM's states at real
-    # positions never see pads: no packing needed for the last-token or masked-mean readouts.
     return body(x, mask)
 
 
 def lstm_groups(body: LSTMBody) -> dict[str, str]:
-    """LSTM parameter name -> freeze group (rnn, ln, pos)."""
-    out = {}
-    for name, _ in body.named_parameters():
-        out[name] = "pos" if name.startswith("wpe.") else "ln" if name.startswith("ln.") else "rnn"
-    return out
+    """LSTM parameter name -> freeze group: rnn (LSTM weights), ln (every layernorm), pos (LSTM* positions)."""
+    return assign_groups((n for n, _ in body.named_parameters()), LSTM_GROUPS)
 
 
-def build_lstm(mcfg, spec: TaskSpec) -> FPTModel:
+def option(mcfg, key: str, default, ok: Callable[[object], bool], allowed: str):
+    """`model.KEY` (or `default`), checked by `ok`; else a one-line FPTError naming key, value and what is allowed."""
+    value = mcfg.get(key, default)
+    if not ok(value):
+        raise FPTError(f"model.{key} must be {allowed}, got {value!r}")
+    return value
+
+
+def is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_prob(v) -> bool:
+    """A dropout probability: a number in [0, 1)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1
+
+
+def build_lstm(cfg, spec: TaskSpec) -> FPTModel:
     """An LSTM (or LSTM*) body inside the FPT wrapper, sized by `model.hidden` and `model.layers`."""
-    hidden = int(mcfg.hidden)
-    body = LSTMBody(
-        hidden, int(mcfg.layers), float(mcfg.get("dropout", 0.0)), bool(mcfg.get("residual", False)),
-        spec.seq_len if mcfg.get("positions", False) else None,
-    )
-    return FPTModel(spec, body, hidden, lstm_groups(body), _lstm_forward, mcfg.get("readout"))
+    mcfg = cfg.model
+    hidden = option(mcfg, "hidden", None, lambda v: is_int(v) and v >= 1, "a positive integer")
+    layers = option(mcfg, "layers", None, lambda v: is_int(v) and v >= 1, "a positive integer")
+    dropout = option(mcfg, "dropout", 0.0, is_prob, "in [0, 1)")
+    # no model.cell: a config saved before it existed, when every LSTM was torch's nn.LSTM
+    cell = option(mcfg, "cell", "plain", lambda v: v in CELLS, " or ".join(CELLS))
+    body = LSTMBody(hidden, layers, float(dropout), bool(mcfg.get("residual", False)),
+                    spec.seq_len if mcfg.get("positions", False) else None, cell)
+    return FPTModel(spec, body, hidden, lstm_groups(body), _lstm_forward, mcfg.get("readout"), **input_options(mcfg))

@@ -53,9 +53,9 @@ def open_run(run: str | Path, overrides: list[str] | None = None) -> OpenRun:
 
 
 def require_transformer(model, what: str) -> None:
-    """`what` reads a transformer's blocks; an LSTM baseline has none."""
+    """`what` reads a Hugging Face trunk's blocks; the baselines (LSTM, Linformer) have none."""
     if not hasattr(model, "blocks"):
-        raise FPTError(f"{what} needs a transformer trunk; this run trained an LSTM (model.kind=lstm)")
+        raise FPTError(f"{what} needs a transformer trunk (model.kind=fpt); this run trained a baseline without one")
 
 
 def blocks_of(model):

@@ -84,8 +84,9 @@ def evaluate_ablation(ckpt_path: str, layers: list[int] | str | None, overrides:
 
     path = checkpoint_of(ckpt_path)
     ckpt = load_checkpoint(path)
-    if ckpt[META_KEY]["config"]["model"]["kind"] != "fpt":
-        raise FPTError("layer ablation skips transformer blocks; this checkpoint is an LSTM (model.kind=lstm)")
+    kind = ckpt[META_KEY]["config"]["model"]["kind"]
+    if kind != "fpt":
+        raise FPTError(f"layer ablation skips the blocks of a transformer trunk; this checkpoint is a model.kind={kind} baseline")
     cfg, task, lit = restore(ckpt, overrides, cached=False)
     model = lit.model.eval()
     chosen = parse_indices(layers, len(blocks_of(model)), "ablate.layers")

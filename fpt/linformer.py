@@ -1,0 +1,98 @@
+"""Linformer baseline (paper 3.6, Table 7): a 3-layer Linformer trained from scratch.
+
+The body is learned positions (`wpe`) + lucidrains' `linformer.Linformer` (pre-norm blocks of
+low-rank self-attention and a GELU feed-forward) + a final layernorm (`ln_f`), between the same
+input layer, readouts and output layer as FPT. Nothing is pretrained; `variant=linformer` trains
+every tensor.
+
+Padding. Linformer attention has no mask: each layer projects the t keys and values along the
+sequence to k rows (`proj_k`, `proj_v`, sliced to the batch's t), so every position, pads included,
+enters every compressed key and value. Forward hooks on each attention's `to_k` and `to_v` multiply
+their outputs by the batch's (b, t, 1) mask, so a padded position adds zero to the compressed keys
+and values. With right padding, an example's logits are then the same whatever its batch is padded
+to (position i always meets rows i of the projections and of `wpe`).
+
+Sizes. heads: 12 at hidden 768 (GPT-2 base's head size 64) and 12 at hidden 384 (MiniLM-L6's
+head size 32), the transformers the baseline stands beside. k (the projected length, 256 as in
+the package and the Linformer paper) is capped at the sequence length: beyond it the projection
+only adds rows.
+
+Axes: b batch, t tokens, h hidden size.
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from linformer import Linformer
+from torch import nn
+
+from fpt.baselines import is_int, is_prob, option
+from fpt.errors import FPTError
+from fpt.freeze import assign_groups
+from fpt.model import FPTModel, input_options
+from tasks.base import TaskSpec
+
+# Anchored (re.fullmatch) patterns over LinformerBody parameter names. The package's blocks are
+# net.net.layers.N.0 (PreNorm(attention)) and net.net.layers.N.1 (PreNorm(feed-forward)).
+LINFORMER_GROUPS = {
+    "attn": [r"net\.net\.layers\.\d+\.0\.fn\.(proj_k|proj_v|to_q\.weight|to_k\.weight|to_v\.weight|to_out\.(weight|bias))"],
+    "ffn": [r"net\.net\.layers\.\d+\.1\.fn\.(w1|w2)\.(weight|bias)"],
+    "ln": [r"net\.net\.layers\.\d+\.[01]\.norm\.(weight|bias)", r"ln_f\.(weight|bias)"],
+    "pos": [r"wpe\.weight"],
+}
+
+
+class LinformerBody(nn.Module):
+    """Positions + Linformer blocks + final layernorm over (b, t, h); pads add nothing to keys and values."""
+
+    def __init__(self, hidden: int, seq_len: int, depth: int, heads: int, k: int, dropout: float = 0.0):
+        super().__init__()
+        self.wpe = nn.Embedding(seq_len, hidden)
+        nn.init.normal_(self.wpe.weight, std=0.02)
+        self.net = Linformer(hidden, seq_len, depth, k=k, heads=heads, dropout=dropout)
+        self.ln_f = nn.LayerNorm(hidden)
+        self._mask: torch.Tensor | None = None  # (b, t, 1), set for the length of one forward
+        for attn, _ in self.net.net.layers:
+            attn.fn.to_k.register_forward_hook(self._zero_pads)
+            attn.fn.to_v.register_forward_hook(self._zero_pads)
+
+    def _zero_pads(self, module: nn.Module, args, out: torch.Tensor) -> torch.Tensor:
+        return out * self._mask  # (b, t, heads * head size): padded positions' keys/values become 0
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(b, t, h), mask (b, t) -> (b, t, h)."""
+        self._mask = rearrange(mask, "b t -> b t 1").to(x.dtype)
+        try:
+            h = self.net(x + self.wpe(torch.arange(x.shape[1], device=x.device)))  # (b, t, h)
+        finally:
+            self._mask = None
+        return self.ln_f(h)
+
+
+def _linformer_forward(body: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return body(x, mask)
+
+
+def linformer_groups(body: LinformerBody) -> dict[str, str]:
+    """Linformer parameter name -> freeze group (attn incl. sequence projections, ffn, ln, pos)."""
+    return assign_groups((n for n, _ in body.named_parameters()), LINFORMER_GROUPS)
+
+
+def build_linformer(cfg, spec: TaskSpec) -> FPTModel:
+    """A Linformer body (`model.hidden`, `depth`, `heads`, `k`, `max_len`, `dropout`) inside the FPT wrapper."""
+    mcfg = cfg.model
+    positive = lambda v: is_int(v) and v >= 1  # noqa: E731
+    hidden = option(mcfg, "hidden", 768, positive, "a positive integer")
+    depth = option(mcfg, "depth", 3, positive, "a positive integer")
+    heads = option(mcfg, "heads", 12, lambda v: positive(v) and hidden % v == 0,
+                   f"a positive integer dividing model.hidden={hidden}")
+    k = option(mcfg, "k", 256, positive, "a positive integer")
+    dropout = option(mcfg, "dropout", 0.1, is_prob, "in [0, 1)")
+    max_len = option(mcfg, "max_len", None, lambda v: v is None or positive(v), "a positive integer or null")
+    if max_len is not None and spec.seq_len > max_len:
+        raise FPTError(f"model=linformer: the task has {spec.seq_len} tokens but model.max_len={max_len}; "
+                       f"set model.max_len=null (the task's length) or at least {spec.seq_len}")
+    seq_len = max_len or spec.seq_len
+    body = LinformerBody(hidden, seq_len, depth, heads, min(k, seq_len), float(dropout))
+    return FPTModel(spec, body, hidden, linformer_groups(body), _linformer_forward, mcfg.get("readout"), **input_options(mcfg))
