@@ -73,8 +73,9 @@ def check_groups(args: list[str]) -> None:
                 raise FPTError(f"unknown {key} '{v}'; choose one of: {', '.join(known)}")
 
 
-def compose(overrides: list[str]) -> DictConfig:
-    """The composed config for `overrides` (no run directory), with Hydra's errors as one line."""
+def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
+    """The composed config for `overrides` (no run directory; `with_hydra`: with Hydra's own node, e.g. the
+    sweeper's grid), with Hydra's errors as one line."""
     from hydra import compose as hcompose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
@@ -83,7 +84,7 @@ def compose(overrides: list[str]) -> DictConfig:
     overrides = [a for a in overrides if a not in MULTIRUN_FLAGS]
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            return hcompose(config_name="train", overrides=overrides)
+            return hcompose(config_name="train", overrides=overrides, return_hydra_config=with_hydra)
     except (HydraException, OmegaConfBaseException) as e:
         raise FPTError(one_line(e)) from None
 

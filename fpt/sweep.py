@@ -77,7 +77,8 @@ def _seed0_then_rest(train, args: list[str], sweep_dir: str) -> None:
     """Every lr on seed 0; then, per (variant, task), the other seeds at the lr with the best seed-0 val/acc."""
     from fpt.config import compose
 
-    grid = dict(compose(args).hydra.sweeper.params or {})
+    fixed = [a for a in args if "," not in a.partition("=")[2] or a.partition("=")[2].startswith("[")]
+    grid = dict(compose(fixed, with_hydra=True).hydra.sweeper.params or {})
     for a in args:  # the command line's key=a,b win over the experiment's grid, as in Hydra
         key, eq, value = a.partition("=")
         if eq and (key in grid or "," in value):

@@ -83,6 +83,7 @@ CASES = [
     ("sequence longer than the trunk", ["train", "task=bit_memory", "trunk=gpt2", "trunk.path={gpt2}"], ["120 tokens but trunk", "64 positions"], LOADED),
     ("unfreeze beyond the blocks", ["train", "trunk=gpt2", "trunk.path={gpt2}", "unfreeze.groups=ffn", "unfreeze.last=9"], ["unfreeze.last=9", "choose 1..2"], LOADED),
     ("depth beyond the blocks", ["train", "trunk=gpt2", "trunk.path={gpt2}", "model.depth=5"], ["model.depth=5", "choose 1..2"], LOADED),
+    ("linformer shorter than the task", ["train", "model=linformer", "model.max_len=5"], ["model=linformer: the task has 10 tokens but model.max_len=5"], LOADED),
     ("freeze group absent from the model", ["train", "model=lstm", "freeze=attn"], ["'attn' matches no parameter"], LOADED),
     ("accelerator absent", ["train", "trunk=gpt2", "trunk.path={gpt2}", "trainer.accelerator=gpu"], ["trainer options rejected"], LOADED),
     ("precision unknown", ["train", "trunk=gpt2", "trunk.path={gpt2}", "trainer.precision=fp7"], ["trainer options rejected", "fp7"], LOADED),

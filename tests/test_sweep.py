@@ -106,3 +106,23 @@ def test_scaling_sweep_has_one_row_per_variant_size_and_seed_and_a_size_plot(tin
     md = report(tmp_path).read_text()
     assert md.index("| FPT data.train_size=8 |") < md.index("| FPT data.train_size=64 |")  # the sweep's order, not the alphabet
     assert (tmp_path / "plots" / "accuracy_vs_train_size.png").stat().st_size > 5000
+
+
+def test_seed0_protocol_chooses_the_lr_on_seed_0_then_runs_the_other_seeds_at_it(tiny, tmp_path):
+    from fpt.report import report
+    from fpt.sweep import collect
+
+    fast = ["trunk=gpt2", f"trunk.path={tiny['gpt2']}", "trainer.max_steps=4", "trainer.val_check_interval=2",
+            "trainer.enable_progress_bar=false", "task.val_size=64", "task.test_size=64", "stop_at_val_acc=null"]
+    p, _ = run("sweep", "variant=fpt,scratch", "optim.lr=1e-4,1e-2", "seed=0,1,2", "sweep.lr_protocol=seed0", *fast,
+               f"sweep.dir={tmp_path}")
+    assert p.returncode == 0, p.stderr[-3000:]
+    rows = collect(tmp_path)
+    assert len(rows) == 2 * 2 + 2 * 2  # every lr on seed 0, then seeds 1 and 2 at one lr per variant
+    for cell in select(rows, on_seed=0):
+        seed0 = {float(r["lr"]): float(r["val/acc"]) for r in rows if r["variant"] == cell["variant"] and str(r["seed"]) == "0"}
+        assert cell["lr"] == max(seed0, key=lambda lr: (seed0[lr], -lr)) and cell["n"] == 3
+        assert {str(r["seed"]) for r in rows if r["variant"] == cell["variant"] and float(r["lr"]) != cell["lr"]} == {"0"}
+    md = report(tmp_path).read_text()
+    assert "chosen on seed 0's validation accuracy" in md and "## Train vs test accuracy (paper Table 7)" in md
+    assert "| full transformer (scratch) |" in md
