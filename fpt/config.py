@@ -152,6 +152,8 @@ def preflight(cfg: DictConfig) -> None:
     _need(cap is None or (_is_int(cap) and cap >= 1), "data.max_len", "a positive integer or null", cap)
     train_acc = (cfg.get("eval") or {}).get("train_acc", True)
     _need(isinstance(train_acc, bool), "eval.train_acc", "true or false", train_acc)
+    n_train = (cfg.get("eval") or {}).get("train_examples")
+    _need(n_train is None or (_is_int(n_train) and n_train >= 1), "eval.train_examples", "a positive integer or null", n_train)
     if cfg.get("resume"):
         _need(Path(str(cfg.resume)).expanduser().exists(), "resume", "an existing run directory or checkpoint", cfg.resume)
     if cfg.model.kind == "fpt":

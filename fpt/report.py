@@ -101,7 +101,8 @@ def _train_vs_test(by: dict, variants: list[str], tasks: list[str]) -> list[str]
         return []
     out = ["", "## Train vs test accuracy (paper Table 7)", "",
            "Test / train accuracy (%) of the selected runs, mean over seeds. Train: the selected checkpoint measured on "
-           "its whole training set without augmentation (bit tasks: the first examples of the training stream). A model "
+           "its training set without augmentation (all of it, or the first `eval.train_examples`; bit tasks: the first "
+           "examples of the training stream). A model "
            "far better on train than on test overfits; one alike on both underfits.", ""]
     def cell(v, t):
         c = by.get((v, t))

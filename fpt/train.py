@@ -24,7 +24,7 @@ from fpt.freeze import count_params, count_used, summary_line
 from fpt.lit import FPTModule, trunk_fingerprint
 from fpt.metrics_log import MetricsCSV
 from fpt.model import build_model
-from tasks.base import build_task
+from tasks.base import build_task, first_examples
 
 
 def build(cfg: DictConfig, cached: bool = True):
@@ -112,8 +112,10 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None) -> dict:
         steps = from_last_checkpoint(lit, ckpt_dir / "last.ckpt")  # ddp_spawn trained in child processes
     test = trainer.test(lit, datamodule=task, ckpt_path=best, verbose=False)[0]
     more = extra_tests(trainer, lit, task, best)
-    if cfg.get("eval", {}).get("train_acc", True):  # the selected model on its own training set (paper Table 7)
-        more["train/acc"] = named_test(trainer, lit, task.train_eval_dataloader(), best, "train_set")["train_set/acc"]
+    ev = cfg.get("eval") or {}
+    if ev.get("train_acc", True):  # the selected model on its own training set (paper Table 7)
+        loader = first_examples(task.train_eval_dataloader(), ev.get("train_examples"))
+        more["train/acc"] = named_test(trainer, lit, loader, best, "train_set")["train_set/acc"]
     if not trainer.is_global_zero:  # under DDP every rank runs this; rank 0 writes the results
         return {}
     trainable, total = count_params(lit.model)

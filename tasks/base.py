@@ -126,6 +126,17 @@ class Task(pl.LightningDataModule):
         raise FPTError(f"{cls.__name__} is generated on the fly and has no files to write")
 
 
+def first_examples(loader, n: int | None):
+    """`loader` over only its first `n` examples, in its own order (an iterable-style loader is returned as is)."""
+    from torch.utils.data import DataLoader, IterableDataset, Subset
+
+    if n is None or isinstance(loader.dataset, IterableDataset) or loader.batch_sampler is None or n >= len(loader.dataset):
+        return loader
+    order = [i for batch in loader.batch_sampler for i in batch][:n]
+    return DataLoader(Subset(loader.dataset, order), batch_size=loader.batch_sampler.batch_size, collate_fn=loader.collate_fn,
+                      num_workers=loader.num_workers, pin_memory=loader.pin_memory)
+
+
 def task_class(task_cfg) -> type[Task]:
     """The class named by the task yaml's `impl: module:Class`."""
     module, _, cls_name = str(task_cfg.impl).partition(":")
