@@ -27,10 +27,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset
 
 from fpt.errors import FPTError
 from tasks.base import Task, TaskSpec
+from tasks.loading import SafeUnpickler, loader
+from tasks.sampling import bucketed_batches, epoch_batches
 
 # TAPE's IUPAC vocabulary (tape.tokenizers.IUPAC_VOCAB): ids are fixed, never derived from the data.
 IUPAC_VOCAB = ("<pad>", "<mask>", "<cls>", "<sep>", "<unk>", *"ABCDEFGHIKLMNOPQRSTUVWXYZ")
@@ -105,27 +107,13 @@ def _read_lmdb(path: Path) -> list[dict]:
         env.close()
 
 
-class _RecordUnpickler(pickle.Unpickler):
-    """Plain records and numpy arrays only: a data file must not be able to run code."""
-
-    ALLOWED = {(m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray") for n in ("_reconstruct", "scalar")} | {
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-        ("_codecs", "encode"),  # how protocol-2 pickles store bytes
-    }
-
-    def find_class(self, module, name):
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}")
-        return super().find_class(module, name)
-
-
 def _unpickle(raw: bytes | None, path: Path, key) -> object:
     import io
 
     if raw is None:
         raise FPTError(f"{path} has no record {key} (num_examples says it should); the LMDB is incomplete")
     try:
-        return _RecordUnpickler(io.BytesIO(raw)).load()
+        return SafeUnpickler(io.BytesIO(raw)).load()
     except Exception as e:  # corrupt bytes or a forbidden global: either way the record is unusable
         raise FPTError(f"{path} record {key}: {e}; fpt reads plain records and numpy arrays only (or use task.format=json)") from None
 
@@ -253,33 +241,6 @@ def collate(rows: list[tuple[np.ndarray, int]]) -> dict[str, torch.Tensor]:
     return {"x": x, "mask": mask, "y": y}
 
 
-class LengthBuckets(BatchSampler):
-    """Shuffled batches of similar length, so little compute goes to padding.
-
-    The indices of `sampler` are taken in pools of `pool` batches; each pool is sorted by length and
-    cut into batches; the batch order is then shuffled. pool=1 gives plain shuffled batches.
-    The sampler is an argument so Lightning can swap in a DistributedSampler under DDP.
-    """
-
-    def __init__(self, sampler, batch_size: int, drop_last: bool = False, lengths=None, pool: int = 50, seed: int = 0):
-        super().__init__(sampler, batch_size, drop_last)
-        self.lengths, self.pool, self.seed, self._epoch = lengths, max(1, int(pool)), seed, 0
-
-    def __iter__(self):
-        idx = list(self.sampler)
-        size = self.batch_size * self.pool
-        batches = []
-        for start in range(0, len(idx), size):
-            chunk = sorted(idx[start : start + size], key=lambda i: self.lengths[i])
-            batches += [chunk[j : j + self.batch_size] for j in range(0, len(chunk), self.batch_size)]
-        if self.drop_last:
-            batches = [b for b in batches if len(b) == self.batch_size]
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self._epoch)
-        self._epoch += 1
-        for i in torch.randperm(len(batches), generator=g).tolist():
-            yield batches[i]
-
-
 # --- the task -------------------------------------------------------------------------------------
 def _check_options(fmt: str, readout: str, max_len: int, num_classes: int, **positive) -> None:
     """The task's options, each wrong one named in one line."""
@@ -366,21 +327,21 @@ class RemoteHomology(Task):
         return self.split(name).lengths[:limit]
 
     # -- loaders --
-    def _loader_kwargs(self) -> dict:
-        workers = int(self.data.get("num_workers", 0) or 0)
-        return dict(collate_fn=collate, num_workers=workers, persistent_workers=workers > 0,
-                    pin_memory=torch.cuda.is_available())
 
     def train_dataloader(self) -> DataLoader:
+        """Shuffled batches of similar length (pools of task.bucket batches), a function of (seed, epoch): resumable."""
         ds = Sequences(self.split("train"), self.max_len)
-        sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(self.seed))
-        batches = LengthBuckets(sampler, self.batch_size, lengths=ds.lengths(), pool=self.bucket, seed=self.seed)
-        return DataLoader(ds, batch_sampler=batches, **self._loader_kwargs())
+        if self.trainer is not None and self.trainer.world_size > 1:  # Lightning shards a plain sampler over the ranks
+            return loader(ds, self.data, batch_size=self.batch_size, shuffle=True, collate_fn=collate,
+                          generator=torch.Generator().manual_seed(self.seed))
+        lengths = ds.lengths()
+        order = epoch_batches(self.trainer, lambda epoch: bucketed_batches(lengths, self.batch_size, self.seed, epoch, self.bucket))
+        return loader(ds, self.data, batch_sampler=order, collate_fn=collate)
 
     def _eval_loader(self, split: str, limit: int | None) -> DataLoader:
         ds = Sequences(self.split(split), self.max_len, limit)
         order = np.argsort(ds.lengths(), kind="stable").tolist()  # similar lengths together: less padding
-        return DataLoader(ds, batch_size=self.eval_batch_size, sampler=order, **self._loader_kwargs())
+        return loader(ds, self.data, batch_size=self.eval_batch_size, sampler=order, collate_fn=collate)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("valid", self.val_size)

@@ -31,6 +31,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from fpt.errors import FPTError
 from tasks.base import Task, TaskSpec
+from tasks.loading import SafeUnpickler, loader
+from tasks.sampling import epoch_batches, example_seed, shuffled_batches
 
 MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 MNIST_FILES = {True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -162,16 +164,24 @@ def paper_augment(side: int) -> Callable[[torch.Tensor], torch.Tensor]:
 class ImageSet(Dataset):
     """Items {x, mask, y} from uint8 images; `augment` (train only) runs before encoding, in the workers."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, encode: Callable, augment: Callable | None = None):
-        self.images, self.labels, self.encode, self.augment = images, labels, encode, augment
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, encode: Callable, augment: Callable | None = None,
+                 seed: int = 0):
+        self.images, self.labels, self.encode, self.augment, self.seed = images, labels, encode, augment, seed
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        """Key: an index, or (index, epoch) from the training sampler: the augmentation is then seeded by
+        (run seed, epoch, index), the same on every run and on resume, in any worker."""
+        i, epoch = key if isinstance(key, tuple) else (key, None)
         img = self.images[i]  # (c, H, W) uint8
-        if self.augment is not None:
+        if self.augment is not None and epoch is None:  # a plain index: the global generator decides
             img = self.augment(img)
+        elif self.augment is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(example_seed(self.seed, epoch, i))
+                img = self.augment(img)
         x = self.encode(img)  # (T, D) float or (T,) long
         return {"x": x, "mask": torch.ones(x.shape[0], dtype=torch.bool), "y": self.labels[i : i + 1]}
 
@@ -252,7 +262,7 @@ class ImageTask(Task, ABC):
         train_idx, val_idx = carve(len(labels), self.val_size, self.train_size, self.data_seed)
         augment = paper_augment(self.side) if self.augment else None
         self.sets = {
-            "train": ImageSet(images[train_idx], labels[train_idx], encode, augment),
+            "train": ImageSet(images[train_idx], labels[train_idx], encode, augment, seed=self.seed),
             "train_eval": ImageSet(images[train_idx], labels[train_idx], encode),  # the same images, never augmented
             "val": ImageSet(images[val_idx], labels[val_idx], encode),
             "test": ImageSet(test_images, test_labels, encode),  # the official test file, in full
@@ -260,12 +270,14 @@ class ImageTask(Task, ABC):
 
     def _loader(self, split: str) -> DataLoader:
         # augmentation and encoding run in the workers; pinned memory only helps a CUDA copy
-        workers = int(self.data.get("num_workers", 0) or 0)
-        train = split == "train"
-        return DataLoader(
-            self.sets[split], batch_size=self.batch_size if train else self.eval_batch_size, shuffle=train,
-            num_workers=workers, persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
-        )
+        if split != "train":
+            return loader(self.sets[split], self.data, batch_size=self.eval_batch_size)
+        n = len(self.sets["train"])
+        if self.trainer is not None and self.trainer.world_size > 1:  # Lightning shards a plain sampler over the ranks
+            return loader(self.sets[split], self.data, batch_size=self.batch_size, shuffle=True,
+                          generator=torch.Generator().manual_seed(self.seed))
+        order = epoch_batches(self.trainer, lambda epoch: shuffled_batches(n, self.batch_size, self.seed, epoch), with_epoch=True)
+        return loader(self.sets[split], self.data, batch_sampler=order)
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled, augmented (if on) training batches."""
@@ -406,23 +418,11 @@ def _write_idx(path: Path, magic: int, array: np.ndarray) -> Path:
 
 
 # --- CIFAR-10 -------------------------------------------------------------------------------------
-class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles numpy arrays, lists, dicts and strings, nothing else: unchecked files cannot run code."""
-
-    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-               ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")}
-
-    def find_class(self, module, name):
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-        return super().find_class(module, name)
-
-
 def read_cifar_batch(path: Path) -> tuple[np.ndarray, list[int]]:
     """data (n, 3072) uint8 and labels of one CIFAR-10 pickle, read without torchvision's MD5 check."""
     try:
         with open(path, "rb") as f:
-            entry = _ArrayUnpickler(f, encoding="latin1").load()
+            entry = SafeUnpickler(f, encoding="latin1").load()
         entry = {k.decode() if isinstance(k, bytes) else k: v for k, v in entry.items()}
         data, labels = entry["data"], list(entry["labels"])
     except Exception as e:  # truncated, not a pickle, or not a CIFAR batch

@@ -27,10 +27,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from fpt.errors import FPTError
 from tasks.base import Task, TaskSpec
+from tasks.loading import loader
+from tasks.sampling import bucketed_batches, epoch_batches
 
 # --- vocabulary and tokenizer ---------------------------------------------------------------
 OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
@@ -312,38 +314,6 @@ def collate(rows: list[tuple[np.ndarray, int]]) -> dict[str, torch.Tensor]:
     return {"x": x, "mask": mask, "y": y}
 
 
-class BucketSampler(Sampler[int]):
-    """Shuffled indices laid out so each run of `batch_size` has similar lengths (less padding).
-
-    Shuffle, sort chunks of 50 batches by length, cut into batches, shuffle the batches; the one
-    short batch goes last so DataLoader(batch_size=...) cuts exactly these batches.
-    """
-
-    def __init__(self, ds: TokenSet, batch_size: int, seed: int, chunk_batches: int = 50):
-        self.ds, self.batch_size, self.seed, self.chunk, self.epoch = ds, batch_size, seed, batch_size * chunk_batches, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.ds)
-
-    def __iter__(self):
-        rng = np.random.default_rng([self.seed, self.epoch])
-        lengths, order = self.ds.lengths(), rng.permutation(len(self.ds))
-        batches = []
-        for s in range(0, len(order), self.chunk):
-            part = order[s : s + self.chunk]
-            part = part[np.argsort(lengths[part], kind="stable")]
-            batches += [part[i : i + self.batch_size] for i in range(0, len(part), self.batch_size)]
-        short = [b for b in batches if len(b) < self.batch_size]
-        full = [b for b in batches if len(b) == self.batch_size]
-        for j in rng.permutation(len(full)):
-            yield from full[j].tolist()
-        for b in short:
-            yield from b.tolist()
-
-
 def _by_length(ds: TokenSet) -> list[int]:
     """Evaluation order: by length, so batches pad little (order does not change accuracy)."""
     return np.argsort(ds.lengths(), kind="stable").tolist()
@@ -442,9 +412,11 @@ class ListOps(Task):
         """Shuffled batches, length-bucketed unless `bucket: false` or under DDP."""
         ds = self._set("train")
         world = self.trainer.world_size if self.trainer is not None else 1
-        if self.bucket and world == 1:  # under DDP Lightning swaps in its DistributedSampler
-            return self._loader(ds, self.batch_size, sampler=BucketSampler(ds, self.batch_size, self.seed))
-        return self._loader(ds, self.batch_size, shuffle=True, generator=torch.Generator().manual_seed(self.seed))
+        if world > 1:  # under DDP Lightning shards a plain sampler over the ranks
+            return self._loader(ds, self.batch_size, shuffle=True, generator=torch.Generator().manual_seed(self.seed))
+        lengths, pool = ds.lengths(), 50 if self.bucket else 1
+        order = epoch_batches(self.trainer, lambda epoch: bucketed_batches(lengths, self.batch_size, self.seed, epoch, pool))
+        return self._loader(ds, batch_sampler=order)
 
     def val_dataloader(self) -> DataLoader:
         """basic_val.tsv (all of it unless val_size is set)."""
@@ -476,10 +448,10 @@ class ListOps(Task):
             self.setup({"train": "fit", "val": "validate", "test": "test"}[split])
         return self.sets[split]
 
-    def _loader(self, ds: TokenSet, batch_size: int, **kw) -> DataLoader:
-        workers = int(self.data.get("num_workers", 0) or 0)
-        return DataLoader(ds, batch_size=batch_size, collate_fn=collate, num_workers=workers,
-                          pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0, **kw)
+    def _loader(self, ds: TokenSet, batch_size: int | None = None, **kw) -> DataLoader:
+        if batch_size is not None:
+            kw["batch_size"] = batch_size
+        return loader(ds, self.data, collate_fn=collate, **kw)
 
 
 def _check_options(max_len, readout, paper_compat, bucket, data_seed, sizes: dict) -> None:

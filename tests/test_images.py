@@ -351,3 +351,11 @@ def test_cifar10_lra_trains_end_to_end_on_a_1024_position_trunk(gpt2_1024, small
     res = _run(gpt2_1024, "cifar10_lra", small_root, tmp_path, "task.variant=lra", "task.batch_size=4",
                "task.val_size=8", "trainer.max_steps=2", "trainer.val_check_interval=2")
     assert res["status"] == "ok" and res["steps"] == 2 and res["val/acc"] is not None and _whole(res["test/acc"] * 8)
+
+
+def test_training_keys_seed_the_augmentation_by_run_seed_epoch_and_index(root):
+    train = _task(Cifar10, root).sets["train"]
+    torch.manual_seed(0)
+    a, b = train[(3, 1)]["x"], train[(3, 1)]["x"]
+    assert torch.equal(a, b)  # the same example in the same epoch: the same crop, flip and rotation
+    assert not torch.equal(a, train[(3, 2)]["x"])  # another epoch: another augmentation

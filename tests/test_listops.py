@@ -178,11 +178,13 @@ def test_bucketed_train_batches_cover_every_example_once(root):
     task = _task(root, batch_size=5)
     task.setup("fit")
     loader = task.train_dataloader()
-    sampler = loader.sampler
-    epoch0 = list(sampler)
-    assert sorted(epoch0) == list(range(SMALL["train_size"]))
-    sampler.set_epoch(1)
-    assert list(sampler) != epoch0
+    batches = loader.batch_sampler
+    epoch0 = list(batches)
+    assert sorted(i for b in epoch0 for i in b) == list(range(SMALL["train_size"]))
+    batches.set_epoch(1)
+    assert list(batches) != epoch0
+    batches.set_epoch(0)
+    assert list(batches) == epoch0  # a function of (seed, epoch): the same again
     sizes = [b["y"].shape[0] for b in loader]
     assert sizes == [5, 5, 5, 5, 4]  # full batches first, the short one last
 

@@ -1,0 +1,39 @@
+"""What a task declares so the model can build itself from it: shapes, classes, readout.
+
+Kept apart from tasks.base (which imports Lightning for the task's LightningDataModule), so the model layer
+reads a TaskSpec without importing Lightning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fpt.errors import FPTError
+
+READOUTS = ("last_k", "last", "mean")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Shapes a task feeds the model: tokens x dim (or vocabulary), classes and readout."""
+
+    seq_len: int  # tokens per example (the maximum, for variable-length tasks)
+    num_classes: int  # classes per target
+    readout: str = "last"  # last_k: the last k positions; last: last real token; mean: mean over real tokens
+    token_dim: int | None = None  # continuous tokens: features per token (through a Linear)
+    vocab_size: int | None = None  # discrete tokens: vocabulary size (through an Embedding)
+    pad_id: int | None = None  # discrete tokens: the padding id
+    k: int = 1  # positions read by `last_k`
+    targets_per_position: int = 1  # e.g. 50 bits per position for bit memory
+    truncatable: bool = False  # variable-length task: may be cut to a trunk's position limit (see Task.fit_to)
+
+    def __post_init__(self):
+        if (self.token_dim is None) == (self.vocab_size is None):
+            raise ValueError("a TaskSpec sets exactly one of token_dim and vocab_size")
+        if self.readout not in READOUTS:
+            raise FPTError(f"unknown readout '{self.readout}'; choose one of: {', '.join(READOUTS)}")
+
+    @property
+    def n_targets(self) -> int:
+        """Targets per example: k * targets_per_position for last_k, else targets_per_position."""
+        return (self.k if self.readout == "last_k" else 1) * self.targets_per_position
