@@ -10,7 +10,7 @@ import importlib
 import sys
 import warnings
 
-from fpt.config import check_groups, compose, config_dir, is_multirun, pop_arg, preflight, rewrite, sweep_points
+from fpt.config import check_groups, check_out_dir, compose, config_dir, is_multirun, pop_arg, preflight, rewrite, sweep_points
 from fpt.errors import FPTError
 
 USAGE = """usage: fpt COMMAND [key=value ...]
@@ -77,6 +77,10 @@ def _checked(args: list[str]):
 
 def _train(args: list[str]) -> int:
     args, _ = _checked(args)
+    for key in ("hydra.run.dir", "hydra.sweep.dir"):
+        value, _ = pop_arg(args, key)
+        if value is not None:
+            check_out_dir(value, key)
     import hydra
 
     original = list(sys.argv)
@@ -140,6 +144,7 @@ def _data(args: list[str]) -> int:
     name, rest = args[0], args[1:]
     check_groups([f"task={name}"])
     out, options = _kv(rest, "out")
+    check_out_dir(out, "out")
     from pathlib import Path
 
     from omegaconf import OmegaConf

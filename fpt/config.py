@@ -128,11 +128,12 @@ def preflight(cfg: DictConfig) -> None:
     _need(isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0, "optim.lr", "a positive number", lr)
     wd = cfg.optim.get("weight_decay", 0.0)
     _need(isinstance(wd, (int, float)) and wd >= 0, "optim.weight_decay", "a number >= 0", wd)
-    _need(_is_int(cfg.seed), "seed", "an integer", cfg.seed)
+    _need(_is_int(cfg.seed) and 0 <= cfg.seed < 2**23, "seed", f"an integer in 0..{2**23 - 1}", cfg.seed)
     bs = cfg.task.get("batch_size")
     _need(bs is None or (_is_int(bs) and bs >= 1), "task.batch_size", "a positive integer", bs)
     ms = cfg.trainer.get("max_steps")
-    _need(ms is None or (_is_int(ms) and ms >= -1), "trainer.max_steps", "an integer >= -1", ms)
+    _need(ms is None or (_is_int(ms) and (ms == -1 or ms >= 1)), "trainer.max_steps",
+          "a positive number of steps (or -1: trainer.max_epochs decides)", ms)
     vi = cfg.trainer.get("val_check_interval")
     _need(vi is None or (isinstance(vi, (int, float)) and vi > 0), "trainer.val_check_interval", "a positive number of steps", vi)
     size = cfg.data.get("train_size")
@@ -169,10 +170,29 @@ def _trunk_preflight(t: DictConfig) -> None:
           "pretrained, random, stats, standardized or a toolkit run dir / .ckpt", init)
     if path_like:
         _need(Path(init).expanduser().exists(), "trunk.init", "an existing run directory or checkpoint", init)
+    dtype = str(t.get("dtype", "auto"))
+    _need(dtype in ("auto", "bf16", "fp32"), "trunk.dtype", "auto, bf16 or fp32", dtype)
     for key in ("dropout", "attn_dropout"):
         d = t.get(key)
         _need(d is None or (isinstance(d, (int, float)) and 0 <= d < 1), f"trunk.{key}", "in [0, 1) or null", d)
     check_source(t)
+
+
+def check_out_dir(value: str, key: str) -> Path:
+    """A directory the command may write into: not an existing file, every path component a legal length."""
+    path = Path(str(value)).expanduser()
+    long = [part for part in path.parts if len(part.encode()) > 255]
+    if long:
+        raise FPTError(f"{key}: the path component '{long[0][:40]}...' is {len(long[0].encode())} bytes long, over the "
+                       f"file system's 255; choose a shorter {key}")
+    if len(str(path.resolve()).encode()) > 4000:
+        raise FPTError(f"{key}: the path is over 4000 bytes long; choose a shorter {key}")
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise FPTError(f"{key}={value}: {p} is a file, not a directory; choose a directory for {key}")
+            break
+    return path
 
 
 def resolved(cfg: DictConfig) -> dict:

@@ -1,11 +1,15 @@
 """One Hydra job: a single `fpt train`, or one run of a sweep.
 
-In a sweep a finished run (results.json with status ok) is skipped, and a failed run records its
-error in results.json and lets the others go on; a single run fails loudly with exit code 2.
+One process per run directory (fpt.runlock). A finished run is not trained again: a sweep skips it, and a
+single run started again with the same command prints its recorded results and changes nothing (a longer
+trainer.max_steps continues it). A failed sweep run records its error in results.json and lets the others
+go on; a single run fails in one line with exit code 2, leaving the run directory untouched when it fails
+before training starts (a refused resume, missing data). A preempted run (SIGTERM, SIGUSR1) exits 143.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 import traceback
@@ -13,8 +17,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from fpt.config import preflight
-from fpt.errors import FPTError
+from fpt.config import preflight, resolved
+from fpt.errors import FPTError, Preempted
+from fpt.runlock import RunLock, is_secondary_rank
+
+CONTINUES = ("trainer.max_steps", "trainer.max_epochs", "stop_at_val_acc")  # changes that give a finished run more to do
 
 
 def finished(run_dir: Path) -> dict | None:
@@ -35,27 +42,78 @@ def run_job(cfg: DictConfig) -> float | None:
     run_dir = Path(hc.runtime.output_dir)
     sweep = hc.mode == RunMode.MULTIRUN
     overrides = dict(o.split("=", 1) for o in hc.overrides.task if "=" in o)
-    if sweep and (done := finished(run_dir)):
-        print(f"skip (finished): {run_dir}  test/acc {done['test/acc']:.4f}")
-        return done["test/acc"]
-    try:
-        preflight(cfg)
+    extra = {"overrides": overrides, "label": cfg.get("label")}
+    if is_secondary_rank():  # another DDP rank of a run rank 0 holds and reports
         from fpt.train import train
 
-        res = train(cfg, run_dir, extra={"overrides": overrides, "label": cfg.get("label")})
+        train(cfg, run_dir, extra)
+        return None
+    started = False
+    try:
+        with RunLock(run_dir):
+            if (done := finished(run_dir)) and _nothing_to_do(run_dir, cfg, sweep):
+                print(f"{'skip (finished)' if sweep else 'finished already'}: {run_dir}  test/acc {done['test/acc']:.4f}  "
+                      f"val/acc {_fmt(done.get('val/acc'))}  steps {done['steps']}")
+                return done["test/acc"]
+            preflight(cfg)
+            from fpt.train import prepare, train
+
+            prepared = prepare(cfg, run_dir)  # raises before any file of the run directory is written
+            started = True
+            res = train(cfg, run_dir, extra, prepared)
+    except Preempted as e:
+        print(f"fpt train: {e}", file=sys.stderr)
+        raise SystemExit(e.exit_code) from None
     except Exception as e:  # noqa: BLE001 - in a sweep any failure is recorded, the rest go on
+        e = _as_user_error(e, cfg)
         if not sweep and not isinstance(e, FPTError):
             raise
-        _record_failure(run_dir, e, overrides)
+        if sweep or started:
+            _record_failure(run_dir, e, overrides)
         print(f"fpt train: error: {_first_line(e)}", file=sys.stderr)
         if not sweep:
             raise SystemExit(2) from None
         return None
     if not res:  # a DDP rank other than 0: rank 0 reports
         return None
-    val = "None" if res["val/acc"] is None else f"{res['val/acc']:.4f}"
-    print(f"test/acc {res['test/acc']:.4f}  val/acc {val}  steps {res['steps']}  {res['wall_seconds']:.0f}s  -> {run_dir}/results.json")
+    print(f"test/acc {res['test/acc']:.4f}  val/acc {_fmt(res['val/acc'])}  steps {res['steps']} (the tested checkpoint: "
+          f"step {res.get('best_step', res['steps'])})  {res['wall_seconds']:.0f}s  -> {run_dir}/results.json")
     return res["test/acc"]
+
+
+def _fmt(v) -> str:
+    return "None" if v is None else f"{v:.4f}"
+
+
+def _nothing_to_do(run_dir: Path, cfg: DictConfig, sweep: bool) -> bool:
+    """A finished run needs no training unless this command asks for more (CONTINUES) than it was given;
+    a command that changes anything else about the run is refused (fpt.resume)."""
+    if sweep:
+        return True
+    from omegaconf import OmegaConf
+
+    from fpt.resume import check_resume
+
+    saved = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml")) if (run_dir / "config.yaml").is_file() else None
+    if saved is None:
+        return True
+    changes = check_resume(saved, resolved(cfg), run_dir)
+    return not any(k in changes for k in CONTINUES)
+
+
+def _as_user_error(e: Exception, cfg: DictConfig) -> Exception:
+    """Out of memory and file-system failures as one line that says what to do; anything else unchanged."""
+    import torch
+
+    text = str(e)
+    if isinstance(e, torch.OutOfMemoryError) or (isinstance(e, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)):
+        bs = cfg.task.get("batch_size")
+        return FPTError(f"out of memory with task.batch_size={bs} ({text.strip().splitlines()[0][:120]}); lower task.batch_size, "
+                        f"or set model.grad_checkpointing=true, trunk.attn_dropout=0 or a smaller trunk")
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG, errno.EACCES, errno.EROFS, errno.ENOTDIR):
+        return FPTError(f"cannot write {e.filename or 'the run directory'}: {e.strerror}; choose another hydra.run.dir "
+                        f"(or free space)")
+    return e
 
 
 def _first_line(e: Exception) -> str:
@@ -64,9 +122,15 @@ def _first_line(e: Exception) -> str:
 
 
 def _record_failure(run_dir: Path, e: Exception, overrides: dict) -> None:
+    """results.json says the run failed and why; the results of an earlier finished attempt are never replaced
+    (the failure goes to failure.json beside them). A write that fails too (a full disk) is left at that."""
     from fpt.checkpoint import write_json
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not isinstance(e, FPTError):
-        (run_dir / "error.log").write_text("".join(traceback.format_exception(e)))
-    write_json(run_dir / "results.json", {"status": "failed", "error": _first_line(e), "overrides": overrides})
+    record = {"status": "failed", "error": _first_line(e), "overrides": overrides}
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not isinstance(e, FPTError):
+            (run_dir / "error.log").write_text("".join(traceback.format_exception(e)))
+        write_json(run_dir / ("failure.json" if finished(run_dir) else "results.json"), record)
+    except (OSError, FPTError):
+        pass

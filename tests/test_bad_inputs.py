@@ -54,6 +54,12 @@ CASES = [
     ("max steps negative", ["train", "trainer.max_steps=-5"], ["trainer.max_steps"], QUICK),
     ("val interval zero", ["train", "trainer.val_check_interval=0"], ["trainer.val_check_interval"], QUICK),
     ("seed wrong type", ["train", "seed=abc"], ["seed must be an integer"], QUICK),
+    ("seed negative", ["train", "seed=-1"], ["seed must be an integer in 0..8388607"], QUICK),
+    ("max steps zero", ["train", "trainer.max_steps=0"], ["trainer.max_steps must be a positive number of steps"], QUICK),
+    ("run dir component too long", ["train", "hydra.run.dir={tmp}/" + "x" * 300], ["300 bytes long", "255"], QUICK),
+    ("run dir is a file", ["train", "hydra.run.dir=/etc/passwd"], ["/etc/passwd is a file, not a directory"], QUICK),
+    ("data out is a file", ["data", "mnist", "out=/etc/passwd"], ["/etc/passwd is a file, not a directory"], QUICK),
+    ("trunk dtype unknown", ["train", "trunk.dtype=fp8"], ["trunk.dtype must be auto, bf16 or fp32"], QUICK),
     ("train size zero", ["train", "data.train_size=0"], ["data.train_size"], QUICK),
     ("stop threshold out of range", ["train", "stop_at_val_acc=2"], ["stop_at_val_acc"], QUICK),
     ("nan policy unknown", ["train", "on_nan=explode"], ["on_nan must be stop or skip"], QUICK),
@@ -88,7 +94,7 @@ CASES = [
     ("accelerator absent", ["train", "trunk=gpt2", "trunk.path={gpt2}", "trainer.accelerator=gpu"], ["trainer options rejected"], LOADED),
     ("precision unknown", ["train", "trunk=gpt2", "trunk.path={gpt2}", "trainer.precision=fp7"], ["trainer options rejected", "fp7"], LOADED),
     ("data for a generated task", ["data", "bit_xor", "out={tmp}/x"], ["generated on the fly"], LOADED),
-    ("eval truncated checkpoint", ["eval", "ckpt={tmp}/trunc.ckpt"], ["cannot read checkpoint"], LOADED),
+    ("eval truncated checkpoint", ["eval", "ckpt={tmp}/trunc.ckpt"], ["cannot read checkpoint", "truncated or not a PyTorch checkpoint"], LOADED),
     ("eval foreign checkpoint", ["eval", "ckpt={tmp}/alien.ckpt"], ["not an fpt checkpoint"], LOADED),
 ]
 
@@ -101,7 +107,7 @@ def files(tiny, tmp_path_factory):
 @pytest.mark.parametrize("name, args, needles, budget", CASES, ids=[c[0] for c in CASES])
 def test_bad_input(files, tmp_path, name, args, needles, budget):
     args = [a.format(**files) for a in args]
-    if args[0] == "train":
+    if args[0] == "train" and not any(a.startswith("hydra.run.dir=") for a in args):
         args.append(f"hydra.run.dir={tmp_path / 'run'}")
     keep = tmp_path / "keep.txt"
     keep.write_text("finished work")

@@ -112,7 +112,8 @@ def test_nan_skip_policy_trains_through_bad_batches(tiny, tmp_path, nan_loss):
 
 def test_resuming_with_another_configuration_is_refused_naming_it(tiny, tmp_path):
     train(tiny_cfg(tiny, "gpt2", "trainer.max_steps=4", "trainer.val_check_interval=2"), tmp_path)
-    cases = (("freeze=none", "freeze"), ("trunk=bert", "trunk.arch"), ("task=bit_memory task.n_bits=20 task.patch=5", "task"))
+    cases = (("freeze=none", "freeze"), ("trunk=bert", "trunk.arch"), ("task=bit_memory task.n_bits=20 task.patch=5", "task.name"),
+             ("optim.lr=0.01", "optim.lr"))
     for override, key in cases:
         args = override.split() + ([f"trunk.path={tiny['bert']}"] if override == "trunk=bert" else [])
         cfg = tiny_cfg(tiny, "gpt2", "trainer.max_steps=8", "trainer.val_check_interval=2", *args)

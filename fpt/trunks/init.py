@@ -53,13 +53,14 @@ def standardize(model: nn.Module, group_map: dict[str, list[str]], groups: list[
 
 def from_run(path: str, arch_name: str) -> nn.Module:
     """The trunk a toolkit run trained: its own trunk config rebuilt, then its trained tensors loaded."""
-    from fpt.checkpoint import load_checkpoint
+    from fpt.checkpoint import check_trusted, load_checkpoint
     from fpt.trunks import get_arch
     from fpt.trunks.base import load_trunk
 
     p = Path(path).expanduser()
     ckpt = load_checkpoint(p / "checkpoints" / "best.ckpt" if p.is_dir() else p)
     src = ckpt["fpt"]["config"]
+    check_trusted(src, p)
     if src["model"]["kind"] != "fpt" or src["trunk"]["arch"] != arch_name:
         raise FPTError(f"trunk.init={path}: that run trained a {src['model']['kind']}/{src['trunk'].get('arch')} model, not a {arch_name} trunk")
     model = load_trunk(OmegaConf.create(src["trunk"]), get_arch(arch_name))
