@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+from pathlib import Path
+
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from fpt.errors import FPTError
 from fpt.seeds import step_seed
 
 
@@ -40,3 +47,155 @@ class StepSeed(pl.Callback):
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module, batch, batch_idx) -> None:
         torch.manual_seed(step_seed(self.seed, trainer.global_step, trainer.global_rank))
 
+
+
+class Preemption(pl.Callback):
+    """On SIGTERM (what schedulers send before killing a job) or SIGUSR1 (SLURM's warning signal), write
+    `last_path` at the current step; the run then ends as preempted (fpt.job: status "preempted", exit 143).
+
+    Lightning notices SIGTERM and stops after the step in flight; its SIGTERMException reaches
+    `on_exception` here. SIGUSR1 is turned into the same path, except under SLURM with Lightning's
+    auto-requeue, which handles SIGUSR1 itself (saves and requeues the job).
+    """
+
+    def __init__(self, last_path: Path):
+        self.last_path = Path(last_path)
+        self._usr1 = None
+
+    def setup(self, trainer: pl.Trainer, pl_module, stage: str) -> None:
+        from lightning.fabric.plugins.environments import SLURMEnvironment
+
+        if stage == "fit" and not SLURMEnvironment.detect() and hasattr(signal, "SIGUSR1"):
+            self._usr1 = signal.signal(signal.SIGUSR1, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
+
+    def teardown(self, trainer: pl.Trainer, pl_module, stage: str) -> None:
+        if self._usr1 is not None:
+            signal.signal(signal.SIGUSR1, self._usr1)
+            self._usr1 = None
+
+    def on_exception(self, trainer: pl.Trainer, pl_module, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException) and trainer.state.fn == "fit" and trainer.global_step > 0:
+            trainer.save_checkpoint(self.last_path)
+
+
+class ValHistory(pl.Callback):
+    """val/acc at every evaluation, and the first step each target accuracy was reached (results.json steps_to)."""
+
+    state_key = "ValHistory"
+
+    def __init__(self, targets=()):
+        self.targets = sorted(float(t) for t in targets or [])
+        self.history: list[tuple[int, float]] = []
+        self.steps_to: dict[str, int] = {}
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        acc, step = float(trainer.callback_metrics["val/acc"]), int(trainer.global_step)  # one host sync per evaluation
+        self.history.append((step, acc))
+        for t in self.targets:
+            if acc >= t and str(t) not in self.steps_to:
+                self.steps_to[str(t)] = step
+
+    def state_dict(self) -> dict:
+        return {"history": [list(h) for h in self.history], "steps_to": dict(self.steps_to)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.history = [tuple(h) for h in state.get("history", [])]
+        self.steps_to = dict(state.get("steps_to", {}))
+
+
+class Timing(pl.Callback):
+    """Host-side seconds spent in training batches, and each whole training epoch's seconds without its validations."""
+
+    state_key = "Timing"
+
+    def __init__(self):
+        self.train_seconds, self.train_steps = 0.0, 0  # over every session of the run (restored on resume)
+        self.epoch_seconds: list[float] = []
+        self._t0, self._epoch_t0, self._val, self._val_t0 = 0.0, None, 0.0, 0.0  # _epoch_t0 None: a resumed epoch
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._epoch_t0, self._val = time.perf_counter(), 0.0
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if self._epoch_t0 is not None:  # an epoch resumed mid-way has no whole duration to report
+            self.epoch_seconds.append(round(time.perf_counter() - self._epoch_t0 - self._val, 4))
+        self._epoch_t0 = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.train_seconds += time.perf_counter() - self._t0
+        self.train_steps += 1
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self._val_t0 = time.perf_counter()
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if self._epoch_t0 is not None:  # validation inside a training epoch is not the epoch's training time
+            self._val += time.perf_counter() - self._val_t0
+
+    def state_dict(self) -> dict:
+        return {"epoch_seconds": list(self.epoch_seconds), "train_seconds": self.train_seconds, "train_steps": self.train_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch_seconds = list(state.get("epoch_seconds", []))
+        self.train_seconds, self.train_steps = state.get("train_seconds", 0.0), state.get("train_steps", 0)
+
+
+class NaNPolicy(pl.Callback):
+    """A NaN/inf loss: `stop` (checked at logging steps, no per-step host sync; the weights before every
+    validation) keeping the last good checkpoint, or `skip` the batch's update (one host sync per step)."""
+
+    def __init__(self, policy: str = "stop"):
+        self.policy = policy
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.policy == "stop" and outputs is not None and trainer.global_step % trainer.log_every_n_steps == 0:
+            if not torch.isfinite(outputs["loss"]):
+                self._stop(trainer, "the training loss")
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if self.policy == "stop" and not all(torch.isfinite(p).all() for p in pl_module.parameters() if p.requires_grad):
+            self._stop(trainer, "a trained weight")
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if self.policy != "skip":
+            return
+        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        if grads and not torch.stack([torch.isfinite(g).all() for g in grads]).all():
+            for g in optimizer.param_groups:  # no gradient, no update: the optimizer leaves these tensors alone
+                for p in g["params"]:
+                    p.grad = None
+
+    @staticmethod
+    def _stop(trainer, what: str):
+        raise FPTError(f"{what} became NaN/inf by step {trainer.global_step}; stopped, the last good checkpoint is kept in "
+                       f"checkpoints/last.ckpt. Lower optim.lr, or set on_nan=skip to skip such batches")
+
+
+class ResumeLog(pl.Callback):
+    """Every resume of the run: the step it continued from and the config changes it was allowed (fpt.resume)."""
+
+    state_key = "ResumeLog"
+
+    def __init__(self, record: dict | None = None):
+        self.record, self.resumes = record, ([record] if record else [])
+
+    def state_dict(self) -> dict:
+        return {"resumes": list(self.resumes)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.resumes = list(state.get("resumes", [])) + ([self.record] if self.record else [])
+
+
+def stop_at(threshold: float | None) -> list[pl.Callback]:
+    """Lightning's EarlyStopping at val/acc >= threshold (its own check is strict, hence the 1e-9), never on patience."""
+    if threshold is None:
+        return []
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    return [EarlyStopping(monitor="val/acc", mode="max", stopping_threshold=float(threshold) - 1e-9, patience=2**31,
+                          check_on_train_epoch_end=False)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from contextlib import contextmanager
 
 import lightning.pytorch as pl
@@ -15,11 +14,11 @@ from fpt.checkpoint import META_KEY
 from fpt.errors import FPTError
 from fpt.model import FPTModel
 
-NAN_POLICIES = ("stop", "skip")
-
 
 class FPTModule(pl.LightningModule):
-    """Trains an FPTModel; logs {train,val,test}/{loss,acc}; records steps to target accuracies."""
+    """Trains an FPTModel: the loss, the metrics ({train,val,test}/{loss,acc}), the optimizer over the trainable
+    tensors and slim checkpoints. What happens around the steps (stopping, timing, NaN policy, the history of
+    validation accuracy) is in fpt/callbacks.py."""
 
     # Slim checkpoints leave the frozen trunk out, so resuming loads the rest non-strictly.
     strict_loading = False
@@ -30,16 +29,6 @@ class FPTModule(pl.LightningModule):
         self.cfg = OmegaConf.to_container(cfg, resolve=True) if not isinstance(cfg, dict) else cfg
         self.acc = torch.nn.ModuleDict({f"{s}_acc": self._accuracy() for s in ("train", "val", "test")})
         self.test_name = "test"  # the metric prefix of trainer.test: test, or another set's name (see evaluating)
-        self.targets = sorted(float(t) for t in self.cfg.get("targets") or [])
-        self.steps_to: dict[str, int] = {}
-        self.stop_at = self.cfg.get("stop_at_val_acc")
-        self.on_nan = self.cfg.get("on_nan", "stop")
-        if self.on_nan not in NAN_POLICIES:
-            raise FPTError(f"unknown on_nan '{self.on_nan}'; choose one of: {', '.join(NAN_POLICIES)}")
-        self.history: list[tuple[int, float]] = []  # (step, val/acc) per evaluation
-        self.train_seconds, self.train_steps, self._t0 = 0.0, 0, 0.0  # host-side time in training batches
-        self.epoch_seconds: list[float] = []  # wall time of each training epoch (validation excluded)
-        self._epoch_t0, self._epoch_val, self._val_t0 = None, 0.0, 0.0  # None: no epoch start seen (a resumed epoch)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.model(x, mask)
@@ -64,7 +53,7 @@ class FPTModule(pl.LightningModule):
         else:
             logits = self.model(batch["x"], batch["mask"])  # (b, n, c)
         y = batch["y"]  # (b, n)
-        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
         self.acc[f"{stage}_acc"](logits.argmax(-1).flatten(), y.flatten())
         on_step = stage == "train"
         # val/test loss is averaged over every rank under DDP (one sync at the epoch's end); accuracy syncs itself
@@ -74,42 +63,7 @@ class FPTModule(pl.LightningModule):
         return loss
 
     def training_step(self, batch, batch_idx):
-        loss = self._step(batch, "train")
-        if self.on_nan == "skip" and not torch.isfinite(loss):  # one host sync per step, only in this mode
-            return None  # Lightning skips the optimizer step for this batch
-        return loss
-
-    def on_train_epoch_start(self):
-        self._epoch_t0, self._epoch_val = time.perf_counter(), 0.0
-
-    def on_train_epoch_end(self):
-        if self._epoch_t0 is not None:  # an epoch resumed mid-way has no whole duration to report
-            self.epoch_seconds.append(round(time.perf_counter() - self._epoch_t0 - self._epoch_val, 4))
-        self._epoch_t0 = None
-
-    def on_validation_epoch_start(self):
-        self._val_t0 = time.perf_counter()
-
-    def on_train_batch_start(self, batch, batch_idx):
-        self._t0 = time.perf_counter()
-
-    def on_train_batch_end(self, outputs, batch, batch_idx):
-        self.train_seconds += time.perf_counter() - self._t0
-        self.train_steps += 1
-        # Checked at logging steps only (no per-step host sync); validation checks the weights too.
-        if self.on_nan == "stop" and outputs is not None and (self.global_step % self.trainer.log_every_n_steps == 0):
-            if not torch.isfinite(outputs["loss"]):
-                self._nan_stop("the training loss")
-
-    def on_validation_start(self):
-        if self.on_nan == "stop" and not all(torch.isfinite(p).all() for p in self.model.parameters() if p.requires_grad):
-            self._nan_stop("a trained weight")
-
-    def _nan_stop(self, what: str):
-        raise FPTError(
-            f"{what} became NaN/inf by step {self.global_step}; stopped, the last good checkpoint is kept in "
-            f"checkpoints/last.ckpt. Lower optim.lr, or set on_nan=skip to skip such batches"
-        )
+        return self._step(batch, "train")
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")
@@ -117,26 +71,10 @@ class FPTModule(pl.LightningModule):
     def test_step(self, batch, batch_idx):
         self._step(batch, self.test_name)
 
-    def on_validation_epoch_end(self):
-        if self._epoch_t0 is not None:  # validation inside a training epoch is not the epoch's training time
-            self._epoch_val += time.perf_counter() - self._val_t0
-        if self.trainer.sanity_checking:
-            return
-        acc = float(self.trainer.callback_metrics["val/acc"])  # one host sync per evaluation
-        step = int(self.global_step)
-        self.history.append((step, acc))
-        for t in self.targets:
-            if acc >= t and str(t) not in self.steps_to:
-                self.steps_to[str(t)] = step
-        if self.stop_at is not None and acc >= float(self.stop_at):
-            self.trainer.should_stop = True
-
     def configure_optimizers(self):
         """Adam(W) over trainable tensors only; no weight decay on 1-D tensors (norms, biases)."""
         o = self.cfg["optim"]
         lr, wd = float(o["lr"]), float(o.get("weight_decay", 0.0))
-        if lr <= 0:
-            raise FPTError(f"optim.lr must be positive, got {lr}")
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:
             raise FPTError("every parameter is frozen: nothing to train; freeze fewer groups")
@@ -158,40 +96,27 @@ class FPTModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         drop = self.frozen_trunk_keys()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in drop}
-        checkpoint[META_KEY] = {
-            "config": self.cfg,
-            "fingerprint": self.fingerprint(),
-            "steps_to": dict(self.steps_to),
-            "history": list(self.history),
-            "timing": {"train_seconds": self.train_seconds, "train_steps": self.train_steps, "epoch_seconds": list(self.epoch_seconds)},
-            "rng": {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-        }
+        checkpoint[META_KEY] = {"config": self.cfg, "fingerprint": self.fingerprint()}
 
-    def fingerprint(self) -> list[float]:
+    def fingerprint(self) -> dict:
         """trunk_fingerprint, computed once: the frozen tensors never change during a run (a pass over every weight)."""
         if getattr(self, "_fingerprint", None) is None:
             self._fingerprint = trunk_fingerprint(self)
         return self._fingerprint
 
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        meta = checkpoint.get(META_KEY, {})
-        self.steps_to = dict(meta.get("steps_to", {}))
-        self.history = [tuple(h) for h in meta.get("history", [])]
-        rng = meta.get("rng")
-        if rng and self.trainer is not None and self.trainer.state.fn == "fit":  # resume: continue the same random stream
-            torch.set_rng_state(rng["torch"])
-            if rng["cuda"] and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(rng["cuda"])
 
-
-def trunk_fingerprint(module: FPTModule) -> list[float]:
-    """Sum and sum of squares over the frozen trunk tensors: tells one trunk's weights from another's."""
+def trunk_fingerprint(module: FPTModule, dtype: str | None = None) -> dict:
+    """{dtype, sum, sumsq} over the frozen trunk tensors, taken in `dtype` (default: the dtype they are stored in,
+    e.g. bfloat16 under trunk.dtype=bf16): tells one trunk's weights from another's."""
     keys = module.frozen_trunk_keys()
     s = s2 = 0.0
+    seen = None
     with torch.no_grad():
         for k, v in module.state_dict().items():
             if k in keys and v.is_floating_point():
-                v = v.detach().double()
+                v = v.detach().to(getattr(torch, dtype) if dtype else v.dtype)
+                seen = seen or str(v.dtype).removeprefix("torch.")
+                v = v.double()
                 s += float(v.sum())
                 s2 += float((v * v).sum())
-    return [s, s2]
+    return {"dtype": dtype or seen or "float32", "sum": s, "sumsq": s2}

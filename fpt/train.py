@@ -9,21 +9,26 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from fpt.callbacks import FinalValidation, StepSeed
-from fpt.checkpoint import META_KEY, AtomicCheckpointIO, load_checkpoint, write_json
+from fpt.callbacks import FinalValidation, NaNPolicy, Preemption, ResumeLog, StepSeed, Timing, ValHistory, stop_at
+from fpt.checkpoint import META_KEY, AtomicCheckpointIO, check_trusted, load_checkpoint, write_json
 from fpt.config import resolved
-from fpt.errors import FPTError
+from fpt.errors import FPTError, Preempted
 from fpt.features import maybe_cache
 from fpt.freeze import count_params, count_used, summary_line
 from fpt.lit import FPTModule, trunk_fingerprint
 from fpt.metrics_log import MetricsCSV
 from fpt.model import build_model
+from fpt.precision import resolve_precision, store_frozen, trunk_dtype
+from fpt.resume import check_resume, resume_path
 from tasks.base import build_task, first_examples
 
 
@@ -36,6 +41,7 @@ def build(cfg: DictConfig, cached: bool = True):
     if cap is not None and task.spec.truncatable and task.spec.seq_len > int(cap):  # identical inputs for every trunk
         task.fit_to(int(cap))
     model = build_model(cfg, task.spec)
+    store_frozen(model, trunk_dtype(cfg))
     if model.spec.seq_len != task.spec.seq_len:  # a variable-length task cut to the trunk's positions
         task.fit_to(model.spec.seq_len)
     return (maybe_cache(cfg, task, model) if cached else task), FPTModule(model, resolved(cfg))
@@ -64,7 +70,8 @@ def make_trainer(trainer_cfg, **kw) -> pl.Trainer:
     """Lightning's Trainer from `trainer.*`; its configuration errors become one line."""
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    options = OmegaConf.to_container(trainer_cfg, resolve=True) if not isinstance(trainer_cfg, dict) else trainer_cfg
+    options = dict(OmegaConf.to_container(trainer_cfg, resolve=True) if not isinstance(trainer_cfg, dict) else trainer_cfg)
+    options["precision"] = resolve_precision(options, say=kw.pop("say_precision", False))
     chatter = logging.getLogger("lightning.pytorch.utilities.rank_zero")  # "GPU available: False", tips
     level = chatter.level
     chatter.setLevel(logging.WARNING)
@@ -77,39 +84,69 @@ def make_trainer(trainer_cfg, **kw) -> pl.Trainer:
         chatter.setLevel(level)
 
 
-def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None) -> dict:
-    """Fit, select the best checkpoint by val/acc, test it on the full test set, write results.json."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved(cfg)))
+@dataclass
+class Prepared:
+    """A run ready to fit: built, its resume checked; nothing written yet."""
+
+    task: Any
+    lit: FPTModule
+    resume: str | None  # the checkpoint to continue from
+    resume_step: int | None
+    changes: dict  # honoured config changes since that checkpoint: {key: [old, new]}
+    used: int
+    cut: dict | None
+
+
+def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
+    """Build the task and module and check a resume; a refusal (FPTError) leaves the run directory untouched."""
     task, lit = build(cfg)
-    print(summary_line(lit.model))
-    used = count_used(lit.model)
-    cut = truncation_report(task)
-    ckpt_dir = run_dir / "checkpoints"
-    resume = _resume_path(cfg, ckpt_dir)
-    resume_step = None
+    resume, resume_step, changes = resume_path(cfg, Path(run_dir) / "checkpoints"), None, {}
     if resume:
         ckpt = load_checkpoint(resume)
-        check_same_run(ckpt[META_KEY]["config"], resolved(cfg), resume)
+        changes = check_resume(ckpt[META_KEY]["config"], resolved(cfg), resume)
         resume_step = int(ckpt["global_step"])
+    return Prepared(task, lit, resume, resume_step, changes, count_used(lit.model), truncation_report(task))
+
+
+def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None, prepared: Prepared | None = None) -> dict:
+    """Fit, select the best checkpoint by val/acc, test it on the full test set, write results.json.
+
+    SIGTERM or SIGUSR1 ends the fit after the step in flight: last.ckpt is written at that step,
+    results.json says status "preempted", and Preempted is raised (exit code 143)."""
+    run_dir = Path(run_dir)
+    p = prepared or prepare(cfg, run_dir)
+    task, lit = p.task, p.lit
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved(cfg)))
+    print(summary_line(lit.model))
+    ckpt_dir = run_dir / "checkpoints"
     # best: the selected model (weights only: all that testing needs); last: every evaluation, for resume
     ckpt_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best", monitor="val/acc", mode="max",
                               save_weights_only=True, enable_version_counter=False)
     last_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
-    callbacks = [ckpt_cb, last_cb, FinalValidation(), StepSeed(int(cfg.seed))]
+    history, timing = ValHistory(cfg.get("targets")), Timing()
+    resumes = ResumeLog({"step": p.resume_step, "changed": p.changes} if p.resume_step is not None else None)
+    callbacks = [ckpt_cb, last_cb, history, timing, resumes, FinalValidation(), StepSeed(int(cfg.seed)),
+                 NaNPolicy(str(cfg.get("on_nan", "stop"))), Preemption(ckpt_dir / "last.ckpt"), *stop_at(cfg.get("stop_at_val_acc"))]
     if cfg.trainer.get("enable_progress_bar", True):  # the bar reads its metrics (a device sync) only when it redraws
         from lightning.pytorch.callbacks import TQDMProgressBar
 
         callbacks.append(TQDMProgressBar(refresh_rate=max(1, int(cfg.trainer.get("log_every_n_steps") or 20))))
-    trainer = make_trainer(cfg.trainer, logger=loggers(cfg, run_dir, resume_step), callbacks=callbacks,
-                           default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()])
+    trainer = make_trainer(cfg.trainer, logger=loggers(cfg, run_dir, p.resume_step), callbacks=callbacks,
+                           default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()], say_precision=True)
     t0 = time.perf_counter()
-    trainer.fit(lit, datamodule=task, ckpt_path=resume)
+    try:
+        trainer.fit(lit, datamodule=task, ckpt_path=p.resume)
+    except SIGTERMException:
+        step = int(trainer.global_step)
+        if trainer.is_global_zero:
+            write_json(run_dir / "results.json", {"status": "preempted", "steps": step, "task": cfg.task.name,
+                                                  "seed": int(cfg.seed), **(extra or {})})
+        raise Preempted(f"preempted at step {step}: checkpoints/last.ckpt holds it; run the same command again to resume") from None
     best = ckpt_cb.best_model_path or None
     steps = int(trainer.global_step)
-    if lit.train_steps == 0 and (ckpt_dir / "last.ckpt").is_file():
-        steps = from_last_checkpoint(lit, ckpt_dir / "last.ckpt")  # ddp_spawn trained in child processes
+    if timing.train_steps == 0 and (ckpt_dir / "last.ckpt").is_file():  # ddp_spawn trained in child processes
+        steps = from_last_checkpoint(ckpt_dir / "last.ckpt", (history, timing, resumes))
     test = trainer.test(lit, datamodule=task, ckpt_path=best, verbose=False)[0]
     more = extra_tests(trainer, lit, task, best)
     ev = cfg.get("eval") or {}
@@ -128,20 +165,24 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None) -> dict:
         "freeze": list(cfg.freeze),
         "seed": int(cfg.seed),
         "lr": float(cfg.optim.lr),
+        "precision": str(trainer.precision),  # trainer.precision as resolved (auto: bf16-mixed on bf16 hardware)
+        "trunk_dtype": trunk_dtype(cfg),
         "val/acc": float(ckpt_cb.best_model_score) if ckpt_cb.best_model_score is not None else None,
         "test/acc": float(test["test/acc"]),
         "test/loss": float(test["test/loss"]),
         **more,
         "params_trainable": trainable,
-        "params_used": used,  # trainable values the task can reach (fpt.freeze.count_used)
+        "params_used": p.used,  # trainable values the task can reach (fpt.freeze.count_used)
         "params_total": total,
-        "truncation": cut,
+        "truncation": p.cut,
         "steps": steps,
-        "sec_per_step": round(lit.train_seconds / max(lit.train_steps, 1), 4),  # training steps of this session only
-        "epoch_seconds": lit.epoch_seconds,  # training time of each finished epoch (validation excluded)
+        "sec_per_step": round(timing.train_seconds / max(timing.train_steps, 1), 4),  # host seconds per training step
+        "epoch_seconds": timing.epoch_seconds,  # training time of each finished epoch (validation excluded)
         "feature_cache": getattr(task, "info", None),  # output-only runs on cached features: path, hit, seconds
         "best_checkpoint": best,
-        "steps_to": {str(t): lit.steps_to.get(str(t)) for t in lit.targets},  # None: never reached
+        "best_step": best_step(history.history),  # the step of the tested checkpoint
+        "steps_to": {str(t): history.steps_to.get(str(t)) for t in history.targets},  # None: never reached
+        "resumed": resumes.resumes,  # [{step, changed: {key: [old, new]}}] per resume of this run
         "wall_seconds": round(time.perf_counter() - t0, 2),
         **(extra or {}),
     }
@@ -149,14 +190,19 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None) -> dict:
     return results
 
 
-def from_last_checkpoint(lit: FPTModule, path: Path) -> int:
-    """Take steps, targets, history and timing from last.ckpt, for fits that ran in other processes (ddp_spawn)."""
+def best_step(history: list[tuple[int, float]]) -> int | None:
+    """The first step with the best val/acc: the one ModelCheckpoint kept (it replaces only on a strictly better score)."""
+    return max(history, key=lambda h: (h[1], -h[0]))[0] if history else None
+
+
+def from_last_checkpoint(path: Path, callbacks) -> int:
+    """Restore the callbacks' records (history, timing, resumes) from last.ckpt, for fits that ran in other processes
+    (ddp_spawn); returns the step it was written at."""
     ckpt = load_checkpoint(path)
-    meta = ckpt[META_KEY]
-    lit.steps_to, lit.history = dict(meta.get("steps_to", {})), [tuple(h) for h in meta.get("history", [])]
-    timing = meta.get("timing", {})
-    lit.train_seconds, lit.train_steps = timing.get("train_seconds", 0.0), timing.get("train_steps", 0)
-    lit.epoch_seconds = list(timing.get("epoch_seconds", []))
+    states = ckpt.get("callbacks", {})
+    for cb in callbacks:
+        if cb.state_key in states:
+            cb.load_state_dict(states[cb.state_key])
     return int(ckpt["global_step"])
 
 
@@ -186,39 +232,10 @@ def truncation_report(task) -> dict | None:
     return cut
 
 
-RUN_IDENTITY = ("task", "model", "trunk.arch", "trunk.name", "trunk.path", "trunk.init", "trunk.init_seed", "freeze",
-                "unfreeze", "model.depth", "seed")
-
-
-def check_same_run(saved: dict, current: dict, path) -> None:
-    """Refuse to resume a checkpoint written by another configuration, naming what differs."""
-    def get(c, key):
-        for part in key.split("."):
-            c = c.get(part) if isinstance(c, dict) else None
-        return c
-
-    for key in RUN_IDENTITY:
-        a, b = get(saved, key), get(current, key)
-        if a != b:
-            show = (lambda v: v.get("name", v) if isinstance(v, dict) and key in ("task", "model") else v)
-            raise FPTError(f"{path} was trained with {key}={show(a)!r}, this run has {key}={show(b)!r}; "
-                           f"use another hydra.run.dir (or the original config) instead of resuming")
-
-
-def _resume_path(cfg: DictConfig, ckpt_dir: Path) -> str | None:
-    """`resume=DIR|FILE`, or the run dir's own last.ckpt when the same run is started again."""
-    if cfg.get("resume"):
-        p = Path(str(cfg.resume)).expanduser()
-        p = p / "checkpoints" / "last.ckpt" if p.is_dir() else p
-        if not p.is_file():
-            raise FPTError(f"resume={cfg.resume}: no checkpoint at {p}")
-        return str(p)
-    last = ckpt_dir / "last.ckpt"
-    return str(last) if last.is_file() else None
-
-
-def restore(ckpt: dict, overrides: list[str] | None = None, cached: bool = True):
-    """Rebuild the task and module a checkpoint came from and load its trained tensors (see build)."""
+def restore(ckpt: dict, overrides: list[str] | None = None, cached: bool = True, path="the checkpoint"):
+    """Rebuild the task and module a checkpoint came from and load its trained tensors (see build). Its config
+    may name code only through the toolkit's registries (check_trusted)."""
+    check_trusted(ckpt[META_KEY]["config"], path)
     cfg = OmegaConf.create(ckpt[META_KEY]["config"])
     if overrides:
         cfg.merge_with(OmegaConf.from_dotlist(overrides))
@@ -228,8 +245,11 @@ def restore(ckpt: dict, overrides: list[str] | None = None, cached: bool = True)
     bad = sorted(set(missing) - frozen) + sorted(unexpected)
     if bad:
         raise FPTError(f"checkpoint does not fit the model its config builds (e.g. {bad[0]}); was it written by another version?")
-    want, got = ckpt[META_KEY]["fingerprint"], trunk_fingerprint(lit)
-    if any(abs(a - b) > 1e-6 * max(1.0, abs(a)) for a, b in zip(want, got)):
+    want = ckpt[META_KEY]["fingerprint"]
+    if isinstance(want, list):  # written before fingerprints recorded their dtype: float32
+        want = {"dtype": "float32", "sum": want[0], "sumsq": want[1]}
+    got = trunk_fingerprint(lit, want["dtype"])  # taken in the dtype the checkpoint's was, whatever this build stores
+    if any(abs(want[k] - got[k]) > 1e-6 * max(1.0, abs(want[k])) for k in ("sum", "sumsq")):
         raise FPTError("the frozen trunk's weights differ from the ones this checkpoint was trained with; check trunk.path / trunk.init")
     return cfg, task, lit
 
@@ -237,8 +257,9 @@ def restore(ckpt: dict, overrides: list[str] | None = None, cached: bool = True)
 def evaluate(ckpt_path: str, overrides: list[str] | None = None) -> dict:
     """Re-evaluate a checkpoint on its task's full test set; writes eval.json beside it."""
     ckpt = load_checkpoint(ckpt_path)
-    cfg, task, lit = restore(ckpt, overrides)
-    trainer = make_trainer({"accelerator": cfg.trainer.get("accelerator", "auto"), "devices": 1}, logger=False,
+    cfg, task, lit = restore(ckpt, overrides, path=ckpt_path)
+    trainer = make_trainer({"accelerator": cfg.trainer.get("accelerator", "auto"), "devices": 1,
+                            "precision": cfg.trainer.get("precision", "32-true")}, logger=False,
                            enable_checkpointing=False, enable_progress_bar=False)
     test = trainer.test(lit, datamodule=task, verbose=False)[0]
     out = {"checkpoint": str(ckpt_path), "task": cfg.task.name, "test/acc": float(test["test/acc"]),
