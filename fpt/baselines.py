@@ -38,7 +38,7 @@ from torch import nn
 from fpt.errors import FPTError
 from fpt.freeze import assign_groups
 from fpt.model import FPTModel, input_options
-from tasks.base import TaskSpec
+from tasks.spec import TaskSpec
 
 CELLS = ("ln", "plain")
 LN_EPS = 1e-6  # the 2021 LayerNorm's epsilon

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from contextlib import nullcontext
 from dataclasses import replace
 from typing import Callable
 
@@ -17,7 +18,7 @@ from torch import nn
 
 from fpt.errors import FPTError
 from fpt.freeze import apply_freeze, assign_groups, parse_freeze, unfreeze_blocks
-from tasks.base import TaskSpec
+from tasks.spec import TaskSpec
 
 BodyForward = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 INPUT_GAIN, INPUT_DROPOUT = 1.41, 0.1  # the 2021 code's orth_gain and dropout after the input layer
@@ -46,6 +47,8 @@ class FPTModel(nn.Module):
         self.trunk_groups = groups  # trunk parameter name -> group, from the trunk's own map
         self._body_forward = body_forward
         self.fixed_features = False  # set by build_model when only the output layer trains
+        self.compute_dtype: torch.dtype | None = None  # bf16: the frozen trunk is stored in bf16 (fpt/precision.py)
+        self.read_block: nn.Module | None = None  # the last block, computed at the read positions only (trunks/readout.py)
 
     def train(self, mode: bool = True) -> FPTModel:
         """Output-only runs keep everything before the output layer in eval mode (no dropout): one regime,
@@ -63,12 +66,34 @@ class FPTModel(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """x (b, t, d) or (b, t) ids, mask (b, t) -> logits (b, n, c)."""
-        return self.head(self.features(x, mask))
+        with self.compute_context(x.device.type):
+            return self.head(self.features(x, mask))
 
     def features(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Everything before the output layer: readout features (b, k, h) or (b, h)."""
-        h = self._body_forward(self.trunk, self.input_drop(self.input(x)), mask)  # (b, t, h)
+        if self.read_block is not None:
+            self.read_block._fpt_read = (self.read_positions(mask), mask.bool())
+        try:
+            with self.compute_context(x.device.type):
+                h = self._body_forward(self.trunk, self.input_drop(self.input(x)), mask)  # (b, t, h)
+        finally:
+            if self.read_block is not None:
+                self.read_block._fpt_read = None
         return self.read(h, mask)
+
+    def read_positions(self, mask: torch.Tensor) -> torch.Tensor:
+        """(b, k) positions the readout reads: the last k (last_k) or the last real token (last)."""
+        b, t = mask.shape
+        if self.readout == "last_k":
+            return torch.arange(t - self.spec.k, t, device=mask.device).expand(b, -1)
+        return (mask.long().sum(1).clamp_min(1) - 1)[:, None]
+
+    def compute_context(self, device_type: str):
+        """bf16 autocast when the frozen trunk is stored in bf16 and no autocast is on yet (Lightning's bf16-mixed
+        has one on during training; evaluation and analysis outside it need this one)."""
+        if self.compute_dtype is None or torch.is_autocast_enabled(device_type):
+            return nullcontext()
+        return torch.autocast(device_type, dtype=self.compute_dtype)
 
     def read(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(b, t, h) -> (b, k, h) for last_k, else (b, h)."""
@@ -136,6 +161,7 @@ def build_model(cfg, spec: TaskSpec) -> FPTModel:
 def build_fpt(cfg, spec: TaskSpec) -> FPTModel:
     """A Hugging Face trunk (trunk.*) between the task's input and output layers."""
     from fpt.trunks import get_arch, load_trunk
+    from fpt.trunks.readout import install
     from fpt.trunks.base import attn_dropout, keep_blocks
 
     arch = get_arch(str(cfg.trunk.arch))
@@ -164,4 +190,8 @@ def build_fpt(cfg, spec: TaskSpec) -> FPTModel:
     groups = assign_groups((n for n, _ in trunk.named_parameters()), arch.groups)
     model = FPTModel(spec, trunk, arch.hidden(trunk.config), groups, arch.forward, cfg.model.get("readout"), **input_options(cfg.model))
     model.blocks = f"trunk.{arch.blocks}"
+    if model.readout in ("last", "last_k") and cfg.model.get("last_block_reads_only", True):
+        last = model.get_submodule(model.blocks)[-1]
+        if install(last, arch.name):  # a plain attribute, not a second registration of the block's parameters
+            object.__setattr__(model, "read_block", last)
     return model

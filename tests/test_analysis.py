@@ -271,6 +271,7 @@ def test_bad_input_is_one_line(run_dir, tiny, tmp_path, capsys):
         assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, (args, err)
     lstm = tmp_path / "lstm"
     train(tiny_cfg(tiny, "gpt2", "model=lstm", "model.hidden=8", "model.layers=1", "trainer.max_steps=2", "trainer.val_check_interval=2"), lstm)
+    capsys.readouterr()  # the training run's own output
     code, _, err = analyze(capsys, "attention", f"run={lstm}")
     assert code == 2 and "needs a transformer trunk" in err and len(err.strip().splitlines()) == 1
 

@@ -48,7 +48,9 @@ def open_run(run: str | Path, overrides: list[str] | None = None) -> OpenRun:
     from fpt.train import restore
 
     ckpt = checkpoint_of(run)
-    cfg, task, lit = restore(load_checkpoint(ckpt), overrides, cached=False)
+    # analysis reads hidden states and attention maps in fp32, whatever precision the run trained in
+    fp32 = ["trunk.dtype=fp32", "trainer.precision=32-true", "model.last_block_reads_only=false"]
+    cfg, task, lit = restore(load_checkpoint(ckpt), [*fp32, *(overrides or [])], cached=False, path=ckpt)
     return OpenRun(ckpt.parent.parent, cfg, task, lit.model.eval())
 
 
@@ -136,13 +138,3 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
         w.writeheader()
         w.writerows(rows)
     return path
-
-
-def pyplot():
-    """matplotlib.pyplot on the file-only Agg backend (no display on servers and in tests)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
