@@ -12,6 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from fpt.errors import FPTError
+from fpt.plots import pyplot, save
 from fpt.sweep import collect, lr_seed, overrides_of, select
 
 
@@ -123,15 +124,6 @@ def _steps(cell: dict | None, target: str) -> str:
     return f"{med:.0f} ({n}/{cell['n']})" if med is not None else f"not reached (0/{cell['n']})"
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def curves(run_dir: str) -> dict[str, dict[int, float]]:
     """step -> value of val/acc and train/loss from a run's metrics.csv (empty when it logged nothing)."""
     path = Path(run_dir) / "metrics.csv"
@@ -154,7 +146,7 @@ def _mean_curve(series: list[dict[int, float]]) -> tuple[list[int], list[float]]
 def learning_curves(rows, by, tasks, plots: Path) -> Path:
     """Per task: val accuracy (markers: every evaluation, however few) over training loss, one line per variant
     (mean over the selected runs)."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(2, len(tasks), figsize=(5 * len(tasks), 6.4), squeeze=False, sharex="col")
     for col, task in enumerate(tasks):
         acc_ax, loss_ax = axes[0][col], axes[1][col]
@@ -171,12 +163,12 @@ def learning_curves(rows, by, tasks, plots: Path) -> Path:
         for ax in (acc_ax, loss_ax):
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    return _save(fig, plots / "learning_curves.png")
+    return save(fig, plots / "learning_curves.png")
 
 
 def bars(by, variants, tasks, plots: Path) -> Path:
     """Grouped bars: test accuracy per variant (e.g. the parameter-group ablation) for each task."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(variants) * len(tasks)), 3.8))
     width = 0.8 / max(len(variants), 1)
     for i, v in enumerate(variants):
@@ -187,14 +179,14 @@ def bars(by, variants, tasks, plots: Path) -> Path:
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(tasks))], tasks)
     ax.set(ylabel="test accuracy (%)", ylim=(0, 100))
     ax.legend(fontsize=8)
-    return _save(fig, plots / "accuracy_bars.png")
+    return save(fig, plots / "accuracy_bars.png")
 
 
 def lr_plot(by, variants, tasks, plots: Path) -> Path | None:
     """Test accuracy vs learning rate per variant, when more than one lr was run."""
     if not any(len(c["lrs"]) > 1 for c in by.values()):
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         for v in variants:
@@ -203,7 +195,7 @@ def lr_plot(by, variants, tasks, plots: Path) -> Path | None:
                 ax.plot(list(lrs), [100 * a for a in lrs.values()], marker="o", label=v)
         ax.set(title=task, xscale="log", xlabel="learning rate", ylabel="test accuracy (%)")
     axes[0][0].legend(fontsize=8)
-    return _save(fig, plots / "accuracy_vs_lr.png")
+    return save(fig, plots / "accuracy_vs_lr.png")
 
 
 def size_plot(rows, plots: Path) -> Path | None:
@@ -216,7 +208,7 @@ def size_plot(rows, plots: Path) -> Path | None:
             pts[(r["task"], variant)][int(size)].append(float(r["test/acc"]))
     if not pts:
         return None
-    plt = _plt()
+    plt = pyplot()
     tasks = sorted({t for t, _ in pts})
     fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
     for ax, task in zip(axes[0], tasks):
@@ -228,13 +220,4 @@ def size_plot(rows, plots: Path) -> Path | None:
                             marker="o", capsize=3, label=v)
         ax.set(title=task, xscale="log", xlabel="training examples", ylabel="test accuracy (%)")
     axes[0][0].legend(fontsize=8)
-    return _save(fig, plots / "accuracy_vs_train_size.png")
-
-
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return path
+    return save(fig, plots / "accuracy_vs_train_size.png")

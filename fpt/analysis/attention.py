@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 from einops import rearrange, reduce
 
-from fpt.analysis import examples, open_run, parse_indices, pyplot, require_transformer, write_csv
+from fpt.analysis import examples, open_run, parse_indices, require_transformer, write_csv
 from fpt.errors import FPTError
+from fpt.plots import pyplot, save
 
 CAUSAL_ARCHS = ("gpt2",)  # queries see only keys up to themselves
 COLUMNS = 6  # heads per row of a grid; more wrap onto the next row
@@ -124,9 +125,7 @@ def plot_grid(maps: list[torch.Tensor], ex: int, layers: list[int], heads: list[
     fig.supxlabel("key (position:value)" if labels else "key position", fontsize=9)
     fig.supylabel("query (position:value)" if labels else "query position", fontsize=9)
     fig.colorbar(im, ax=axes, shrink=0.5, label="attention weight")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=100, tight=False)
 
 
 def plot_stats(rows: list[dict], path: Path) -> Path:
@@ -143,10 +142,7 @@ def plot_stats(rows: list[dict], path: Path) -> Path:
         ax.set_xlabel("layer")
         ax.set_ylabel(label)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=110)
 
 
 def analyze_attention(run: str, layers=None, heads=None, n_examples: int = 4, n_stats: int = 64, out: str | None = None) -> list[Path]:

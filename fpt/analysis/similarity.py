@@ -29,8 +29,9 @@ from pathlib import Path
 import torch
 from einops import rearrange, reduce
 
-from fpt.analysis import examples, open_run, pyplot, require_transformer, slug, trunk_name, trunk_outputs, write_csv
+from fpt.analysis import examples, open_run, require_transformer, slug, trunk_name, trunk_outputs, write_csv
 from fpt.errors import FPTError
+from fpt.plots import pyplot, save
 
 POOLS = ("mean", "flat")
 
@@ -114,10 +115,7 @@ def plot_similarity(rows: list[dict], label_a: str, label_b: str, path: Path) ->
         ax.set_xticks(range(nb))
         ax.set_yticks(range(na))
         fig.colorbar(im, ax=ax, shrink=0.8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=110)
 
 
 def _side_b(b: str, a, trunk_overrides: list[str]):
@@ -217,10 +215,7 @@ def plot_probe(rows: list[dict], label: str, model_acc: float | None, path: Path
     ax.set_ylim(0, 1.02)
     ax.set_title(label, fontsize=8)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=110)
 
 
 def analyze_probe(run: str, n: int = 1000, pool: str = "mean", targets: int = 8, out: str | None = None) -> list[Path]:

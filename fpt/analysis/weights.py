@@ -19,8 +19,9 @@ from pathlib import Path
 
 import torch
 
-from fpt.analysis import pyplot, slug, trunk_name, write_csv
+from fpt.analysis import slug, trunk_name, write_csv
 from fpt.errors import FPTError
+from fpt.plots import pyplot, save
 
 
 def tensor_stats(name: str, group: str, p: torch.Tensor) -> dict:
@@ -91,10 +92,7 @@ def plot_weights(rows: list[dict], label: str, path: Path) -> Path:
     bottom.yaxis.set_minor_formatter("{x:.2g}")
     bottom.set_ylabel("std / Xavier std\n(matrices)")
     bottom.set_xlabel("tensor (in the trunk's parameter order)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save(fig, path, dpi=100)
 
 
 def trunk_from_overrides(overrides: list[str]):
