@@ -102,7 +102,7 @@ def check_trusted(config: dict, path) -> None:
     from omegaconf import OmegaConf
 
     from fpt.config import choices, config_dir
-    from fpt.model import BUILDERS
+    from fpt.kinds import KINDS
 
     task = config.get("task") or {}
     name, impl = str(task.get("name")), task.get("impl")
@@ -114,8 +114,8 @@ def check_trusted(config: dict, path) -> None:
         raise FPTError(f"refusing checkpoint {path}: its task {name!r} names the code {impl!r}, not the registered "
                        f"{registered!r}; nothing was imported")
     kind = (config.get("model") or {}).get("kind")
-    if kind not in BUILDERS:
-        raise FPTError(f"refusing checkpoint {path}: unknown model.kind {kind!r} (known: {', '.join(BUILDERS)})")
+    if kind not in KINDS:
+        raise FPTError(f"refusing checkpoint {path}: unknown model.kind {kind!r} (known: {', '.join(KINDS)})")
     package = (config.get("trunk") or {}).get("package")
     known = {OmegaConf.load(p).get("package") for p in (config_dir() / "trunk").glob("*.yaml")} - {None}
     if package is not None and package not in known:

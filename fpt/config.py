@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fpt.errors import FPTError
 from fpt.freeze import parse_freeze
+from fpt.kinds import has_trunk
 
 LIST_KEYS = ("freeze", "targets", "unfreeze.groups", "trunk.standardize")
 GROUPS = ("task", "trunk", "model", "trainer", "logger", "variant", "experiment")
@@ -157,7 +158,7 @@ def preflight(cfg: DictConfig) -> None:
     _need(n_train is None or (_is_int(n_train) and n_train >= 1), "eval.train_examples", "a positive integer or null", n_train)
     if cfg.get("resume"):
         _need(Path(str(cfg.resume)).expanduser().exists(), "resume", "an existing run directory or checkpoint", cfg.resume)
-    if cfg.model.kind == "fpt":
+    if has_trunk(cfg.model.kind):
         _trunk_preflight(cfg.trunk)
 
 

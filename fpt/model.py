@@ -18,6 +18,7 @@ from torch import nn
 
 from fpt.errors import FPTError
 from fpt.freeze import apply_freeze, assign_groups, parse_freeze, unfreeze_blocks
+from fpt.kinds import has_trunk, kind
 from tasks.spec import TaskSpec
 
 BodyForward = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -121,17 +122,6 @@ class FPTModel(nn.Module):
         return groups
 
 
-# model.kind -> "module:function" building an FPTModel from (cfg, spec); imported only when used.
-# A new baseline is one builder here, one yaml in configs/model/ and one test.
-BUILDERS = {
-    "fpt": "fpt.model:build_fpt",
-    "lstm": "fpt.baselines:build_lstm",
-    "linformer": "fpt.linformer:build_linformer",
-}
-# Kinds whose body is a pretrained-style transformer trunk (trunk.* applies; blocks can be unfrozen, ablated, analysed).
-TRUNK_KINDS = ("fpt",)
-
-
 def input_options(mcfg) -> dict:
     """The input layer's options from `model.*` (the 2021 code's gain and dropout by default)."""
     return {"input_gain": float(mcfg.get("input_gain", INPUT_GAIN)), "input_dropout": float(mcfg.get("input_dropout", INPUT_DROPOUT))}
@@ -139,17 +129,15 @@ def input_options(mcfg) -> dict:
 
 def build_model(cfg, spec: TaskSpec) -> FPTModel:
     """The model `cfg.model.kind` names, built for `spec`, with `cfg.freeze` applied."""
-    kind = str(cfg.model.kind)
-    if kind not in BUILDERS:
-        raise FPTError(f"unknown model.kind '{kind}'; choose one of: {', '.join(BUILDERS)}")
-    module, _, fn = BUILDERS[kind].partition(":")
+    name = str(cfg.model.kind)
+    module, _, fn = kind(name).builder.partition(":")
     model = getattr(importlib.import_module(module), fn)(cfg, spec)
     groups = model.param_groups()
     apply_freeze(model, groups, parse_freeze(cfg.freeze))
     unfreeze = cfg.get("unfreeze") or {}
     if unfreeze.get("groups"):
-        if kind not in TRUNK_KINDS:
-            raise FPTError(f"unfreeze.* selects transformer blocks of a pretrained trunk; it does not apply to model.kind={kind}")
+        if not has_trunk(name):
+            raise FPTError(f"unfreeze.* selects transformer blocks of a pretrained trunk; it does not apply to model.kind={name}")
         unfreeze_blocks(model, groups, parse_freeze(unfreeze["groups"]), unfreeze.get("last"), model.blocks)
     model.fixed_features = model.trained_groups() == {"output"}
     model.train(model.training)

@@ -24,6 +24,7 @@ from fpt.config import resolved
 from fpt.errors import FPTError, Preempted
 from fpt.features import maybe_cache
 from fpt.freeze import count_params, count_used, summary_line
+from fpt.kinds import has_trunk
 from fpt.lit import FPTModule, trunk_fingerprint
 from fpt.metrics_log import MetricsCSV
 from fpt.model import build_model
@@ -160,8 +161,8 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None, prepared: P
         "status": "ok",
         "task": cfg.task.name,
         "model": cfg.model.kind,
-        "trunk": cfg.trunk.name if cfg.model.kind == "fpt" else None,
-        "init": cfg.trunk.init if cfg.model.kind == "fpt" else None,
+        "trunk": cfg.trunk.name if has_trunk(cfg.model.kind) else None,
+        "init": cfg.trunk.init if has_trunk(cfg.model.kind) else None,
         "freeze": list(cfg.freeze),
         "seed": int(cfg.seed),
         "lr": float(cfg.optim.lr),

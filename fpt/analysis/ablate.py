@@ -17,6 +17,7 @@ from torch import nn
 
 from fpt.analysis import blocks_of, checkpoint_of, parse_indices, write_csv
 from fpt.errors import FPTError
+from fpt.kinds import has_trunk
 
 SIDE_OUTPUT_ARCHS = ("t5",)  # blocks that return (hidden, position bias, ...) instead of a tensor
 
@@ -85,7 +86,7 @@ def evaluate_ablation(ckpt_path: str, layers: list[int] | str | None, overrides:
     path = checkpoint_of(ckpt_path)
     ckpt = load_checkpoint(path)
     kind = ckpt[META_KEY]["config"]["model"]["kind"]
-    if kind != "fpt":
+    if not has_trunk(kind):
         raise FPTError(f"layer ablation skips the blocks of a transformer trunk; this checkpoint is a model.kind={kind} baseline")
     cfg, task, lit = restore(ckpt, overrides, cached=False)
     model = lit.model.eval()

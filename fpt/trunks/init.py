@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from fpt.errors import FPTError
+from fpt.kinds import has_trunk
 
 
 @torch.no_grad()
@@ -61,7 +62,7 @@ def from_run(path: str, arch_name: str) -> nn.Module:
     ckpt = load_checkpoint(p / "checkpoints" / "best.ckpt" if p.is_dir() else p)
     src = ckpt["fpt"]["config"]
     check_trusted(src, p)
-    if src["model"]["kind"] != "fpt" or src["trunk"]["arch"] != arch_name:
+    if not has_trunk(src["model"]["kind"]) or src["trunk"]["arch"] != arch_name:
         raise FPTError(f"trunk.init={path}: that run trained a {src['model']['kind']}/{src['trunk'].get('arch')} model, not a {arch_name} trunk")
     model = load_trunk(OmegaConf.create(src["trunk"]), get_arch(arch_name))
     trained = {k.removeprefix("model.trunk."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.trunk.")}

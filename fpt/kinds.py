@@ -1,0 +1,36 @@
+"""Model kinds: `model.kind` -> the function that builds it and what it has. One table the toolkit asks.
+
+No torch here, so config checks can ask it before the heavy imports. A new baseline is one builder, one entry
+here, one yaml in configs/model/ and one test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fpt.errors import FPTError
+
+
+@dataclass(frozen=True)
+class Kind:
+    builder: str  # "module:function" building an FPTModel from (cfg, spec); imported only when used
+    trunk: bool  # a Hugging Face trunk: trunk.* applies; its blocks can be unfrozen, skipped and analysed
+
+
+KINDS = {
+    "fpt": Kind("fpt.model:build_fpt", trunk=True),
+    "lstm": Kind("fpt.baselines:build_lstm", trunk=False),
+    "linformer": Kind("fpt.linformer:build_linformer", trunk=False),
+}
+
+
+def kind(name: str) -> Kind:
+    """The registered kind `name`; unknown names are a one-line error."""
+    if name not in KINDS:
+        raise FPTError(f"unknown model.kind '{name}'; choose one of: {', '.join(KINDS)}")
+    return KINDS[name]
+
+
+def has_trunk(name: str) -> bool:
+    """Whether model.kind `name` wraps a Hugging Face trunk (see Kind.trunk)."""
+    return kind(str(name)).trunk
