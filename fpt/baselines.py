@@ -37,7 +37,7 @@ from torch import nn
 
 from fpt.errors import FPTError
 from fpt.freeze import assign_groups
-from fpt.model import FPTModel, input_options
+from fpt.wrapper import FPTModel, input_options
 from tasks.spec import TaskSpec
 
 CELLS = ("ln", "plain")

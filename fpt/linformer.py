@@ -30,7 +30,7 @@ from torch import nn
 from fpt.baselines import is_int, is_prob, option
 from fpt.errors import FPTError
 from fpt.freeze import assign_groups
-from fpt.model import FPTModel, input_options
+from fpt.wrapper import FPTModel, input_options
 from tasks.spec import TaskSpec
 
 # Anchored (re.fullmatch) patterns over LinformerBody parameter names. The package's blocks are
