@@ -7,7 +7,7 @@ Statistics, per head, averaged over real query positions i of the examples (padd
 - entropy  H_i = -sum_j a_ij log a_ij  (0: one key; log K: uniform over K allowed keys)
 - distance D_i = sum_j a_ij |i - j|    (tokens; how far a query looks)
 `uniform_entropy` is the entropy a head would have if it spread evenly over the keys it may see
-(real keys, and for GPT-2's causal attention only those up to i): the ceiling for that row.
+(real keys, and for a causal trunk only those up to i, as the trunk's TrunkSpec says): the ceiling for that row.
 
 Axes: b examples, n heads, q query positions, k key positions.
 """
@@ -19,11 +19,10 @@ from pathlib import Path
 import torch
 from einops import rearrange, reduce
 
-from fpt.analysis import examples, open_run, parse_indices, require_transformer, write_csv
+from fpt.analysis import examples, open_run, parse_indices, require_transformer, trunk_outputs, write_csv
 from fpt.errors import FPTError
 from fpt.plots import pyplot, save
 
-CAUSAL_ARCHS = ("gpt2",)  # queries see only keys up to themselves
 COLUMNS = 6  # heads per row of a grid; more wrap onto the next row
 
 
@@ -34,10 +33,12 @@ def attention_maps(model, x: torch.Tensor, mask: torch.Tensor) -> list[torch.Ten
     trunk = model.trunk
     if trunk.config._attn_implementation != "eager":
         trunk.set_attn_implementation("eager")
-    out = trunk(inputs_embeds=model.input(x), attention_mask=mask, output_attentions=True)
+    out = trunk_outputs(trunk, model.input(x), mask, attentions=True, forward=model.trunk_spec.forward)
     maps = list(out.attentions or ())
     if not maps or any(a is None for a in maps):
         raise FPTError(f"the {type(trunk).__name__} trunk returned no attention maps even with eager attention")
+    if any(a.shape[-1] != a.shape[-2] for a in maps):  # Longformer: (b, n, t, window) weights per sliding window
+        raise FPTError(f"the {type(trunk).__name__} trunk's attention weights are per sliding window, not (query, key) maps")
     return [a.float() for a in maps]
 
 
@@ -159,7 +160,7 @@ def analyze_attention(run: str, layers=None, heads=None, n_examples: int = 4, n_
     for ex in range(maps[0].shape[0]):
         length = int(batch["mask"][ex].sum())
         written.append(plot_grid(maps, ex, layer_ids, head_ids, batch["x"][ex], length, out_dir / f"attention_ex{ex}.png"))
-    rows = attention_stats(r.model, batch["x"], batch["mask"], str(r.cfg.trunk.arch) in CAUSAL_ARCHS)
+    rows = attention_stats(r.model, batch["x"], batch["mask"], r.model.trunk_spec.causal)
     written.append(write_csv(out_dir / "attention_stats.csv", rows))
     written.append(plot_stats(rows, out_dir / "attention_stats.png"))
     return written
