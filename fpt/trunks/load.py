@@ -4,6 +4,7 @@ its freeze groups (hand map or structure) and its TrunkSpec."""
 from __future__ import annotations
 
 import inspect
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from fpt.kinds import has_trunk
 from fpt.trunks.base import INIT_MODES, Arch, dropout_overrides
 from fpt.trunks.discover import (RELATIVE_POS, block_list, check_blocks, describe, find_blocks, map_groups,
                                  select_blocks, structure_groups)
+from fpt.trunks.registry import get_arch
 from fpt.trunks.spec import TrunkSpec
 from fpt.trunks.source import hub_hint, require_hub, resolve_source
 
@@ -34,8 +36,6 @@ class Trunk:
 
 def build_trunk(tcfg, mcfg=None) -> Trunk:
     """The trunk `trunk.*` names, cut to `model.blocks` / `model.depth`, described."""
-    from fpt.trunks import get_arch
-
     arch = get_arch(str(tcfg.arch))
     extra = _extra_groups(tcfg, arch)
     keep_cfg = _keep_option(mcfg)  # checked before the weights load
@@ -74,8 +74,6 @@ def _keep_option(mcfg) -> tuple[str, list] | None:
 
 def _note_lost_positions(model: nn.Module, blocks: str, keep: list[int]) -> None:
     """T5 computes its relative position bias in block 0 only: a selection without it has no positions."""
-    import sys
-
     holders = [i for i, b in enumerate(block_list(model, blocks))
                if any({*n.split(".")} & RELATIVE_POS for n, _ in b.named_parameters())]
     if holders and not set(holders) & set(keep):
@@ -94,8 +92,6 @@ def _extra_groups(tcfg, arch: Arch) -> dict:
 
 def load_trunk(cfg, arch: Arch | None = None) -> nn.Module:
     """Build the trunk that `cfg` names: pretrained weights, or the same architecture freshly initialised."""
-    from fpt.trunks import get_arch
-
     arch = arch or get_arch(str(cfg.arch))
     init = str(cfg.get("init", "pretrained"))
     if init not in INIT_MODES:
@@ -218,8 +214,6 @@ def _renumber(trained: dict, model: nn.Module, src: dict) -> dict:
     keep = (src.get("model") or {}).get("blocks")
     if not keep:
         return trained  # all blocks, or model.depth (the first N: the numbers already agree)
-    from fpt.trunks import get_arch
-
     blocks = get_arch(src["trunk"]["arch"]).blocks or find_blocks(model)
     head = blocks + "."
     out = {}
