@@ -55,7 +55,8 @@ def dropout_overrides(cfg, arch: Arch, config) -> dict[str, float]:
     out = {k: float(cfg.dropout) for k in keys} if cfg.get("dropout") is not None else {}
     if cfg.get("attn_dropout") is not None:
         if attn_key is None:
-            raise FPTError(f"trunk.attn_dropout: {arch.name} has one dropout rate for everything; set trunk.dropout instead")
+            name = arch.name if arch.model_class else getattr(config, "model_type", arch.name)
+            raise FPTError(f"trunk.attn_dropout: {name} has one dropout rate for everything; set trunk.dropout instead")
         out[attn_key] = float(cfg.attn_dropout)
     return out
 
