@@ -13,7 +13,6 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from fpt.errors import FPTError
-from fpt.freeze import parse_freeze
 from fpt.kinds import has_trunk
 
 LIST_KEYS = ("freeze", "targets", "unfreeze.groups", "trunk.standardize")
@@ -45,14 +44,14 @@ def is_multirun(args: list[str]) -> bool:
     return any(a in MULTIRUN_FLAGS for a in args)
 
 
-def rewrite(args: list[str]) -> list[str]:
-    """Rewrite `freeze=a,b` to `freeze=[a,b]` (and `freeze=none` to `freeze=[]`) outside multirun."""
+def rewrite(args: list[str], keys: tuple[str, ...] = LIST_KEYS) -> list[str]:
+    """Rewrite `freeze=a,b` to `freeze=[a,b]` (and `freeze=none` to `freeze=[]`) outside multirun, for the list `keys`."""
     if is_multirun(args):
         return list(args)
     out = []
     for a in args:
         key, eq, value = a.partition("=")
-        if eq and key.lstrip("+~") in LIST_KEYS and not value.startswith("["):
+        if eq and key.lstrip("+~") in keys and not value.startswith("["):
             items = [v for v in value.split(",") if v.strip()]
             if key.lstrip("+~") == "freeze" and [v.strip().lower() for v in items] in ([], ["none"]):
                 items = []
@@ -93,14 +92,26 @@ def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
 def sweep_points(args: list[str]) -> list[list[str]]:
     """Every combination a --multirun command line sweeps over, parsed as Hydra parses it."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    parsed = parse_overrides([a for a in args if a not in MULTIRUN_FLAGS])
+    return [point for batch in BasicSweeper.split_arguments(parsed, None) for point in batch]
+
+
+def parse_overrides(args: list[str]) -> list:
+    """`key=value` arguments parsed by Hydra's own grammar (quoting, lists, sweeps); a syntax error is one line."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
+    parser = OverridesParser.create()
     try:
-        parsed = OverridesParser.create().parse_overrides([a for a in args if a not in MULTIRUN_FLAGS])
+        return parser.parse_overrides(list(args))
     except HydraException as e:
+        for a in args:  # name the argument that does not parse
+            try:
+                parser.parse_overrides([a])
+            except HydraException:
+                raise FPTError(f"cannot parse '{a}': {one_line(e)}") from None
         raise FPTError(one_line(e)) from None
-    return [point for batch in BasicSweeper.split_arguments(parsed, None) for point in batch]
 
 
 def one_line(e: Exception) -> str:
@@ -112,71 +123,18 @@ def one_line(e: Exception) -> str:
     return re.sub(r"\s+", " ", msg)
 
 
-def _need(ok: bool, key: str, what: str, value) -> None:
-    if not ok:
-        raise FPTError(f"{key} must be {what}, got {value!r}")
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def preflight(cfg: DictConfig) -> None:
-    """Checks that need no torch: names, types and ranges, the trunk's source. Each fails in one line."""
-    parse_freeze(cfg.freeze)
-    parse_freeze(cfg.get("unfreeze", {}).get("groups") or [])
-    lr = cfg.optim.lr
-    _need(isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0, "optim.lr", "a positive number", lr)
-    wd = cfg.optim.get("weight_decay", 0.0)
-    _need(isinstance(wd, (int, float)) and wd >= 0, "optim.weight_decay", "a number >= 0", wd)
-    _need(_is_int(cfg.seed) and 0 <= cfg.seed < 2**23, "seed", f"an integer in 0..{2**23 - 1}", cfg.seed)
-    bs = cfg.task.get("batch_size")
-    _need(bs is None or (_is_int(bs) and bs >= 1), "task.batch_size", "a positive integer", bs)
-    ms = cfg.trainer.get("max_steps")
-    _need(ms is None or (_is_int(ms) and (ms == -1 or ms >= 1)), "trainer.max_steps",
-          "a positive number of steps (or -1: trainer.max_epochs decides)", ms)
-    vi = cfg.trainer.get("val_check_interval")
-    _need(vi is None or (isinstance(vi, (int, float)) and vi > 0), "trainer.val_check_interval", "a positive number of steps", vi)
-    size = cfg.data.get("train_size")
-    _need(size is None or (_is_int(size) and size >= 1), "data.train_size", "a positive integer or null", size)
-    stop = cfg.get("stop_at_val_acc")
-    _need(stop is None or (isinstance(stop, (int, float)) and 0 < stop <= 1), "stop_at_val_acc", "in (0, 1] or null", stop)
-    _need(cfg.get("on_nan", "stop") in ("stop", "skip"), "on_nan", "stop or skip", cfg.get("on_nan"))
-    readout = cfg.model.get("readout")
-    _need(readout in (None, "last", "mean", "last_k"), "model.readout", "null, last, mean or last_k", readout)
-    depth = cfg.model.get("depth")
-    _need(depth is None or (_is_int(depth) and depth >= 1), "model.depth", "a positive integer or null", depth)
-    p_in = cfg.model.get("input_dropout", 0.0)
-    _need(isinstance(p_in, (int, float)) and not isinstance(p_in, bool) and 0 <= p_in < 1, "model.input_dropout", "in [0, 1)", p_in)
-    gain = cfg.model.get("input_gain", 1.0)
-    _need(isinstance(gain, (int, float)) and not isinstance(gain, bool) and gain > 0, "model.input_gain", "a positive number", gain)
-    cap = cfg.data.get("max_len")
-    _need(cap is None or (_is_int(cap) and cap >= 1), "data.max_len", "a positive integer or null", cap)
-    train_acc = (cfg.get("eval") or {}).get("train_acc", True)
-    _need(isinstance(train_acc, bool), "eval.train_acc", "true or false", train_acc)
-    n_train = (cfg.get("eval") or {}).get("train_examples")
-    _need(n_train is None or (_is_int(n_train) and n_train >= 1), "eval.train_examples", "a positive integer or null", n_train)
-    if cfg.get("resume"):
-        _need(Path(str(cfg.resume)).expanduser().exists(), "resume", "an existing run directory or checkpoint", cfg.resume)
+    """Every option against its schema (fpt.schema: names, types, ranges, the task's own options) and whether the
+    trunk's weights can be reached. Each failure is one line; nothing after this re-checks what it checked. The
+    task's schema comes last: it lives beside the task's class, and importing that module imports Lightning."""
+    from fpt.schema import check_task, validate
+
+    validate(cfg)
     if has_trunk(cfg.model.kind):
-        _trunk_preflight(cfg.trunk)
+        from fpt.trunks.source import check_source
 
-
-def _trunk_preflight(t: DictConfig) -> None:
-    from fpt.trunks.source import check_source
-
-    init = str(t.get("init"))
-    path_like = "/" in init or init.endswith(".ckpt")
-    _need(init in ("pretrained", "random", "stats", "standardized") or path_like, "trunk.init",
-          "pretrained, random, stats, standardized or a toolkit run dir / .ckpt", init)
-    if path_like:
-        _need(Path(init).expanduser().exists(), "trunk.init", "an existing run directory or checkpoint", init)
-    dtype = str(t.get("dtype", "auto"))
-    _need(dtype in ("auto", "bf16", "fp32"), "trunk.dtype", "auto, bf16 or fp32", dtype)
-    for key in ("dropout", "attn_dropout"):
-        d = t.get(key)
-        _need(d is None or (isinstance(d, (int, float)) and 0 <= d < 1), f"trunk.{key}", "in [0, 1) or null", d)
-    check_source(t)
+        check_source(cfg.trunk)
+    check_task(cfg.task)
 
 
 def check_out_dir(value: str, key: str) -> Path:
