@@ -17,10 +17,16 @@ from fpt.sweep import collect, lr_seed, overrides_of, select
 
 
 def main(args: list[str]) -> int:
-    """fpt report DIR: writes DIR/report.md and DIR/plots/*.png."""
-    if len(args) != 1 or "=" in args[0]:
-        raise FPTError("usage: fpt report SWEEP_DIR")
-    path = report(Path(args[0]).expanduser())
+    """fpt report SWEEP_DIR (or dir=SWEEP_DIR) [out=DIR]: writes OUT/report.md and OUT/plots/*.png (OUT: the sweep's folder)."""
+    from fpt.config import command_line
+
+    c = command_line("report", args, writes="dir", positional="SWEEP_DIR")
+    values = c.values()
+    sweep = c.positional or values.pop("dir", None)
+    if not sweep or values:
+        raise FPTError(f"unknown option '{next(iter(values))}'; fpt report takes SWEEP_DIR (or dir=SWEEP_DIR) and out=DIR"
+                       if values else "usage: fpt report SWEEP_DIR [out=DIR]")
+    path = report(Path(str(sweep)).expanduser(), Path(c.out).expanduser() if c.out else None)
     print(f"wrote {path}")
     return 0
 
@@ -47,8 +53,9 @@ def sweep_order(sweep_dir: Path):
     return key
 
 
-def report(sweep_dir: Path) -> Path:
-    """Write report.md and plots for a sweep directory; returns the report's path."""
+def report(sweep_dir: Path, out_dir: Path | None = None) -> Path:
+    """Write report.md and plots for a sweep directory (into `out_dir`, default the sweep's own); returns the report's path."""
+    out_dir = out_dir or sweep_dir
     rows = collect(sweep_dir)
     on_seed = lr_seed(sweep_dir)
     cells = select(rows, on_seed=on_seed)
@@ -58,8 +65,8 @@ def report(sweep_dir: Path) -> Path:
     variants = list(dict.fromkeys(r["variant"] for r in ok))
     tasks = list(dict.fromkeys(r["task"] for r in ok))
     by = {(c["variant"], c["task"]): c for c in cells}
-    plots = sweep_dir / "plots"
-    plots.mkdir(exist_ok=True)
+    plots = out_dir / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
     figs = [learning_curves(rows, by, tasks, plots), bars(by, variants, tasks, plots),
             lr_plot(by, variants, tasks, plots), size_plot(ok, plots)]
     how = ("the learning rate is chosen on seed 0's validation accuracy and the other seeds run at it only "
@@ -91,7 +98,7 @@ def report(sweep_dir: Path) -> Path:
     failed = [r for r in rows if r["status"] != "ok"]
     if failed:
         lines += ["", "## Failed runs", ""] + [f"- `{Path(r['run_dir']).name}`: {r['error']}" for r in failed]
-    out = sweep_dir / "report.md"
+    out = out_dir / "report.md"
     out.write_text("\n".join(lines) + "\n")
     return out
 
