@@ -243,6 +243,17 @@ def test_analyze_similarity_against_a_bare_trunk_and_probe(run_dir, strong_run, 
     assert (tmp_path / "p" / "probe_mean.png").is_file()
 
 
+def test_weights_plot_names_layers_not_tensor_indices():
+    from fpt.analysis.weights import layer_name, layer_ticks
+
+    assert layer_name("h.3.attn.c_attn.weight", "attn") == "block 3 attn"
+    assert layer_name("encoder.layer.11.output.dense.bias", "ffn") == "block 11 ffn"
+    assert layer_name("wpe.weight", "pos") == "pos wpe" and layer_name("ln_f.bias", "ln") == "ln ln_f"
+    rows = [{"name": n, "group": g} for n, g in [("wte.weight", "emb"), ("h.0.ln_1.weight", "ln"), ("h.0.ln_1.bias", "ln"),
+                                                  ("h.0.attn.c_attn.weight", "attn"), ("h.1.ln_1.weight", "ln")]]
+    assert layer_ticks(rows) == {0: "emb wte", 1: "block 0 ln", 3: "block 0 attn", 4: "block 1 ln"}
+
+
 def test_analyze_weights_and_ablate_print_and_write(run_dir, tiny, tmp_path, capsys):
     code, out, err = analyze(capsys, "weights", "trunk=bert", f"trunk.path={tiny['bert']}", f"out={tmp_path}")
     assert code == 0, err

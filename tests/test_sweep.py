@@ -63,6 +63,17 @@ def test_report_has_the_table_the_configs_and_plots(swept):
     assert (swept / "plots" / "accuracy_bars.png").stat().st_size > 5000
 
 
+def test_report_writes_where_out_says_and_knows_each_tasks_chance(swept, tmp_path, capsys):
+    from fpt.cli import main
+    from fpt.report import task_chances
+    from fpt.sweep import collect
+
+    assert main(["report", f"dir={swept}", f"out={tmp_path}"]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'report.md'}"
+    assert (tmp_path / "plots" / "accuracy_bars.png").stat().st_size > 5000
+    assert task_chances(collect(swept)) == {"bit_xor": 0.5}  # the chance line of its accuracy plots
+
+
 def test_one_failing_run_does_not_stop_the_others(tiny, tmp_path):
     p = _sweep(tiny, tmp_path, "model.depth=1,9")  # the tiny trunk has 2 blocks: depth 9 fails when built
     assert p.returncode == 1  # the sweep reports that not every run finished
