@@ -17,7 +17,7 @@ class TaskSpec:
 
     seq_len: int  # tokens per example (the maximum, for variable-length tasks)
     num_classes: int  # classes per target
-    readout: str = "last"  # one of READOUTS (the task's options are checked by its schema): last_k: the last k positions; last: last real token; mean: mean over real tokens
+    readout: str = "last"  # one of READOUTS: last_k: the last k positions; last: last real token; mean: mean over real tokens
     token_dim: int | None = None  # continuous tokens: features per token (through a Linear)
     vocab_size: int | None = None  # discrete tokens: vocabulary size (through an Embedding)
     pad_id: int | None = None  # discrete tokens: the padding id
