@@ -105,7 +105,8 @@ def _tick_labels(x: torch.Tensor, length: int) -> list[str]:
     return [str(i) for i in range(length)]
 
 
-def plot_grid(maps: list[torch.Tensor], ex: int, layers: list[int], heads: list[int], x: torch.Tensor, length: int, path: Path) -> Path:
+def plot_grid(maps: list[torch.Tensor], ex: int, layers: list[int], heads: list[int], x: torch.Tensor, length: int, path: Path,
+              title: str = "") -> Path:
     """One example's maps, real tokens only: a panel per (layer, head), a layer's heads wrapped at COLUMNS."""
     plt = pyplot()
     cols = min(len(heads), COLUMNS)
@@ -126,10 +127,11 @@ def plot_grid(maps: list[torch.Tensor], ex: int, layers: list[int], heads: list[
     fig.supxlabel("key (position:value)" if labels else "key position", fontsize=9)
     fig.supylabel("query (position:value)" if labels else "query position", fontsize=9)
     fig.colorbar(im, ax=axes, shrink=0.5, label="attention weight")
+    fig.suptitle(f"{title}: attention of test example {ex}" if title else f"attention of test example {ex}", fontsize=9)
     return save(fig, path, dpi=100, tight=False)
 
 
-def plot_stats(rows: list[dict], path: Path) -> Path:
+def plot_stats(rows: list[dict], path: Path, title: str = "") -> Path:
     """Entropy and distance per layer: each head a dot, the mean over heads a line."""
     plt = pyplot()
     fig, (ax_e, ax_d) = plt.subplots(1, 2, figsize=(9, 3.4))
@@ -140,9 +142,11 @@ def plot_stats(rows: list[dict], path: Path) -> Path:
         ax.plot([r["layer"] for r in means], [r[key] for r in means], "o-", color="k", label="mean over heads")
         if key == "entropy":
             ax.axhline(means[0]["uniform_entropy"], ls="--", color="gray", label="uniform over allowed keys")
+        ax.set_xticks([r["layer"] for r in means])
         ax.set_xlabel("layer")
         ax.set_ylabel(label)
         ax.legend(fontsize=7)
+    fig.suptitle(f"{title}: attention per layer and head" if title else "attention per layer and head", fontsize=9)
     return save(fig, path, dpi=110)
 
 
@@ -159,8 +163,8 @@ def analyze_attention(run: str, layers=None, heads=None, n_examples: int = 4, n_
     written = []
     for ex in range(maps[0].shape[0]):
         length = int(batch["mask"][ex].sum())
-        written.append(plot_grid(maps, ex, layer_ids, head_ids, batch["x"][ex], length, out_dir / f"attention_ex{ex}.png"))
+        written.append(plot_grid(maps, ex, layer_ids, head_ids, batch["x"][ex], length, out_dir / f"attention_ex{ex}.png", r.path.name))
     rows = attention_stats(r.model, batch["x"], batch["mask"], r.model.trunk_spec.causal)
     written.append(write_csv(out_dir / "attention_stats.csv", rows))
-    written.append(plot_stats(rows, out_dir / "attention_stats.png"))
+    written.append(plot_stats(rows, out_dir / "attention_stats.png", r.path.name))
     return written

@@ -117,6 +117,7 @@ def plot_similarity(rows: list[dict], label_a: str, label_b: str, path: Path) ->
         ax.set_xticks(range(nb))
         ax.set_yticks(range(na))
         fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.suptitle(f"a = {label_a.split(' (')[0]}  vs  b = {label_b.split(' (')[0]}  (layer 0: the embeddings)", fontsize=9)
     return save(fig, path, dpi=110)
 
 
@@ -206,17 +207,20 @@ def probe_rows(f_train: list[torch.Tensor], y_train: torch.Tensor, f_test: list[
 
 
 def plot_probe(rows: list[dict], label: str, model_acc: float | None, path: Path) -> Path:
-    """Probe accuracy per layer against chance and the trained model's own test accuracy."""
+    """Probe accuracy per layer against chance and the trained model's own test accuracy, on the 0-100% scale of
+    every accuracy plot."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
-    ax.plot([r["layer"] for r in rows], [r["probe_acc"] for r in rows], "o-", label="linear probe (val -> test)")
-    ax.plot([r["layer"] for r in rows], [r["chance"] for r in rows], "--", color="gray", label="chance (majority class)")
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    layers = [r["layer"] for r in rows]
+    ax.plot(layers, [100 * r["probe_acc"] for r in rows], "o-", label="linear probe (fit on val, scored on test)")
+    ax.plot(layers, [100 * r["chance"] for r in rows], ":", color="gray", label="chance (majority class)")
     if model_acc is not None:
-        ax.axhline(model_acc, ls=":", color="k", label=f"the model's test acc {model_acc:.3f}")
-    ax.set_xlabel("layer (0 = embeddings)")
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(0, 1.02)
-    ax.set_title(label, fontsize=8)
+        ax.axhline(100 * model_acc, ls="--", lw=1, color="k", label=f"the model's test acc ({100 * model_acc:.1f}%)")
+    ax.set_xticks(layers, ["emb" if i == 0 else f"block {i - 1}" for i in layers])
+    ax.set_xlabel("features after (emb: the embeddings)")
+    ax.set_ylabel(f"accuracy (%), mean of {rows[0]['targets']} target{'s' if rows[0]['targets'] > 1 else ''}")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"probes: {label}", fontsize=8)
     ax.legend(fontsize=7)
     return save(fig, path, dpi=110)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import torch
@@ -91,8 +92,30 @@ def plot_weights(rows: list[dict], label: str, path: Path) -> Path:
     bottom.yaxis.set_major_formatter("{x:.2g}")
     bottom.yaxis.set_minor_formatter("{x:.2g}")
     bottom.set_ylabel("std / Xavier std\n(matrices)")
-    bottom.set_xlabel("tensor (in the trunk's parameter order)")
+    ticks = layer_ticks(rows)
+    bottom.set_xticks(list(ticks), list(ticks.values()), rotation=90, fontsize=6)
+    for i in ticks:
+        top.axvline(i - 0.5, color="0.9", lw=0.6, zorder=0)
+    bottom.set_xlabel("trunk tensors in parameter order, by block and group")
     return save(fig, path, dpi=100)
+
+
+def layer_name(name: str, group: str) -> str:
+    """A tensor's place for a reader: 'block 3 attn' (its block and freeze group), or 'pos wpe' outside the blocks."""
+    block = re.search(r"(?:^|\.)(\d+)\.", name)
+    if block:
+        return f"block {block.group(1)} {group}"
+    return f"{group} {name.rsplit('.', 1)[0].split('.')[-1]}"
+
+
+def layer_ticks(rows: list[dict]) -> dict[int, str]:
+    """{index of the first tensor of each run of tensors with the same layer name: that name}."""
+    ticks, last = {}, None
+    for i, r in enumerate(rows):
+        label = layer_name(r["name"], r["group"])
+        if label != last:
+            ticks[i], last = label, label
+    return ticks
 
 
 def trunk_from_overrides(overrides: list[str]):
