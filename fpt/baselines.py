@@ -29,15 +29,13 @@ Axes: b batch, t tokens, h hidden size, g = 4h gate pre-activations.
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fpt.errors import FPTError
 from fpt.freeze import assign_groups
-from fpt.model import FPTModel, input_options
+from fpt.wrapper import FPTModel, input_options
 from tasks.spec import TaskSpec
 
 CELLS = ("ln", "plain")
@@ -147,31 +145,11 @@ def lstm_groups(body: LSTMBody) -> dict[str, str]:
     return assign_groups((n for n, _ in body.named_parameters()), LSTM_GROUPS)
 
 
-def option(mcfg, key: str, default, ok: Callable[[object], bool], allowed: str):
-    """`model.KEY` (or `default`), checked by `ok`; else a one-line FPTError naming key, value and what is allowed."""
-    value = mcfg.get(key, default)
-    if not ok(value):
-        raise FPTError(f"model.{key} must be {allowed}, got {value!r}")
-    return value
-
-
-def is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def is_prob(v) -> bool:
-    """A dropout probability: a number in [0, 1)."""
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1
-
-
 def build_lstm(cfg, spec: TaskSpec) -> FPTModel:
     """An LSTM (or LSTM*) body inside the FPT wrapper, sized by `model.hidden` and `model.layers`."""
-    mcfg = cfg.model
-    hidden = option(mcfg, "hidden", None, lambda v: is_int(v) and v >= 1, "a positive integer")
-    layers = option(mcfg, "layers", None, lambda v: is_int(v) and v >= 1, "a positive integer")
-    dropout = option(mcfg, "dropout", 0.0, is_prob, "in [0, 1)")
-    # no model.cell: a config saved before it existed, when every LSTM was torch's nn.LSTM
-    cell = option(mcfg, "cell", "plain", lambda v: v in CELLS, " or ".join(CELLS))
-    body = LSTMBody(hidden, layers, float(dropout), bool(mcfg.get("residual", False)),
+    mcfg = cfg.model  # checked by fpt.schema.LSTMOptions when the config was composed
+    hidden, layers, dropout = int(mcfg.hidden), int(mcfg.layers), float(mcfg.get("dropout", 0.0))
+    cell = mcfg.get("cell", "plain")  # no model.cell: a config saved before it existed, when every LSTM was torch's nn.LSTM
+    body = LSTMBody(hidden, layers, dropout, bool(mcfg.get("residual", False)),
                     spec.seq_len if mcfg.get("positions", False) else None, cell)
     return FPTModel(spec, body, hidden, lstm_groups(body), _lstm_forward, mcfg.get("readout"), **input_options(mcfg))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks.progress.progress_bar import ProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from fpt.errors import FPTError
@@ -189,6 +191,50 @@ class ResumeLog(pl.Callback):
 
     def load_state_dict(self, state: dict) -> None:
         self.resumes = list(state.get("resumes", [])) + ([self.record] if self.record else [])
+
+
+class PlainProgress(ProgressBar):
+    """Progress for output that is not a terminal (a log file, a cluster job): plain lines on stderr, one every `every`
+    training steps (step, train loss, the last val acc, steps/s) and one after each validation; no carriage returns.
+
+    It reads the logged numbers (a device sync) only when it prints, like the bar at its refresh rate."""
+
+    def __init__(self, every: int, stream=None):
+        super().__init__()
+        self.every, self.stream, self.enabled = max(1, int(every)), stream, True
+        self._last = (0.0, 0)  # (time, step) of the last line
+
+    def disable(self) -> None:
+        self.enabled = False
+
+    def enable(self) -> None:
+        self.enabled = True
+
+    def _say(self, text: str) -> None:
+        print(text, file=self.stream or sys.stderr, flush=True)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._last = (time.perf_counter(), trainer.global_step)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if not self.enabled or not trainer.is_global_zero or step % self.every or step == self._last[1]:
+            return
+        now = time.perf_counter()
+        rate = (step - self._last[1]) / max(now - self._last[0], 1e-9)
+        self._last = (now, step)
+        m = trainer.progress_bar_metrics
+        total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else "?"
+        self._say(f"step {step}/{total}  train/loss {_num(m.get('train/loss'))}  val/acc {_num(m.get('val/acc'))}  {rate:.2f} steps/s")
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if self.enabled and trainer.is_global_zero and not trainer.sanity_checking and trainer.state.fn == "fit":
+            m = trainer.progress_bar_metrics
+            self._say(f"step {trainer.global_step}  validation: val/acc {_num(m.get('val/acc'))}  val/loss {_num(m.get('val/loss'))}")
+
+
+def _num(v) -> str:
+    return "-" if v is None else f"{float(v):.4f}"
 
 
 def stop_at(threshold: float | None) -> list[pl.Callback]:

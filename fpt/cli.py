@@ -1,7 +1,9 @@
-"""The `fpt` command: train | eval | inspect.
+"""The `fpt` command: train | eval | inspect | data | sweep | report | bench | analyze.
 
-The subcommand is taken off the argument list before Hydra parses it, and `sys.argv` is put
-back before training, because Lightning's ddp strategy starts the other ranks by re-running it.
+Every subcommand takes `key=value` arguments parsed one way (fpt.config.command_line: Hydra's grammar, the
+`key=a,b` rewrite of list keys, `out=DIR` for where it writes) and answers `--help` / `-h` with its options,
+config groups and an example. The subcommand is taken off the argument list before Hydra parses it, and
+`sys.argv` is put back before training, because Lightning's ddp strategy starts the other ranks by re-running it.
 """
 
 from __future__ import annotations
@@ -9,34 +11,84 @@ from __future__ import annotations
 import importlib
 import sys
 import warnings
+from dataclasses import dataclass
+from pathlib import Path
 
-from fpt.config import check_groups, check_out_dir, compose, config_dir, is_multirun, pop_arg, preflight, rewrite, sweep_points
+from fpt.config import (GROUPS, CommandLine, check_groups, choices, command_line, compose, config_dir, preflight,
+                        sweep_points)
 from fpt.errors import FPTError
 
-USAGE = """usage: fpt COMMAND [key=value ...]
 
-commands:
-  train    train a model:        fpt train task=bit_xor trunk=minilm freeze=attn,ffn
-  eval     test a checkpoint:    fpt eval ckpt=RUN_DIR/checkpoints/best.ckpt [ablate.layers=[0,5]]
-  inspect  show what trains:     fpt inspect trunk=gpt2 trunk.path=DIR freeze=attn,ffn
-  data     write a task's files: fpt data listops out=DIR [key=value ...]
-  sweep    a grid of runs:       fpt sweep experiment=cpu_main   (then: fpt report sweeps/cpu_main)
-  report   tables and plots:     fpt report SWEEP_DIR
-  bench    time the step:        fpt bench trunk=gpt2 trunk.init=random task=cifar10
-  analyze  look inside a run:    fpt analyze attention|similarity|probe|weights|ablate ...
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: the function that runs it and what its --help says."""
 
-Overrides are Hydra's (config groups: task, trunk, model, trainer, logger, experiment);
-`freeze=a,b` means the list [a,b]; sweep with --multirun 'freeze=[attn,ffn],[ln]' seed=0,1,2.
-"""
+    run: str  # "module:function" taking the argument list; imported only when used
+    usage: str
+    about: str
+    out: str  # where it writes, and the key that says so
+    example: str
+    options: str = ""
+    groups: bool = False  # --help lists the config groups
 
 
-# Commands with a module of their own, imported only when used; each takes the argument list.
-EXTERNAL = {
-    "sweep": "fpt.sweep:main",
-    "report": "fpt.report:main",
-    "bench": "fpt.bench:main",
-    "analyze": "fpt.analysis.cli:main",
+COMMANDS = {
+    "train": Command(
+        "fpt.cli:_train", "fpt train [key=value ...] [--multirun] [--cfg job|hydra|all [--resolve]]",
+        "Train one configuration (a grid with --multirun): build, fit, test the checkpoint best on validation; "
+        "print test/acc.",
+        "out=DIR: the run directory (hydra.run.dir=DIR works too; under --multirun the sweep's folder, hydra.sweep.dir)",
+        "fpt train task=bit_xor trunk=minilm freeze=attn,ffn out=runs/xor", groups=True),
+    "eval": Command(
+        "fpt.cli:_eval", "fpt eval ckpt=RUN/checkpoints/best.ckpt | run=RUN [ablate.layers=[0,5]|all] [key=value ...]",
+        "Rebuild the model a checkpoint came from and re-test it on the full test set; with ablate.layers, re-test "
+        "with each chosen block skipped. Other key=value change the checkpoint's config (e.g. data.root=DIR).",
+        "beside the checkpoint: best.eval.json (best.ablation.json/.csv); out= does not apply",
+        "fpt eval run=runs/xor ablate.layers=all"),
+    "inspect": Command(
+        "fpt.cli:_inspect", "fpt inspect [key=value ...] [--cfg job|hydra|all [--resolve]]",
+        "One line per parameter tensor (name, shape, group, trainable/frozen), then the trainable and used counts. "
+        "Takes the key=value of fpt train.",
+        "nothing: it prints (redirect it to keep it)", "fpt inspect trunk=gpt2 trunk.path=DIR freeze=attn,ffn", groups=True),
+    "data": Command(
+        "fpt.cli:_data", "fpt data TASK out=DIR [option=value ...]   (or task=TASK)",
+        "Write a task's data (or a small fixture) in its real on-disk format, so every task runs offline.",
+        "out=DIR (hydra.run.dir=DIR works too); train on it with data.root=DIR",
+        "fpt data listops out=data train_size=500 && fpt train task=listops data.root=data",
+        "mnist, cifar10, cifar10_lra: n_train=1000 n_test=200 seed=0\n"
+        "listops: train_size=2000 val_size=200 test_size=200 min_len=500 max_len=2000 max_depth=10 max_args=10 seed=0\n"
+        "remote_homology: format=both|json|lmdb n_train=480 n_valid=96 n_test=96 n_folds=8 long_frac=0.03 seed=0"),
+    "sweep": Command(
+        "fpt.sweep:main", "fpt sweep [experiment=NAME] [key=a,b ...] [sweep.lr_protocol=all|seed0] [out=DIR]",
+        "A grid of runs through Hydra's multirun (key=a,b sweeps; lists in brackets: 'freeze=[attn,ffn],[ln]'); "
+        "runs already finished are skipped; results.csv and the lr chosen on validation per cell.",
+        "out=DIR: the sweep's folder (default sweeps/EXPERIMENT; hydra.sweep.dir=DIR works too); one run per subfolder",
+        "fpt sweep experiment=cpu_main out=sweeps/main && fpt report sweeps/main", groups=True),
+    "report": Command(
+        "fpt.report:main", "fpt report SWEEP_DIR [out=DIR]   (or dir=SWEEP_DIR)",
+        "report.md laid out as the paper's tables, with learning curves, bars, accuracy vs lr and vs data size.",
+        "out=DIR (default: the sweep folder): report.md and plots/",
+        "fpt report sweeps/main"),
+    "bench": Command(
+        "fpt.cli:_bench", "fpt bench [key=value as for fpt train] [bench.KEY=VALUE ...] [out=FILE]",
+        "Time the training step of FPT, full finetuning, the LSTM and a bare PyTorch loop; FLOP/s vs a measured "
+        "matmul peak (bench.* options: see python -m pydoc fpt.bench).",
+        "out=FILE: the JSON-lines file results are appended to (bench.out)",
+        "fpt bench trunk=gpt2 trunk.init=random task=cifar10", groups=True),
+    "analyze": Command(
+        "fpt.analysis.cli:main", "fpt analyze attention|similarity|probe|weights|ablate key=value ...",
+        "Look inside a run: attention maps, layer similarity, probes, weight statistics, layer ablation.",
+        "out=DIR (default RUN/analysis, ./analysis for weights; hydra.run.dir=DIR works too); ablate writes beside "
+        "the checkpoint", "fpt analyze attention run=runs/xor layers=[0,5] out=figs"),
 }
+
+USAGE = "usage: fpt COMMAND [key=value ...]    (fpt COMMAND --help: its options)\n\ncommands:\n" + "\n".join(
+    f"  {name:<8} {c.example}" for name, c in COMMANDS.items()) + """
+
+Every command takes key=value arguments (Hydra's syntax) and writes where out=DIR says (fpt train: the
+run directory, hydra.run.dir; fpt sweep: the sweep's folder, hydra.sweep.dir). `freeze=a,b` means the
+list [a,b]; sweep with --multirun 'freeze=[attn,ffn],[ln]' seed=0,1,2.
+"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,43 +96,103 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")  # Lightning vs torch 2.14 noise
     warnings.filterwarnings("ignore", message=r".*Experiment logs directory .* exists and is not empty.*")  # handled: resume keeps rows
-    if not argv or argv[0] in ("-h", "--help", "help"):
+    if not argv or argv[0] in ("-h", "--help", "help") and len(argv) < 2:
         print(USAGE)
         return 0
+    if argv[0] == "help":  # fpt help COMMAND
+        argv = [argv[1], "--help"]
     cmd, args = argv[0], argv[1:]
-    commands = {"train": _train, "eval": _eval, "inspect": _inspect, "data": _data, **EXTERNAL}
     try:
-        if cmd not in commands:
-            raise FPTError(f"unknown command '{cmd}'; choose one of: {', '.join(commands)}")
-        fn = commands[cmd]
-        if isinstance(fn, str):  # a command that lives in its own module: 'module:function'
-            module, _, name = fn.partition(":")
-            fn = getattr(importlib.import_module(module), name)
-        return fn(args) or 0
+        if cmd not in COMMANDS:
+            raise FPTError(f"unknown command '{cmd}'; choose one of: {', '.join(COMMANDS)}")
+        if any(a in ("-h", "--help") for a in args):
+            print(help_text(cmd))
+            return 0
+        module, _, name = COMMANDS[cmd].run.partition(":")
+        return getattr(importlib.import_module(module), name)(args) or 0
     except FPTError as e:
         print(f"fpt {cmd}: error: {e}", file=sys.stderr)
         return 2
 
 
-def _checked(args: list[str]):
-    """Rewrite and check the overrides before any heavy import; under --multirun, every point."""
-    args = rewrite(args)
-    check_groups(args)
-    if is_multirun(args):
-        for point in sweep_points(args):
+def help_text(cmd: str) -> str:
+    """`fpt CMD --help`: usage, what it does, where it writes, its options and config groups, an example."""
+    c = COMMANDS[cmd]
+    lines = [f"usage: {c.usage}", "", c.about, "", f"writes: {c.out}"]
+    if cmd in ("train", "inspect", "sweep"):
+        lines += ["", "options (key=default: what is allowed; every key of configs/ can be set):"]
+        lines += [f"  {k + '=' + _show(v):<40} {what}" for k, v, what in option_defaults()]
+        lines += ["  task.*, trunk.*, model.*, trainer.*: the chosen yaml's keys (fpt train task=NAME --cfg job shows them)",
+                  "  freeze=a,b means the list [a,b] outside --multirun; under it, a,b sweeps"]
+    elif cmd == "bench":
+        import fpt.bench
+
+        lines += ["", "bench options (fpt.bench):", *(f"  {ln}" for ln in (fpt.bench.__doc__ or "").strip().splitlines())]
+    elif cmd == "analyze":
+        from fpt.analysis.cli import USAGE as tools
+
+        lines += ["", tools.strip().split("\n", 2)[2]]  # its tools, without its usage line
+    if c.options:
+        lines += ["", "options:", *(f"  {ln}" for ln in c.options.splitlines())]
+    if c.groups:
+        lines += ["", "config groups (GROUP=NAME):", *(f"  {g:<11} {', '.join(choices(g))}" for g in GROUPS)]
+    return "\n".join([*lines, "", "example:", f"  {c.example}"])
+
+
+def option_defaults() -> list[tuple[str, object, str]]:
+    """(key, default in the composed config, what is allowed) of the root options, from the schemas."""
+    from omegaconf import OmegaConf
+
+    from fpt.schema import FPTModelOptions, Root, Trainer, Trunk, fields
+
+    cfg = compose([])
+    keys = [f for f in fields(Root) if not f[0].startswith(("trainer.", "logger."))]
+    keys += fields(Trainer, "trainer") + [f for f in fields(FPTModelOptions, "model") if f[0] != "model.kind"]
+    keys += [f for f in fields(Trunk, "trunk")]
+    return [(k, OmegaConf.select(cfg, k, default=d), what) for k, d, what in keys]
+
+
+def _show(v) -> str:
+    return "null" if v is None else str(v).lower() if isinstance(v, bool) else str(v).replace("'", "")
+
+
+def show_config(c: CommandLine, overrides: list[str]) -> int:
+    """`--cfg job|hydra|all`: print the composed config (the first run's under --multirun) and stop."""
+    from omegaconf import OmegaConf
+
+    point = sweep_points(overrides)[0] if c.multirun else overrides
+    cfg = compose(point, with_hydra=c.cfg != "job")
+    part = cfg.hydra if c.cfg == "hydra" else cfg
+    if c.cfg == "job":
+        part = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    try:
+        print(OmegaConf.to_yaml(part, resolve=c.resolve), end="")
+    except Exception as e:  # noqa: BLE001 - an interpolation that resolves only inside a Hydra run
+        from fpt.config import one_line
+
+        raise FPTError(f"--resolve: {one_line(e)}") from None
+    return 0
+
+
+def _checked(overrides: list[str], multirun: bool):
+    """Check the overrides before any heavy import; under --multirun, every point."""
+    check_groups(["--multirun"] * multirun + overrides)
+    if multirun:
+        for point in sweep_points(overrides):
             preflight(compose(point))
-        return args, None
-    cfg = compose(args)
+        return None
+    cfg = compose(overrides)
     preflight(cfg)
-    return args, cfg
+    return cfg
 
 
 def _train(args: list[str]) -> int:
-    args, _ = _checked(args)
-    for key in ("hydra.run.dir", "hydra.sweep.dir"):
-        value, _ = pop_arg(args, key)
-        if value is not None:
-            check_out_dir(value, key)
+    c = command_line("train", args, writes="run", flags=("multirun", "cfg"))
+    overrides = c.overrides + ([f"hydra.{'sweep' if c.multirun else 'run'}.dir={c.out_arg}"] if c.out else [])
+    if c.cfg:
+        check_groups(["--multirun"] * c.multirun + overrides)
+        return show_config(c, overrides)
+    _checked(overrides, c.multirun)
     import hydra
 
     original = list(sys.argv)
@@ -92,7 +204,7 @@ def _train(args: list[str]) -> int:
         sys.argv = original  # ddp re-runs sys.argv for the other ranks
         return run_job(cfg)
 
-    sys.argv = [original[0], *args]
+    sys.argv = [original[0], *(["--multirun"] * c.multirun), *overrides]
     try:
         run()
     finally:
@@ -100,20 +212,24 @@ def _train(args: list[str]) -> int:
     return 0
 
 
-def _kv(args: list[str], required: str) -> tuple[str, list[str]]:
-    value, rest = pop_arg(args, required)
-    if value is None:
-        raise FPTError(f"missing {required}=PATH")
-    return value, rest
-
-
 def _eval(args: list[str]) -> int:
-    ckpt, rest = _kv(args, "ckpt")
-    from pathlib import Path
+    c = command_line("eval", args, nowhere="writes best.eval.json beside the checkpoint it tests", list_keys=("ablate.layers",))
+    from fpt.schema import EvalCommand, check
 
-    if not Path(ckpt).expanduser().is_file():  # before the heavy imports: a typo fails at once
-        raise FPTError(f"no checkpoint at {ckpt}; pass ckpt=RUN_DIR/checkpoints/best.ckpt")
-    layers, rest = pop_arg(rest, "ablate.layers")
+    own = ("ckpt", "run", "ablate.layers")
+    opts = check(EvalCommand, {k: v for k, v in c.values().items() if k in own})
+    rest = c.without(*own)  # the checkpoint config's keys to change (e.g. data.root=DIR)
+    if opts.run is not None:
+        from fpt.analysis import checkpoint_of
+
+        ckpt = str(checkpoint_of(opts.run))
+    elif opts.ckpt is None:
+        raise FPTError("missing ckpt=PATH (or run=DIR: its checkpoints/best.ckpt)")
+    elif not Path(opts.ckpt).expanduser().is_file():  # before the heavy imports: a typo fails at once
+        raise FPTError(f"no checkpoint at {opts.ckpt}; pass ckpt=RUN_DIR/checkpoints/best.ckpt")
+    else:
+        ckpt = opts.ckpt
+    layers = opts.ablate_layers
     if layers is not None:  # skip chosen blocks (identity) and report the accuracy drop per block
         from fpt.analysis.ablate import evaluate_ablation, format_report
 
@@ -127,9 +243,11 @@ def _eval(args: list[str]) -> int:
 
 
 def _inspect(args: list[str]) -> int:
-    _, cfg = _checked(args)
-    if cfg is None:
-        raise FPTError("inspect takes one configuration, not --multirun")
+    c = command_line("inspect", args, flags=("cfg",), nowhere="prints its table and writes no file (redirect it to keep it)")
+    if c.cfg:
+        check_groups(c.overrides)
+        return show_config(c, c.overrides)
+    cfg = _checked(c.overrides, multirun=False)
     from fpt.freeze import inspect_table
     from fpt.train import build
 
@@ -139,30 +257,32 @@ def _inspect(args: list[str]) -> int:
 
 
 def _data(args: list[str]) -> int:
-    if not args or "=" in args[0]:
-        raise FPTError("usage: fpt data TASK out=DIR [option=value ...]")
-    name, rest = args[0], args[1:]
+    c = command_line("data", args, writes="dir", positional="TASK")
+    options = c.values()
+    name = c.positional or options.pop("task", None)
+    if not name or "task" in options:
+        raise FPTError("usage: fpt data TASK out=DIR [option=value ...] (or task=TASK)")
+    if not c.out:
+        raise FPTError(f"missing out=DIR: the folder to write the {name} files into")
     check_groups([f"task={name}"])
-    out, options = _kv(rest, "out")
-    check_out_dir(out, "out")
-    from pathlib import Path
-
     from omegaconf import OmegaConf
 
+    from fpt.schema import check_data_options
     from tasks.base import task_class
 
-    task_cfg = OmegaConf.load(config_dir() / "task" / f"{name}.yaml")
-    opts = {}
-    for kv in options:
-        key, eq, value = kv.partition("=")
-        if not eq:
-            raise FPTError(f"expected option=value, got '{kv}'")
-        opts[key] = OmegaConf.from_dotlist([kv])[key] if value else value
-    written = task_class(task_cfg).write_data(Path(out).expanduser(), **opts)
+    cls = task_class(OmegaConf.load(config_dir() / "task" / f"{name}.yaml"))
+    written = cls.write_data(Path(c.out).expanduser(), **check_data_options(cls, options, name))
     for p in written:
         print(p)
-    print(f"wrote {len(written)} file(s) for task {name} under {out}; train on them with: fpt train task={name} data.root={out}")
+    print(f"wrote {len(written)} file(s) for task {name} under {c.out}; train on them with: fpt train task={name} data.root={c.out}")
     return 0
+
+
+def _bench(args: list[str]) -> int:
+    c = command_line("bench", args, writes="file")
+    from fpt.bench import main as bench
+
+    return bench(c.overrides + ([f"bench.out={c.out_arg}"] if c.out else []))
 
 
 if __name__ == "__main__":

@@ -7,13 +7,15 @@ and rejects it outside `--multirun`; so for the list keys below, `key=a,b` becom
 
 from __future__ import annotations
 
+import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from fpt.errors import FPTError
-from fpt.freeze import parse_freeze
 from fpt.kinds import has_trunk
 
 LIST_KEYS = ("freeze", "targets", "unfreeze.groups", "trunk.standardize")
@@ -45,14 +47,14 @@ def is_multirun(args: list[str]) -> bool:
     return any(a in MULTIRUN_FLAGS for a in args)
 
 
-def rewrite(args: list[str]) -> list[str]:
-    """Rewrite `freeze=a,b` to `freeze=[a,b]` (and `freeze=none` to `freeze=[]`) outside multirun."""
+def rewrite(args: list[str], keys: tuple[str, ...] = LIST_KEYS) -> list[str]:
+    """Rewrite `freeze=a,b` to `freeze=[a,b]` (and `freeze=none` to `freeze=[]`) outside multirun, for the list `keys`."""
     if is_multirun(args):
         return list(args)
     out = []
     for a in args:
         key, eq, value = a.partition("=")
-        if eq and key.lstrip("+~") in LIST_KEYS and not value.startswith("["):
+        if eq and key.lstrip("+~") in keys and not value.startswith("["):
             items = [v for v in value.split(",") if v.strip()]
             if key.lstrip("+~") == "freeze" and [v.strip().lower() for v in items] in ([], ["none"]):
                 items = []
@@ -93,14 +95,26 @@ def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
 def sweep_points(args: list[str]) -> list[list[str]]:
     """Every combination a --multirun command line sweeps over, parsed as Hydra parses it."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    parsed = parse_overrides([a for a in args if a not in MULTIRUN_FLAGS])
+    return [point for batch in BasicSweeper.split_arguments(parsed, None) for point in batch]
+
+
+def parse_overrides(args: list[str]) -> list:
+    """`key=value` arguments parsed by Hydra's own grammar (quoting, lists, sweeps); a syntax error is one line."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
+    parser = OverridesParser.create()
     try:
-        parsed = OverridesParser.create().parse_overrides([a for a in args if a not in MULTIRUN_FLAGS])
+        return parser.parse_overrides(list(args))
     except HydraException as e:
+        for a in args:  # name the argument that does not parse
+            try:
+                parser.parse_overrides([a])
+            except HydraException:
+                raise FPTError(f"cannot parse '{a}': {one_line(e)}") from None
         raise FPTError(one_line(e)) from None
-    return [point for batch in BasicSweeper.split_arguments(parsed, None) for point in batch]
 
 
 def one_line(e: Exception) -> str:
@@ -112,71 +126,18 @@ def one_line(e: Exception) -> str:
     return re.sub(r"\s+", " ", msg)
 
 
-def _need(ok: bool, key: str, what: str, value) -> None:
-    if not ok:
-        raise FPTError(f"{key} must be {what}, got {value!r}")
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def preflight(cfg: DictConfig) -> None:
-    """Checks that need no torch: names, types and ranges, the trunk's source. Each fails in one line."""
-    parse_freeze(cfg.freeze)
-    parse_freeze(cfg.get("unfreeze", {}).get("groups") or [])
-    lr = cfg.optim.lr
-    _need(isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0, "optim.lr", "a positive number", lr)
-    wd = cfg.optim.get("weight_decay", 0.0)
-    _need(isinstance(wd, (int, float)) and wd >= 0, "optim.weight_decay", "a number >= 0", wd)
-    _need(_is_int(cfg.seed) and 0 <= cfg.seed < 2**23, "seed", f"an integer in 0..{2**23 - 1}", cfg.seed)
-    bs = cfg.task.get("batch_size")
-    _need(bs is None or (_is_int(bs) and bs >= 1), "task.batch_size", "a positive integer", bs)
-    ms = cfg.trainer.get("max_steps")
-    _need(ms is None or (_is_int(ms) and (ms == -1 or ms >= 1)), "trainer.max_steps",
-          "a positive number of steps (or -1: trainer.max_epochs decides)", ms)
-    vi = cfg.trainer.get("val_check_interval")
-    _need(vi is None or (isinstance(vi, (int, float)) and vi > 0), "trainer.val_check_interval", "a positive number of steps", vi)
-    size = cfg.data.get("train_size")
-    _need(size is None or (_is_int(size) and size >= 1), "data.train_size", "a positive integer or null", size)
-    stop = cfg.get("stop_at_val_acc")
-    _need(stop is None or (isinstance(stop, (int, float)) and 0 < stop <= 1), "stop_at_val_acc", "in (0, 1] or null", stop)
-    _need(cfg.get("on_nan", "stop") in ("stop", "skip"), "on_nan", "stop or skip", cfg.get("on_nan"))
-    readout = cfg.model.get("readout")
-    _need(readout in (None, "last", "mean", "last_k"), "model.readout", "null, last, mean or last_k", readout)
-    depth = cfg.model.get("depth")
-    _need(depth is None or (_is_int(depth) and depth >= 1), "model.depth", "a positive integer or null", depth)
-    p_in = cfg.model.get("input_dropout", 0.0)
-    _need(isinstance(p_in, (int, float)) and not isinstance(p_in, bool) and 0 <= p_in < 1, "model.input_dropout", "in [0, 1)", p_in)
-    gain = cfg.model.get("input_gain", 1.0)
-    _need(isinstance(gain, (int, float)) and not isinstance(gain, bool) and gain > 0, "model.input_gain", "a positive number", gain)
-    cap = cfg.data.get("max_len")
-    _need(cap is None or (_is_int(cap) and cap >= 1), "data.max_len", "a positive integer or null", cap)
-    train_acc = (cfg.get("eval") or {}).get("train_acc", True)
-    _need(isinstance(train_acc, bool), "eval.train_acc", "true or false", train_acc)
-    n_train = (cfg.get("eval") or {}).get("train_examples")
-    _need(n_train is None or (_is_int(n_train) and n_train >= 1), "eval.train_examples", "a positive integer or null", n_train)
-    if cfg.get("resume"):
-        _need(Path(str(cfg.resume)).expanduser().exists(), "resume", "an existing run directory or checkpoint", cfg.resume)
+    """Every option against its schema (fpt.schema: names, types, ranges, the task's own options) and whether the
+    trunk's weights can be reached. Each failure is one line; nothing after this re-checks what it checked. The
+    task's schema comes last: it lives beside the task's class, and importing that module imports Lightning."""
+    from fpt.schema import check_task, validate
+
+    validate(cfg)
     if has_trunk(cfg.model.kind):
-        _trunk_preflight(cfg.trunk)
+        from fpt.trunks.source import check_source
 
-
-def _trunk_preflight(t: DictConfig) -> None:
-    from fpt.trunks.source import check_source
-
-    init = str(t.get("init"))
-    path_like = "/" in init or init.endswith(".ckpt")
-    _need(init in ("pretrained", "random", "stats", "standardized") or path_like, "trunk.init",
-          "pretrained, random, stats, standardized or a toolkit run dir / .ckpt", init)
-    if path_like:
-        _need(Path(init).expanduser().exists(), "trunk.init", "an existing run directory or checkpoint", init)
-    dtype = str(t.get("dtype", "auto"))
-    _need(dtype in ("auto", "bf16", "fp32"), "trunk.dtype", "auto, bf16 or fp32", dtype)
-    for key in ("dropout", "attn_dropout"):
-        d = t.get(key)
-        _need(d is None or (isinstance(d, (int, float)) and 0 <= d < 1), f"trunk.{key}", "in [0, 1) or null", d)
-    check_source(t)
+        check_source(cfg.trunk)
+    check_task(cfg.task)
 
 
 def check_out_dir(value: str, key: str) -> Path:
@@ -194,6 +155,131 @@ def check_out_dir(value: str, key: str) -> Path:
                 raise FPTError(f"{key}={value}: {p} is a file, not a directory; choose a directory for {key}")
             break
     return path
+
+
+# --- one command line for every subcommand ---------------------------------------------------------------
+# Every `fpt` subcommand takes `key=value` arguments parsed by Hydra's grammar (parse_overrides) and writes
+# where one key says: `out=DIR`. `fpt train` reads it as hydra.run.dir (hydra.sweep.dir under --multirun),
+# `fpt sweep` as hydra.sweep.dir; those Hydra keys keep working where they apply, and elsewhere hydra.run.dir
+# is out='s other name. Any other `hydra.*` key that a command would not honour is a one-line error.
+RUN_ONLY = ("hydra.run.",)  # ignored by Hydra under --multirun
+SWEEP_ONLY = ("hydra.sweep.", "hydra.sweeper", "hydra/sweeper", "hydra.launcher", "hydra/launcher")  # ignored by one run
+OUT_KEYS = {"sweep": ("out", "hydra.sweep.dir", "sweep.dir"), "dir": ("out", "hydra.run.dir"), "file": ("out",)}
+CFG_PARTS = ("job", "hydra", "all")
+
+
+@dataclass
+class CommandLine:
+    """One subcommand's arguments, parsed the one way every command parses them."""
+
+    cmd: str
+    overrides: list[str] = field(default_factory=list)  # key=value: list keys rewritten, output keys taken out
+    positional: str | None = None  # fpt data TASK, fpt report DIR, fpt analyze TOOL
+    out: str | None = None  # where the command writes (out=, or the Hydra key it honours)
+    out_arg: str | None = None  # the same as typed, to hand on to Hydra
+    multirun: bool = False
+    cfg: str | None = None  # --cfg job|hydra|all: print the composed config and stop
+    resolve: bool = False
+
+    def values(self) -> dict[str, Any]:
+        """The overrides' values as Hydra's grammar types them (int, float, bool, None, str, list), by key."""
+        out = {}
+        for o in parse_overrides(self.overrides):
+            if o.is_sweep_override():
+                raise FPTError(f"{o.input_line} is a sweep (fpt train --multirun and fpt sweep sweep); "
+                               f"for a list write {o.key_or_group}=[...]")
+            out[o.key_or_group] = o.value()
+        return out
+
+    def without(self, *keys: str) -> list[str]:
+        """The overrides other than `keys` (as typed): what a command hands on."""
+        return [a for a in self.overrides if a.partition("=")[0].lstrip("+~") not in keys]
+
+
+def command_line(cmd: str, args: list[str], writes: str | None = None, flags: tuple[str, ...] = (),
+                 positional: str | None = None, list_keys: tuple[str, ...] = LIST_KEYS, nowhere: str = "") -> CommandLine:
+    """Parse `fpt CMD ARGS`. `writes`: what out= means (run: a run dir, sweep: a sweep dir, dir: an output dir,
+    file: an output file; None: the command writes no chosen place, `nowhere` says what it does instead);
+    `flags`: multirun and/or cfg; `positional`: the name of the one bare argument it takes."""
+    c, kv = CommandLine(cmd), []
+    it = iter(args)
+    for a in it:
+        if a in MULTIRUN_FLAGS and "multirun" in flags:
+            c.multirun = True
+        elif a.partition("=")[0] in ("--cfg", "-c") and "cfg" in flags:
+            c.cfg = a.partition("=")[2] or next(it, "")
+            if c.cfg not in CFG_PARTS:
+                raise FPTError(f"--cfg takes {', '.join(CFG_PARTS)}, got '{c.cfg}'")
+        elif a == "--resolve" and "cfg" in flags:
+            c.resolve = True
+        elif a.startswith("-"):
+            known = [f for f, ok in (("--multirun", "multirun"), ("--cfg job|all", "cfg")) if ok in flags]
+            raise FPTError(f"unknown flag '{a}'; fpt {cmd} takes key=value arguments{' and ' + ', '.join(known) if known else ''} "
+                           f"(see fpt {cmd} --help)")
+        elif "=" not in a and positional and c.positional is None:
+            c.positional = os.path.expanduser(a)
+        elif "=" not in a:
+            raise FPTError(f"expected key=value, got '{a}' (see fpt {cmd} --help)")
+        else:
+            kv.append(_expand_home(a))
+    kv = kv if c.multirun else rewrite(kv, list_keys)
+    outs, out_keys = {}, _out_keys(writes, c.multirun)
+    for a, o in zip(kv, parse_overrides(kv)):
+        key = o.key_or_group
+        hydra_key = key.startswith(("hydra.", "hydra/"))
+        if key in out_keys:
+            outs[key] = (o.value(), a.partition("=")[2])
+        elif hydra_key and _honoured(key, writes, c.multirun):
+            c.overrides.append(a)  # Hydra runs the job and honours it (hydra.job.*, hydra/launcher=... in a sweep)
+        elif hydra_key or key == "out":
+            _refuse(c, key, writes, nowhere)
+        else:
+            c.overrides.append(a)
+    if len({str(v) for v, _ in outs.values()}) > 1:
+        raise FPTError(f"{' and '.join(f'{k}={v}' for k, (v, _) in outs.items())} disagree; give one (out=DIR)")
+    if outs:
+        key, (value, c.out_arg) = next(iter(outs.items()))
+        c.out = str(value)
+        if not c.out:
+            raise FPTError(f"{key}= needs a {'file' if writes == 'file' else 'directory'}")
+        check_out_dir(c.out, key)
+    return c
+
+
+def _out_keys(writes: str | None, multirun: bool) -> tuple[str, ...]:
+    if writes == "run":
+        return ("out", "hydra.sweep.dir") if multirun else ("out", "hydra.run.dir")
+    return OUT_KEYS.get(writes, ())
+
+
+def _honoured(key: str, writes: str | None, multirun: bool) -> bool:
+    """Whether Hydra honours `key` in the job `fpt CMD` runs (one run: not the sweep's keys; a sweep: not one run's)."""
+    if writes == "run" and not multirun:
+        return not key.startswith(SWEEP_ONLY)
+    return writes in ("run", "sweep") and not key.startswith(RUN_ONLY)
+
+
+def _refuse(c: CommandLine, key: str, writes: str | None, nowhere: str) -> None:
+    """A key `fpt CMD` would not honour: one line saying what it does instead."""
+    if key == "out" or writes is None and key == "hydra.run.dir":
+        raise FPTError(f"fpt {c.cmd} {nowhere}; {key}= does not apply")
+    if writes == "run" and c.multirun:
+        raise FPTError(f"{key} is not used under --multirun (each run goes to hydra.sweep.dir/its overrides); "
+                       f"choose the sweep's folder with out=DIR (or hydra.sweep.dir=DIR)")
+    if writes == "run":
+        raise FPTError(f"{key} applies to sweeps only (fpt train --multirun, fpt sweep); one run writes to out=DIR "
+                       f"(or hydra.run.dir=DIR)")
+    if writes == "sweep":
+        raise FPTError(f"{key} is not used by a sweep (each run goes to the sweep's folder/its overrides); choose the "
+                       f"sweep's folder with out=DIR (or hydra.sweep.dir=DIR)")
+    where = {"dir": "its output goes to out=DIR", "file": "it writes to out=FILE"}.get(writes, f"it {nowhere}")
+    raise FPTError(f"fpt {c.cmd} runs no Hydra job, so {key} has no effect; {where}")
+
+
+def _expand_home(arg: str) -> str:
+    """`key=~/x` as a shell would expand it (Hydra's grammar has no `~` in values)."""
+    key, eq, value = arg.partition("=")
+    return f"{key}={os.path.expanduser(value)}" if eq and (value == "~" or value.startswith("~/")) else arg
 
 
 def resolved(cfg: DictConfig) -> dict:

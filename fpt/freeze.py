@@ -1,7 +1,8 @@
 """Parameter groups and freezing: which tensors train, chosen by group name.
 
-Each trunk architecture owns a map {group: [regex, ...]} over its own parameter names
-(`re.fullmatch`, anchored, the way PEFT selects modules). The model adds the `input` and
+A trunk's groups come from its hand map {group: [regex, ...]} over its own parameter names
+(`re.fullmatch`, anchored, the way PEFT selects modules: GPT-2, BERT, T5, the baselines) or from its
+structure (fpt/trunks/discover.py: any Hugging Face model). The model adds the `input` and
 `output` groups. `emb` (the token-embedding table) is never trained: inputs go in through
 `inputs_embeds`, so it gets no gradient and DDP would reject it as unused.
 """
@@ -9,6 +10,7 @@ Each trunk architecture owns a map {group: [regex, ...]} over its own parameter 
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 
 from fpt.errors import FPTError
@@ -53,20 +55,28 @@ def assign_groups(names: Iterable[str], group_map: Mapping[str, Sequence[str]]) 
     return out
 
 
-def apply_freeze(model, groups: Mapping[str, str], freeze: Sequence[str]) -> None:
-    """Set requires_grad from the frozen group names; every named group must match a parameter."""
+def apply_freeze(model, groups: Mapping[str, str], freeze: Sequence[str], absent: str = "error",
+                 never: Iterable[str] = ()) -> None:
+    """Set requires_grad from the frozen group names. A named group the model lacks is an error, or with
+    absent="note" (trunks: `pos` on a rotary trunk) one note line. `never`: names frozen whatever the groups say."""
     present = set(groups.values())
     for g in freeze:
-        if g not in present:
-            raise FPTError(
-                f"freeze group '{g}' matches no parameter of this model; its groups are: {', '.join(sorted(present, key=_order))}"
-            )
-    frozen = set(freeze) | set(ALWAYS_FROZEN)
+        if g in present:
+            continue
+        if absent == "note":
+            print(f"note: freeze group '{g}' matches no parameter of this trunk; nothing to freeze there "
+                  f"(its groups: {', '.join(sorted(present, key=_order))})", file=sys.stderr)
+            continue
+        raise FPTError(
+            f"freeze group '{g}' matches no parameter of this model; its groups are: {', '.join(sorted(present, key=_order))}"
+        )
+    frozen, never = set(freeze) | set(ALWAYS_FROZEN), set(never)
     for name, p in model.named_parameters():
-        p.requires_grad_(groups[name] not in frozen)
+        p.requires_grad_(groups[name] not in frozen and name not in never)
 
 
-def unfreeze_blocks(model, groups: Mapping[str, str], names: Sequence[str], last: int | None, blocks: str) -> list[str]:
+def unfreeze_blocks(model, groups: Mapping[str, str], names: Sequence[str], last: int | None, blocks: str,
+                    never: Iterable[str] = ()) -> list[str]:
     """Train `names` groups again inside the last `last` blocks (all blocks if None); returns what it unfroze."""
     pat = re.compile(rf"{re.escape(blocks)}\.(\d+)\.")
     index = {n: int(m.group(1)) for n in groups if (m := pat.match(n))}
@@ -74,7 +84,9 @@ def unfreeze_blocks(model, groups: Mapping[str, str], names: Sequence[str], last
     last = n_blocks if last is None else int(last)
     if not 1 <= last <= n_blocks:
         raise FPTError(f"unfreeze.last={last}: the trunk has {n_blocks} blocks; choose 1..{n_blocks}")
-    chosen = [n for n, p in model.named_parameters() if groups[n] in names and index.get(n, -1) >= n_blocks - last]
+    never = set(never)
+    chosen = [n for n, p in model.named_parameters()
+              if groups[n] in names and index.get(n, -1) >= n_blocks - last and n not in never]
     if not chosen:
         raise FPTError(f"unfreeze.groups={list(names)} matches no parameter inside the transformer blocks")
     for n, p in model.named_parameters():
@@ -88,13 +100,15 @@ def _order(g: str) -> int:
 
 
 def inspect_table(model, groups: Mapping[str, str]) -> str:
-    """One line per tensor (name, shape, group, trainable/frozen) and PEFT's summary line."""
+    """The trunk's description (what it is, how its groups were found: fpt.trunks.spec), then one line per tensor
+    (name, shape, group, trainable/frozen) and PEFT's summary line."""
+    spec = getattr(model, "trunk_spec", None)
     rows = []
     for name, p in model.named_parameters():
         state = "trainable" if p.requires_grad else "frozen"
         rows.append((name, "x".join(map(str, p.shape)), groups[name], state))
     w = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines = [f"{n:<{w[0]}}  {s:<{w[1]}}  {g:<{w[2]}}  {st}" for n, s, g, st in rows]
+    lines = [*(spec.header() if spec is not None else []), *(f"{n:<{w[0]}}  {s:<{w[1]}}  {g:<{w[2]}}  {st}" for n, s, g, st in rows)]
     lines.append(summary_line(model))
     lines.append(used_line(model))
     return "\n".join(lines)

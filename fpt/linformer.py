@@ -27,10 +27,9 @@ from einops import rearrange
 from linformer import Linformer
 from torch import nn
 
-from fpt.baselines import is_int, is_prob, option
 from fpt.errors import FPTError
 from fpt.freeze import assign_groups
-from fpt.model import FPTModel, input_options
+from fpt.wrapper import FPTModel, input_options
 from tasks.spec import TaskSpec
 
 # Anchored (re.fullmatch) patterns over LinformerBody parameter names. The package's blocks are
@@ -81,15 +80,9 @@ def linformer_groups(body: LinformerBody) -> dict[str, str]:
 
 def build_linformer(cfg, spec: TaskSpec) -> FPTModel:
     """A Linformer body (`model.hidden`, `depth`, `heads`, `k`, `max_len`, `dropout`) inside the FPT wrapper."""
-    mcfg = cfg.model
-    positive = lambda v: is_int(v) and v >= 1  # noqa: E731
-    hidden = option(mcfg, "hidden", 768, positive, "a positive integer")
-    depth = option(mcfg, "depth", 3, positive, "a positive integer")
-    heads = option(mcfg, "heads", 12, lambda v: positive(v) and hidden % v == 0,
-                   f"a positive integer dividing model.hidden={hidden}")
-    k = option(mcfg, "k", 256, positive, "a positive integer")
-    dropout = option(mcfg, "dropout", 0.1, is_prob, "in [0, 1)")
-    max_len = option(mcfg, "max_len", None, lambda v: v is None or positive(v), "a positive integer or null")
+    mcfg = cfg.model  # checked by fpt.schema.LinformerOptions when the config was composed
+    hidden, depth, heads = int(mcfg.get("hidden", 768)), int(mcfg.get("depth", 3)), int(mcfg.get("heads", 12))
+    k, dropout, max_len = int(mcfg.get("k", 256)), float(mcfg.get("dropout", 0.1)), mcfg.get("max_len")
     if max_len is not None and spec.seq_len > max_len:
         raise FPTError(f"model=linformer: the task has {spec.seq_len} tokens but model.max_len={max_len}; "
                        f"set model.max_len=null (the task's length) or at least {spec.seq_len}")

@@ -1,130 +1,24 @@
-"""The FPT wrapper: input layer -> trunk -> readout -> output layer.
+"""Building the models: `model.kind` -> its builder (fpt/kinds.py); the FPT model around a Hugging Face trunk.
 
-Axes: b batch, t tokens, d token features (task side), h hidden size (trunk side),
-k read positions, n targets per example, c classes.
+The wrapper itself (FPTModel: input layer -> body -> readout -> output layer) lives in fpt/wrapper.py, which the
+baselines import too; it is re-exported here.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
-from contextlib import nullcontext
 from dataclasses import replace
-from typing import Callable
 
 import torch
-from einops import rearrange, reduce
-from torch import nn
 
 from fpt.errors import FPTError
-from fpt.freeze import apply_freeze, assign_groups, parse_freeze, unfreeze_blocks
+from fpt.freeze import apply_freeze, parse_freeze, unfreeze_blocks
 from fpt.kinds import has_trunk, kind
+from fpt.wrapper import INPUT_DROPOUT, INPUT_GAIN, BodyForward, FPTModel, input_options
 from tasks.spec import TaskSpec
 
-BodyForward = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
-INPUT_GAIN, INPUT_DROPOUT = 1.41, 0.1  # the 2021 code's orth_gain and dropout after the input layer
-
-
-class FPTModel(nn.Module):
-    """Task tokens in through `input`, a sequence body (`trunk`), task logits out through `output`."""
-
-    def __init__(self, spec: TaskSpec, trunk: nn.Module, hidden: int, groups: dict, body_forward: BodyForward,
-                 readout: str | None = None, input_gain: float = INPUT_GAIN, input_dropout: float = INPUT_DROPOUT):
-        super().__init__()
-        self.spec = spec
-        self.readout = readout or spec.readout
-        if self.readout == "last_k" and spec.readout != "last_k":
-            raise FPTError(f"model.readout=last_k needs a task with per-position targets; this task reads '{spec.readout}'")
-        if spec.vocab_size is not None:
-            self.input = nn.Embedding(spec.vocab_size, hidden, padding_idx=spec.pad_id)
-        else:
-            self.input = nn.Linear(spec.token_dim, hidden)
-            # the 2021 code's input layer: orthogonal with gain 1.41 (keeps token geometry, scaled up), zero bias
-            nn.init.orthogonal_(self.input.weight, gain=float(input_gain))
-            nn.init.zeros_(self.input.bias)
-        self.input_drop = nn.Dropout(float(input_dropout))  # the 2021 code's Dropout(0.1) after the input layer
-        self.trunk = trunk
-        self.output = nn.Linear(hidden, spec.targets_per_position * spec.num_classes)
-        self.trunk_groups = groups  # trunk parameter name -> group, from the trunk's own map
-        self._body_forward = body_forward
-        self.fixed_features = False  # set by build_model when only the output layer trains
-        self.compute_dtype: torch.dtype | None = None  # bf16: the frozen trunk is stored in bf16 (fpt/precision.py)
-        self.read_block: nn.Module | None = None  # the last block, computed at the read positions only (trunks/readout.py)
-
-    def train(self, mode: bool = True) -> FPTModel:
-        """Output-only runs keep everything before the output layer in eval mode (no dropout): one regime,
-        a fixed feature extractor, whether its features are cached (fpt/features.py) or computed every step."""
-        super().train(mode)
-        if mode and self.fixed_features:
-            for part in (self.input, self.input_drop, self.trunk):
-                part.eval()
-        return self
-
-    def trained_groups(self) -> set[str]:
-        """The groups with at least one trainable tensor."""
-        groups = self.param_groups()
-        return {groups[n] for n, p in self.named_parameters() if p.requires_grad}
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x (b, t, d) or (b, t) ids, mask (b, t) -> logits (b, n, c)."""
-        with self.compute_context(x.device.type):
-            return self.head(self.features(x, mask))
-
-    def features(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Everything before the output layer: readout features (b, k, h) or (b, h)."""
-        if self.read_block is not None:
-            self.read_block._fpt_read = (self.read_positions(mask), mask.bool())
-        try:
-            with self.compute_context(x.device.type):
-                h = self._body_forward(self.trunk, self.input_drop(self.input(x)), mask)  # (b, t, h)
-        finally:
-            if self.read_block is not None:
-                self.read_block._fpt_read = None
-        return self.read(h, mask)
-
-    def read_positions(self, mask: torch.Tensor) -> torch.Tensor:
-        """(b, k) positions the readout reads: the last k (last_k) or the last real token (last)."""
-        b, t = mask.shape
-        if self.readout == "last_k":
-            return torch.arange(t - self.spec.k, t, device=mask.device).expand(b, -1)
-        return (mask.long().sum(1).clamp_min(1) - 1)[:, None]
-
-    def compute_context(self, device_type: str):
-        """bf16 autocast when the frozen trunk is stored in bf16 and no autocast is on yet (Lightning's bf16-mixed
-        has one on during training; evaluation and analysis outside it need this one)."""
-        if self.compute_dtype is None or torch.is_autocast_enabled(device_type):
-            return nullcontext()
-        return torch.autocast(device_type, dtype=self.compute_dtype)
-
-    def read(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(b, t, h) -> (b, k, h) for last_k, else (b, h)."""
-        if self.readout == "last_k":
-            return h[:, -self.spec.k :]
-        if self.readout == "mean":
-            m = mask.unsqueeze(-1).to(h.dtype)
-            return reduce(h * m, "b t h -> b h", "sum") / m.sum(1).clamp_min(1)
-        last = mask.long().sum(1).clamp_min(1) - 1  # index of the last real token (right padding)
-        return h[torch.arange(h.shape[0], device=h.device), last]
-
-    def head(self, r: torch.Tensor) -> torch.Tensor:
-        """Readout features -> logits (b, n, c)."""
-        c = self.spec.num_classes
-        if r.dim() == 3:
-            return rearrange(self.output(r), "b k (p c) -> b (k p) c", c=c)
-        return rearrange(self.output(r), "b (p c) -> b p c", c=c)
-
-    def param_groups(self) -> dict[str, str]:
-        """Every parameter's freeze group: the trunk's map, plus `input` and `output`."""
-        groups = {}
-        for name, _ in self.named_parameters():
-            top, _, rest = name.partition(".")
-            groups[name] = self.trunk_groups[rest] if top == "trunk" else top
-        return groups
-
-
-def input_options(mcfg) -> dict:
-    """The input layer's options from `model.*` (the 2021 code's gain and dropout by default)."""
-    return {"input_gain": float(mcfg.get("input_gain", INPUT_GAIN)), "input_dropout": float(mcfg.get("input_dropout", INPUT_DROPOUT))}
+__all__ = ["BodyForward", "FPTModel", "INPUT_DROPOUT", "INPUT_GAIN", "build_fpt", "build_model", "input_options"]
 
 
 def build_model(cfg, spec: TaskSpec) -> FPTModel:
@@ -133,12 +27,13 @@ def build_model(cfg, spec: TaskSpec) -> FPTModel:
     module, _, fn = kind(name).builder.partition(":")
     model = getattr(importlib.import_module(module), fn)(cfg, spec)
     groups = model.param_groups()
-    apply_freeze(model, groups, parse_freeze(cfg.freeze))
+    # a group this trunk lacks (pos on a rotary trunk) is a note; on a baseline it stays an error
+    apply_freeze(model, groups, parse_freeze(cfg.freeze), absent="note" if has_trunk(name) else "error", never=model.never_trained)
     unfreeze = cfg.get("unfreeze") or {}
     if unfreeze.get("groups"):
         if not has_trunk(name):
             raise FPTError(f"unfreeze.* selects transformer blocks of a pretrained trunk; it does not apply to model.kind={name}")
-        unfreeze_blocks(model, groups, parse_freeze(unfreeze["groups"]), unfreeze.get("last"), model.blocks)
+        unfreeze_blocks(model, groups, parse_freeze(unfreeze["groups"]), unfreeze.get("last"), model.blocks, never=model.never_trained)
     model.fixed_features = model.trained_groups() == {"output"}
     model.train(model.training)
     if cfg.model.get("compile"):  # torch.compile in place: parameter names, freeze groups and checkpoints stay the same
@@ -147,39 +42,48 @@ def build_model(cfg, spec: TaskSpec) -> FPTModel:
 
 
 def build_fpt(cfg, spec: TaskSpec) -> FPTModel:
-    """A Hugging Face trunk (trunk.*) between the task's input and output layers."""
-    from fpt.trunks import get_arch, load_trunk
+    """A Hugging Face trunk (trunk.*), cut to model.blocks / model.depth, between the task's input and output layers."""
+    from fpt.trunks import build_trunk, get_arch
+    from fpt.trunks.base import attn_dropout
+    from fpt.trunks.forward import FORWARDS
     from fpt.trunks.readout import install
-    from fpt.trunks.base import attn_dropout, keep_blocks
 
-    arch = get_arch(str(cfg.trunk.arch))
-    trunk = load_trunk(cfg.trunk, arch)
-    if cfg.model.get("depth"):
-        keep_blocks(trunk, arch, int(cfg.model.depth))
+    built = build_trunk(cfg.trunk, cfg.model)
+    trunk, ts = built.model, built.spec
     if cfg.model.get("grad_checkpointing"):  # recompute block activations in backward: memory for compute
-        if hasattr(trunk, "activation_checkpointing_enable"):  # transformers >= 5.x; the old name is deprecated there
-            trunk.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        else:
-            trunk.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    p_attn = attn_dropout(trunk, arch)
+        _grad_checkpointing(trunk)
+    p_attn = attn_dropout(trunk, get_arch(ts.arch))
     if spec.seq_len >= 512 and not torch.cuda.is_available() and p_attn > 0:
         print(f"note: attention dropout {p_attn:g} keeps torch's fused attention off on CPU, so every "
               f"layer stores its heads x {spec.seq_len}^2 attention map; trunk.attn_dropout=0 turns the fused kernel on",
               file=sys.stderr)
-    limit = arch.max_len(trunk.config)
+    limit = ts.max_len
     if limit is not None and spec.seq_len > limit and spec.truncatable:
         print(f"note: sequences cut from {spec.seq_len} to the trunk's {limit} positions", file=sys.stderr)
         spec = replace(spec, seq_len=limit)
     elif limit is not None and spec.seq_len > limit:
+        name = cfg.trunk.get("name") or cfg.trunk.get("path")
         raise FPTError(
-            f"the task has {spec.seq_len} tokens but trunk '{cfg.trunk.name}' has {limit} positions; "
+            f"the task has {spec.seq_len} tokens but trunk '{name}' has {limit} positions; "
             f"shorten the task's sequences or choose a trunk with more positions"
         )
-    groups = assign_groups((n for n, _ in trunk.named_parameters()), arch.groups)
-    model = FPTModel(spec, trunk, arch.hidden(trunk.config), groups, arch.forward, cfg.model.get("readout"), **input_options(cfg.model))
-    model.blocks = f"trunk.{arch.blocks}"
+    model = FPTModel(spec, trunk, ts.hidden, built.groups, FORWARDS[ts.forward], cfg.model.get("readout"),
+                     input_width=ts.input_width, **input_options(cfg.model))
+    model.blocks = f"trunk.{ts.blocks}"
+    model.trunk_spec = ts
+    model.never_trained = frozenset(f"trunk.{n}" for n in ts.unused)
     if model.readout in ("last", "last_k") and cfg.model.get("last_block_reads_only", True):
         last = model.get_submodule(model.blocks)[-1]
-        if install(last, arch.name):  # a plain attribute, not a second registration of the block's parameters
+        if install(last):  # a plain attribute, not a second registration of the block's parameters
             object.__setattr__(model, "read_block", last)
     return model
+
+
+def _grad_checkpointing(trunk) -> None:
+    try:
+        if hasattr(trunk, "activation_checkpointing_enable"):  # transformers >= 5.x; the old name is deprecated there
+            trunk.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            trunk.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    except ValueError as e:
+        raise FPTError(f"model.grad_checkpointing: {type(trunk).__name__} does not support it ({str(e).splitlines()[0]})") from None

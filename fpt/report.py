@@ -17,10 +17,16 @@ from fpt.sweep import collect, lr_seed, overrides_of, select
 
 
 def main(args: list[str]) -> int:
-    """fpt report DIR: writes DIR/report.md and DIR/plots/*.png."""
-    if len(args) != 1 or "=" in args[0]:
-        raise FPTError("usage: fpt report SWEEP_DIR")
-    path = report(Path(args[0]).expanduser())
+    """fpt report SWEEP_DIR (or dir=SWEEP_DIR) [out=DIR]: writes OUT/report.md and OUT/plots/*.png (OUT: the sweep's folder)."""
+    from fpt.config import command_line
+
+    c = command_line("report", args, writes="dir", positional="SWEEP_DIR")
+    values = c.values()
+    sweep = c.positional or values.pop("dir", None)
+    if not sweep or values:
+        raise FPTError(f"unknown option '{next(iter(values))}'; fpt report takes SWEEP_DIR (or dir=SWEEP_DIR) and out=DIR"
+                       if values else "usage: fpt report SWEEP_DIR [out=DIR]")
+    path = report(Path(str(sweep)).expanduser(), Path(c.out).expanduser() if c.out else None)
     print(f"wrote {path}")
     return 0
 
@@ -47,8 +53,9 @@ def sweep_order(sweep_dir: Path):
     return key
 
 
-def report(sweep_dir: Path) -> Path:
-    """Write report.md and plots for a sweep directory; returns the report's path."""
+def report(sweep_dir: Path, out_dir: Path | None = None) -> Path:
+    """Write report.md and plots for a sweep directory (into `out_dir`, default the sweep's own); returns the report's path."""
+    out_dir = out_dir or sweep_dir
     rows = collect(sweep_dir)
     on_seed = lr_seed(sweep_dir)
     cells = select(rows, on_seed=on_seed)
@@ -58,10 +65,11 @@ def report(sweep_dir: Path) -> Path:
     variants = list(dict.fromkeys(r["variant"] for r in ok))
     tasks = list(dict.fromkeys(r["task"] for r in ok))
     by = {(c["variant"], c["task"]): c for c in cells}
-    plots = sweep_dir / "plots"
-    plots.mkdir(exist_ok=True)
-    figs = [learning_curves(rows, by, tasks, plots), bars(by, variants, tasks, plots),
-            lr_plot(by, variants, tasks, plots), size_plot(ok, plots)]
+    plots = out_dir / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    name, chance = f"sweep {sweep_dir.name}", task_chances(ok)
+    figs = [learning_curves(rows, by, tasks, plots, name, chance), bars(by, variants, tasks, plots, name, chance),
+            lr_plot(by, variants, tasks, plots, name, chance), size_plot(ok, plots, name, chance)]
     how = ("the learning rate is chosen on seed 0's validation accuracy and the other seeds run at it only "
            "(sweep.lr_protocol=seed0: the full lr x seed grid did not fit the budget)" if on_seed is not None else
            "the learning rate with the best mean validation accuracy over seeds is chosen")
@@ -91,7 +99,7 @@ def report(sweep_dir: Path) -> Path:
     failed = [r for r in rows if r["status"] != "ok"]
     if failed:
         lines += ["", "## Failed runs", ""] + [f"- `{Path(r['run_dir']).name}`: {r['error']}" for r in failed]
-    out = sweep_dir / "report.md"
+    out = out_dir / "report.md"
     out.write_text("\n".join(lines) + "\n")
     return out
 
@@ -143,11 +151,44 @@ def _mean_curve(series: list[dict[int, float]]) -> tuple[list[int], list[float]]
     return steps, [statistics.fmean(c[s] for c in series if s in c) for s in steps]
 
 
-def learning_curves(rows, by, tasks, plots: Path) -> Path:
+def task_chances(rows: list[dict]) -> dict[str, float]:
+    """Chance accuracy per task, 1 / classes per target (bit tasks 50%, 10-class tasks 10%), from the task class a
+    finished run's config.yaml names (built for its TaskSpec only: no data is read)."""
+    from omegaconf import OmegaConf
+
+    out = {}
+    for r in rows:
+        if r["status"] != "ok" or r["task"] in out or not (Path(r["run_dir"]) / "config.yaml").is_file():
+            continue
+        try:
+            from tasks.base import META_KEYS, task_class
+
+            task = OmegaConf.to_container(OmegaConf.load(Path(r["run_dir"]) / "config.yaml").task)
+            spec = task_class(task)(**{k: v for k, v in task.items() if k not in META_KEYS}, data={}).spec
+            out[r["task"]] = 1 / spec.num_classes
+        except Exception:  # noqa: BLE001 - a task this version cannot build: its plots go without a chance line
+            out[r["task"]] = None
+    return {t: c for t, c in out.items() if c is not None}
+
+
+def percent_axis(ax, chance: float | None = None, highest: float = 100.0) -> None:
+    """The one accuracy scale of every plot: 0-100% (raised only to show an error bar above 100), a chance line."""
+    ax.set_ylim(0, max(100.0, highest) + (3 if highest > 100 else 0))
+    if chance is not None:
+        ax.axhline(100 * chance, ls=":", lw=1.2, color="gray", label=f"chance ({100 * chance:.3g}%)")
+
+
+def seeds_label(ns) -> str:
+    """What an error bar is: 'std over 3 seeds' (or '2-3 seeds' when cells differ)."""
+    ns = sorted(set(ns))
+    return f"std over {ns[0] if len(ns) == 1 else f'{ns[0]}-{ns[-1]}'} seed{'s' if ns[-1] != 1 else ''}"
+
+
+def learning_curves(rows, by, tasks, plots: Path, title: str = "", chance: dict | None = None) -> Path:
     """Per task: val accuracy (markers: every evaluation, however few) over training loss, one line per variant
     (mean over the selected runs)."""
     plt = pyplot()
-    fig, axes = plt.subplots(2, len(tasks), figsize=(5 * len(tasks), 6.4), squeeze=False, sharex="col")
+    fig, axes = plt.subplots(2, len(tasks), figsize=(5 * len(tasks), 6.6), squeeze=False, sharex="col")
     for col, task in enumerate(tasks):
         acc_ax, loss_ax = axes[0][col], axes[1][col]
         for (variant, t), cell in by.items():
@@ -155,50 +196,62 @@ def learning_curves(rows, by, tasks, plots: Path) -> Path:
                 continue
             runs = [curves(r) for r in cell["runs"]]
             steps, ys = _mean_curve([c["val/acc"] for c in runs])
-            line = acc_ax.plot(steps, [100 * y for y in ys], marker="o", ms=4, label=variant)[0]
+            line = acc_ax.plot(steps, [100 * y for y in ys], marker="o", ms=4, label=f"{variant} (mean of {len(runs)})")[0]
             steps, ys = _mean_curve([c["train/loss"] for c in runs])
             loss_ax.plot(steps, ys, color=line.get_color(), alpha=0.8)
-        acc_ax.set(title=task, ylabel="val accuracy (%)", ylim=(0, 100))
+        percent_axis(acc_ax, (chance or {}).get(task))
+        acc_ax.set(title=task, ylabel="val accuracy (%)")
         loss_ax.set(xlabel="step", ylabel="train loss")
         for ax in (acc_ax, loss_ax):
             ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+        acc_ax.legend(fontsize=7)
+    fig.suptitle(f"{title}\nvalidation accuracy and training loss of the selected runs", fontsize=10)
     return save(fig, plots / "learning_curves.png")
 
 
-def bars(by, variants, tasks, plots: Path) -> Path:
+def bars(by, variants, tasks, plots: Path, title: str = "", chance: dict | None = None) -> Path:
     """Grouped bars: test accuracy per variant (e.g. the parameter-group ablation) for each task."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(variants) * len(tasks)), 3.8))
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.2 * len(variants) * len(tasks)), 4.2))
     width = 0.8 / max(len(variants), 1)
+    highest = 0.0
     for i, v in enumerate(variants):
         xs = [j + i * width for j in range(len(tasks))]
         ys = [100 * by[(v, t)]["test_mean"] if (v, t) in by else 0 for t in tasks]
         es = [100 * by[(v, t)]["test_std"] if (v, t) in by else 0 for t in tasks]
+        highest = max([highest, *(y + e for y, e in zip(ys, es))])
         ax.bar(xs, ys, width, yerr=es, capsize=3, label=v)
+    shown = [(j, (chance or {})[t]) for j, t in enumerate(tasks) if t in (chance or {})]
+    for k, (j, c) in enumerate(shown):  # each task's own chance level, across its group of bars
+        ax.hlines(100 * c, j - width / 2 - 0.05, j + 0.8 - width / 2 + 0.05, ls=":", lw=1.2, color="gray",
+                  label="chance (1 / classes)" if k == 0 else None)
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(tasks))], tasks)
-    ax.set(ylabel="test accuracy (%)", ylim=(0, 100))
+    percent_axis(ax, highest=highest)
+    ax.set_ylabel(f"test accuracy (%)\nbars: mean; error bars: {seeds_label(c['n'] for c in by.values())}")
+    ax.set_title(f"{title}\ntest accuracy at the lr chosen on validation", fontsize=10)
     ax.legend(fontsize=8)
     return save(fig, plots / "accuracy_bars.png")
 
 
-def lr_plot(by, variants, tasks, plots: Path) -> Path | None:
+def lr_plot(by, variants, tasks, plots: Path, title: str = "", chance: dict | None = None) -> Path | None:
     """Test accuracy vs learning rate per variant, when more than one lr was run."""
     if not any(len(c["lrs"]) > 1 for c in by.values()):
         return None
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4.0), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         for v in variants:
             if (v, task) in by:
                 lrs = by[(v, task)]["lrs"]
                 ax.plot(list(lrs), [100 * a for a in lrs.values()], marker="o", label=v)
-        ax.set(title=task, xscale="log", xlabel="learning rate", ylabel="test accuracy (%)")
-    axes[0][0].legend(fontsize=8)
+        percent_axis(ax, (chance or {}).get(task))
+        ax.set(title=task, xscale="log", xlabel="learning rate", ylabel="test accuracy (%), mean over seeds")
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{title}\ntest accuracy vs learning rate", fontsize=10)
     return save(fig, plots / "accuracy_vs_lr.png")
 
 
-def size_plot(rows, plots: Path) -> Path | None:
+def size_plot(rows, plots: Path, title: str = "", chance: dict | None = None) -> Path | None:
     """Test accuracy vs training-set size (data.train_size), one line per variant, per task."""
     pts: dict[tuple, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
@@ -210,14 +263,19 @@ def size_plot(rows, plots: Path) -> Path | None:
         return None
     plt = pyplot()
     tasks = sorted({t for t, _ in pts})
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4.0), squeeze=False)
+    ns = [len(accs) for by_size in pts.values() for accs in by_size.values()]
     for ax, task in zip(axes[0], tasks):
+        highest = 0.0
         for (t, v), by_size in pts.items():  # the sweep's variant order: the same colours as the other plots
             if t == task:
                 sizes = sorted(by_size)
-                ax.errorbar(sizes, [100 * statistics.fmean(by_size[s]) for s in sizes],
-                            yerr=[100 * (statistics.stdev(by_size[s]) if len(by_size[s]) > 1 else 0) for s in sizes],
-                            marker="o", capsize=3, label=v)
-        ax.set(title=task, xscale="log", xlabel="training examples", ylabel="test accuracy (%)")
-    axes[0][0].legend(fontsize=8)
+                ys = [100 * statistics.fmean(by_size[s]) for s in sizes]
+                es = [100 * (statistics.stdev(by_size[s]) if len(by_size[s]) > 1 else 0) for s in sizes]
+                highest = max([highest, *(y + e for y, e in zip(ys, es))])
+                ax.errorbar(sizes, ys, yerr=es, marker="o", capsize=3, label=v)
+        percent_axis(ax, (chance or {}).get(task), highest)
+        ax.set(title=task, xscale="log", xlabel="training examples", ylabel=f"test accuracy (%)\nmean, error bars: {seeds_label(ns)}")
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{title}\ntest accuracy vs training-set size", fontsize=10)
     return save(fig, plots / "accuracy_vs_train_size.png")

@@ -14,7 +14,6 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from fpt.config import pop_arg
 from fpt.errors import FPTError
 
 SELECT_OVER = ("seed", "optim.lr")  # averaged over (seed) and selected over (lr) within a cell
@@ -23,27 +22,28 @@ COLUMNS = ["status", "variant", "task", "seed", "lr", "val/acc", "test/acc", "tr
            "model", "trunk", "init", "freeze", "config", "run_dir", "error"]
 
 
-LR_PROTOCOLS = ("all", "seed0")
-
-
 def main(args: list[str]) -> int:
-    """fpt sweep [experiment=NAME] [sweep.dir=DIR] [sweep.lr_protocol=all|seed0] [overrides, a,b to sweep]."""
-    from fpt.cli import _train
+    """fpt sweep [experiment=NAME] [out=DIR] [sweep.lr_protocol=all|seed0] [overrides, a,b to sweep]."""
+    from fpt.cli import _train, show_config
+    from fpt.config import command_line
+    from fpt.schema import Sweep, check
 
-    sweep_dir, rest = pop_arg(args, "sweep.dir")
-    protocol, rest = pop_arg(rest, "sweep.lr_protocol")
-    exp, _ = pop_arg(list(rest), "experiment")
-    if sweep_dir is None:
-        sweep_dir = f"sweeps/{exp or 'sweep'}"
-    protocol = protocol or _experiment_protocol(exp)
-    if protocol not in LR_PROTOCOLS:
-        raise FPTError(f"sweep.lr_protocol must be one of {', '.join(LR_PROTOCOLS)}, got {protocol!r}")
+    c = command_line("sweep", args, writes="sweep", flags=("multirun", "cfg"))
+    protocol = [a.partition("=")[2] for a in c.overrides if a.partition("=")[0] == "sweep.lr_protocol"]
+    rest = c.without("sweep.lr_protocol")  # a choice of the sweep, not of its runs (nor of their folder names)
+    if c.cfg:
+        c.multirun = True
+        return show_config(c, rest)
+    exp = next((a.partition("=")[2] for a in rest if a.partition("=")[0] == "experiment"), None)
+    sweep_dir = c.out or f"sweeps/{exp or 'sweep'}"
+    protocol = check(Sweep, {"lr_protocol": protocol[-1] if protocol else _experiment_protocol(exp)}, "sweep").lr_protocol
     Path(sweep_dir).mkdir(parents=True, exist_ok=True)
     (Path(sweep_dir) / "sweep.json").write_text(json.dumps({"lr_protocol": protocol}) + "\n")
+    at = f"hydra.sweep.dir={c.out_arg or sweep_dir}"
     if protocol == "seed0":
-        _seed0_then_rest(_train, rest, sweep_dir)
+        _seed0_then_rest(_train, rest, Path(sweep_dir), at)
     else:
-        _train(["--multirun", *rest, f"hydra.sweep.dir={sweep_dir}"])
+        _train(["--multirun", *rest, at])
     rows = collect(Path(sweep_dir))
     ok = sum(r["status"] == "ok" for r in rows)
     print(f"{ok} of {len(rows)} runs finished; table: {sweep_dir}/results.csv; report: fpt report {sweep_dir}")
@@ -73,7 +73,7 @@ def _experiment_protocol(exp: str | None) -> str:
     return str((compose([f"experiment={exp}"]).get("sweep") or {}).get("lr_protocol", "all"))
 
 
-def _seed0_then_rest(train, args: list[str], sweep_dir: str) -> None:
+def _seed0_then_rest(train, args: list[str], sweep_dir: Path, at: str) -> None:
     """Every lr on seed 0; then, per (variant, task), the other seeds at the lr with the best seed-0 val/acc."""
     from fpt.config import compose
 
@@ -86,16 +86,16 @@ def _seed0_then_rest(train, args: list[str], sweep_dir: str) -> None:
     seeds = [v.strip() for v in str(grid.get("seed", "0")).split(",")]
     if "0" not in seeds:
         raise FPTError("sweep.lr_protocol=seed0 chooses the lr on seed 0: the sweep's seeds must include 0")
-    train(["--multirun", *args, "seed=0", f"hydra.sweep.dir={sweep_dir}"])
+    train(["--multirun", *args, "seed=0", at])
     rest = [s for s in seeds if s != "0"]
     if not rest:
         return
     lr_text = {float(v): v.strip() for v in str(grid.get("optim.lr", "")).split(",") if v.strip()}  # as the grid spells it
-    for cell in select(collect(Path(sweep_dir)), on_seed=0):
+    for cell in select(collect(sweep_dir), on_seed=0):
         ov = overrides_of(cell["config"])
         pinned = [f"{k}={ov[k]}" for k in grid if k not in ("seed", "optim.lr") and k in ov]
         lr = [f"optim.lr={lr_text.get(cell['lr'], cell['lr'])}"] if "optim.lr" in grid else []
-        train(["--multirun", *args, *pinned, *lr, f"seed={','.join(rest)}", f"hydra.sweep.dir={sweep_dir}"])
+        train(["--multirun", *args, *pinned, *lr, f"seed={','.join(rest)}", at])
 
 
 def overrides_of(config: str) -> dict[str, str]:

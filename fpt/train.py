@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from fpt.callbacks import FinalValidation, NaNPolicy, Preemption, ResumeLog, StepSeed, Timing, ValHistory, stop_at
+from fpt.callbacks import FinalValidation, NaNPolicy, PlainProgress, Preemption, ResumeLog, StepSeed, Timing, ValHistory, stop_at
 from fpt.checkpoint import META_KEY, AtomicCheckpointIO, check_trusted, load_checkpoint, write_json
 from fpt.config import resolved
 from fpt.errors import FPTError, Preempted
@@ -129,10 +129,11 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None, prepared: P
     resumes = ResumeLog({"step": p.resume_step, "changed": p.changes} if p.resume_step is not None else None)
     callbacks = [ckpt_cb, last_cb, history, timing, resumes, FinalValidation(), StepSeed(int(cfg.seed)),
                  NaNPolicy(str(cfg.get("on_nan", "stop"))), Preemption(ckpt_dir / "last.ckpt"), *stop_at(cfg.get("stop_at_val_acc"))]
-    if cfg.trainer.get("enable_progress_bar", True):  # the bar reads its metrics (a device sync) only when it redraws
+    if cfg.trainer.get("enable_progress_bar", True):  # either reads its metrics (a device sync) only when it prints
         from lightning.pytorch.callbacks import TQDMProgressBar
 
-        callbacks.append(TQDMProgressBar(refresh_rate=max(1, int(cfg.trainer.get("log_every_n_steps") or 20))))
+        every = max(1, int(cfg.trainer.get("log_every_n_steps") or 20))  # a log file gets plain lines, a terminal the bar
+        callbacks.append(TQDMProgressBar(refresh_rate=every) if sys.stderr.isatty() else PlainProgress(every))
     trainer = make_trainer(cfg.trainer, logger=loggers(cfg, run_dir, p.resume_step), callbacks=callbacks,
                            default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()], say_precision=True)
     t0 = time.perf_counter()

@@ -13,20 +13,28 @@ import lightning.pytorch as pl
 import numpy as np
 
 from fpt.errors import FPTError
+from fpt.schema import Count, Options
 from tasks.spec import READOUTS, TaskSpec  # noqa: F401 - TaskSpec is part of the task API
 
 META_KEYS = ("impl", "name", "paper")  # task yaml keys about the task, not options of its class
 
 
+class TaskOptions(Options):
+    """What every task takes. A task's own schema subclasses this, next to its class (`Options = ...`); the
+    options are checked there, once, when the config is composed (fpt.schema.validate), not by the class."""
+
+    batch_size: Count = 16
+
+
 class Task(pl.LightningDataModule):
-    """A LightningDataModule that also declares its TaskSpec."""
+    """A LightningDataModule that also declares its TaskSpec and the schema of its options."""
 
     spec: TaskSpec
+    Options: type[Options] = TaskOptions  # the yaml's options (all but META_KEYS), checked before the class is built
+    DataOptions: type[Options] | None = None  # `fpt data TASK key=value` options of write_data; None: nothing to write
 
     def __init__(self, batch_size: int, seed: int = 0, data=None):
         super().__init__()
-        if int(batch_size) < 1:
-            raise FPTError(f"task.batch_size must be at least 1, got {batch_size}")
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.data = data or {}
@@ -40,8 +48,6 @@ class Task(pl.LightningDataModule):
     def train_size(self) -> int | None:
         """`data.train_size`: train on only this many examples (data-size scaling), or None for all."""
         n = self.data.get("train_size")
-        if n is not None and int(n) < 1:
-            raise FPTError(f"data.train_size must be a positive integer or null, got {n}")
         return None if n is None else int(n)
 
     def check(self) -> None:
@@ -95,7 +101,8 @@ class Task(pl.LightningDataModule):
 
     @classmethod
     def write_data(cls, out: Path, **options) -> list[Path]:
-        """`fpt data TASK out=DIR`: write this task's data (or a small fixture) in its real on-disk format."""
+        """`fpt data TASK out=DIR`: write this task's data (or a small fixture) in its real on-disk format; `options`
+        as `DataOptions` declares them (the command line's are checked against it first)."""
         raise FPTError(f"{cls.__name__} is generated on the fly and has no files to write")
 
 
@@ -112,7 +119,7 @@ def first_examples(loader, n: int | None):
 
 def task_class(task_cfg) -> type[Task]:
     """The class named by the task yaml's `impl: module:Class`."""
-    module, _, cls_name = str(task_cfg.impl).partition(":")
+    module, _, cls_name = str(task_cfg["impl"]).partition(":")
     return getattr(importlib.import_module(module), cls_name)
 
 

@@ -16,9 +16,12 @@ import torch
 from einops import rearrange
 from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 
+from pydantic import model_validator
+
 from fpt.errors import FPTError
+from fpt.schema import Count, Dropout, Invalid, NonNegative
 from fpt.seeds import mix64, pack
-from tasks.base import Task, TaskSpec
+from tasks.base import Task, TaskOptions, TaskSpec
 
 
 TRAIN, VAL, TEST, POOL = range(4)  # seed domains: the two low bits of every generator seed
@@ -60,17 +63,22 @@ class _Stream(IterableDataset):
             step += 1
 
 
+class BitTaskOptions(TaskOptions):
+    val_size: Count = 1000
+    test_size: Count = 1000
+    data_seed: NonNegative = 1234  # the val/test sets (and the data.train_size pool): shared by every run seed
+
+
 class BitTask(Task):
     """Shared data plumbing: endless seeded training stream, fixed val/test sets.
 
     Subclasses define `sample(n, generator) -> (x (n, T, token_dim) float, y (n, n_targets) long)`.
     """
 
+    Options = BitTaskOptions
+
     def __init__(self, batch_size=16, val_size=1000, test_size=1000, data_seed=1234, seed=0, data=None):
         super().__init__(batch_size, seed, data)
-        for key, v in (("val_size", val_size), ("test_size", test_size)):
-            if int(v) < 1:
-                raise FPTError(f"task.{key} must be at least 1, got {v}")
         self.val_size, self.test_size, self.data_seed = int(val_size), int(test_size), int(data_seed)
 
     def _fixed(self, n: int, seed: int) -> DataLoader:
@@ -139,13 +147,17 @@ def _bits(shape, g: torch.Generator) -> torch.Tensor:
     return torch.randint(0, 2, shape, generator=g, device=g.device)
 
 
+class BitXorOptions(BitTaskOptions):
+    n_bits: Count = 5
+
+
 class BitXor(BitTask):
     """Two random n-bit strings, one bit per token (+-1); predict their XOR at the last n positions."""
 
+    Options = BitXorOptions
+
     def __init__(self, n_bits: int = 5, **kw):
         super().__init__(**kw)
-        if int(n_bits) < 1:
-            raise FPTError(f"task.n_bits must be at least 1, got {n_bits}")
         self.n_bits = int(n_bits)
         self.spec = TaskSpec(seq_len=2 * self.n_bits, token_dim=1, num_classes=2, readout="last_k", k=self.n_bits)
 
@@ -155,6 +167,19 @@ class BitXor(BitTask):
         return x, a ^ b
 
 
+class BitMemoryOptions(BitTaskOptions):
+    n_strings: Count = 5
+    n_bits: Count = 1000
+    patch: Count = 50  # bits per token
+    mask_prob: Dropout = 0.5
+
+    @model_validator(mode="after")
+    def _patch_divides(self):
+        if self.n_bits % self.patch:
+            raise Invalid(f"task.patch={self.patch} must divide task.n_bits={self.n_bits}")
+        return self
+
+
 class BitMemory(BitTask):
     """Memorise n_strings random bit strings; recall the one shown again with bits masked.
 
@@ -162,14 +187,10 @@ class BitMemory(BitTask):
     The target is the full unmasked string, read at the last n_bits/patch positions.
     """
 
+    Options = BitMemoryOptions
+
     def __init__(self, n_strings: int = 5, n_bits: int = 1000, patch: int = 50, mask_prob: float = 0.5, **kw):
         super().__init__(**kw)
-        if int(n_bits) < 1 or int(patch) < 1 or int(n_strings) < 1:
-            raise FPTError(f"task.n_bits, task.patch and task.n_strings must be at least 1, got {n_bits}, {patch}, {n_strings}")
-        if int(n_bits) % int(patch):
-            raise FPTError(f"task.patch={patch} must divide task.n_bits={n_bits}")
-        if not 0 <= float(mask_prob) < 1:
-            raise FPTError(f"task.mask_prob must be in [0, 1), got {mask_prob}")
         self.n_strings, self.n_bits, self.patch, self.mask_prob = int(n_strings), int(n_bits), int(patch), float(mask_prob)
         k = self.n_bits // self.patch
         self.spec = TaskSpec(

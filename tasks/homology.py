@@ -30,7 +30,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from fpt.errors import FPTError
-from tasks.base import Task, TaskSpec
+from fpt.schema import Count, CountOrNull, NonNegative, Options, SequenceReadout, choice, rule
+from tasks.base import Task, TaskOptions, TaskSpec
 from tasks.loading import SafeUnpickler, loader
 from tasks.sampling import bucketed_batches, epoch_batches
 
@@ -242,30 +243,39 @@ def collate(rows: list[tuple[np.ndarray, int]]) -> dict[str, torch.Tensor]:
 
 
 # --- the task -------------------------------------------------------------------------------------
-def _check_options(fmt: str, readout: str, max_len: int, num_classes: int, **positive) -> None:
-    """The task's options, each wrong one named in one line."""
-    if fmt not in FORMATS:
-        raise FPTError(f"unknown task.format '{fmt}'; choose one of: {', '.join(FORMATS)}")
-    if readout not in ("mean", "last"):
-        raise FPTError(f"task.readout must be mean or last for remote homology (one fold per sequence), got '{readout}'")
-    if int(max_len) < 3:
-        raise FPTError(f"task.max_len must be at least 3 (<cls>, a residue, <sep>), got {max_len}")
-    if int(num_classes) < 2:
-        raise FPTError(f"task.num_classes must be at least 2, got {num_classes}")
-    for key, v in positive.items():  # val_size / test_size may be null: all examples
-        if (v is not None or not key.endswith("_size")) and (not isinstance(v, int) or v < 1):
-            raise FPTError(f"task.{key} must be a positive integer{' or null' if key.endswith('_size') else ''}, got {v!r}")
+class HomologyOptions(TaskOptions):
+    eval_batch_size: Count = 32
+    max_len: rule(int, lambda v: v >= 3, "an integer >= 3 (<cls>, a residue, <sep>)") = 1024
+    num_classes: rule(int, lambda v: v >= 2, "an integer >= 2") = NUM_FOLDS
+    format: choice(*FORMATS) = "auto"
+    readout: SequenceReadout = "mean"  # one fold per sequence
+    bucket: Count = 50
+    val_size: CountOrNull = None  # null: all
+    test_size: CountOrNull = None
+
+
+class HomologyFixtureOptions(Options):
+    """`fpt data remote_homology out=DIR key=value`."""
+
+    format: choice("both", "json", "lmdb") = "both"
+    n_train: Count = 480
+    n_valid: Count = 96
+    n_test: Count = 96
+    n_folds: rule(int, lambda v: 1 <= v <= NUM_FOLDS, f"an integer in 1..{NUM_FOLDS}") = 8
+    long_frac: rule(float, lambda v: 0 <= v <= 1, "in [0, 1]") = 0.03
+    seed: NonNegative = 0
 
 
 class RemoteHomology(Task):
     """TAPE remote homology: IUPAC tokens (30 ids) -> one of 1195 folds; test on the fold holdout."""
 
+    Options = HomologyOptions
+    DataOptions = HomologyFixtureOptions
+
     def __init__(self, batch_size: int = 16, eval_batch_size: int = 32, max_len: int = 1024, num_classes: int = NUM_FOLDS,
                  format: str = "auto", readout: str = "mean", bucket: int = 50, val_size: int | None = None,
                  test_size: int | None = None, seed: int = 0, data=None):
         super().__init__(batch_size, seed, data)
-        _check_options(format, readout, max_len, num_classes, val_size=val_size, test_size=test_size,
-                       eval_batch_size=eval_batch_size, bucket=bucket)
         self.fmt, self.max_len, self.bucket = format, int(max_len), int(bucket)
         self.eval_batch_size = int(eval_batch_size)
         self.val_size, self.test_size = val_size, test_size
@@ -357,17 +367,9 @@ class RemoteHomology(Task):
     # -- fixture --
     @classmethod
     def write_data(cls, out: Path, format: str = "both", n_train: int = 480, n_valid: int = 96, n_test: int = 96,
-                   n_folds: int = 8, long_frac: float = 0.03, seed: int = 0, **unknown) -> list[Path]:
-        """A small learnable fixture in TAPE's formats (json, lmdb or both) for all five splits."""
-        if unknown:
-            raise FPTError(f"unknown option(s) {', '.join(unknown)}; known: format, n_train, n_valid, n_test, n_folds, long_frac, seed")
-        if format not in ("both", "json", "lmdb"):
-            raise FPTError(f"format must be json, lmdb or both, got '{format}'")
-        if not 1 <= int(n_folds) <= NUM_FOLDS:
-            raise FPTError(f"n_folds must be in 1..{NUM_FOLDS}, got {n_folds}")
+                   n_folds: int = 8, long_frac: float = 0.03, seed: int = 0) -> list[Path]:
+        """A small learnable fixture in TAPE's formats (json, lmdb or both) for all five splits (HomologyFixtureOptions)."""
         sizes = {"train": n_train, "valid": n_valid, **{s: n_test for s in SPLITS[2:]}}
-        if min(int(n) for n in sizes.values()) < 1:
-            raise FPTError(f"n_train, n_valid and n_test must be at least 1, got {n_train}, {n_valid}, {n_test}")
         folder = Path(out).expanduser() / "remote_homology"
         folder.mkdir(parents=True, exist_ok=True)
         motifs = _motifs(int(n_folds), int(seed))

@@ -29,8 +29,11 @@ import torch
 from einops import rearrange
 from torch.utils.data import DataLoader, Dataset
 
+from pydantic import model_validator
+
 from fpt.errors import FPTError
-from tasks.base import Task, TaskSpec
+from fpt.schema import Count, CountOrNull, Flag, FlagOrNull, Invalid, NonNegative, Options, SequenceReadout, choice, rule
+from tasks.base import Task, TaskOptions, TaskSpec
 from tasks.loading import SafeUnpickler, loader
 from tasks.sampling import epoch_batches, example_seed, shuffled_batches
 
@@ -46,49 +49,52 @@ CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
 FIXTURE_MARKER = "FPT_FIXTURE"  # written by `fpt data`: the folder is a small synthetic fixture
 LUMA = (0.2989, 0.587, 0.114)  # ITU-R 601-2, as PIL, torchvision and LRA's tf.image.rgb_to_grayscale
 CROP_PAD, ROTATE_DEGREES = 4, 20  # the paper code's augmentation: RandomCrop(32, padding=4), flip, RandomRotation(20)
-READOUTS = ("last", "mean")
 
 
 # --- options --------------------------------------------------------------------------------------
-def _patch(patch, side: int) -> int:
-    if isinstance(patch, bool) or not isinstance(patch, int) or patch < 1 or side % patch:
-        divisors = ", ".join(str(d) for d in range(1, side + 1) if side % d == 0)
-        raise FPTError(f"task.patch={patch!r} must divide the {side}-pixel image side; choose one of: {divisors}")
-    return patch
-
-
-def _flag(value, key: str) -> bool:
-    if not isinstance(value, bool):  # YAML's `yes` or a quoted "false" would otherwise pass as truthy
-        raise FPTError(f"task.{key} must be true or false, got {value!r}")
-    return value
-
-
 def _first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0][:200] if text else type(e).__name__
 
 
-def _int(value, key: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise FPTError(f"task.{key} must be an integer >= {minimum}, got {value!r}")
-    return value
+def patch_of(side: int):
+    """A patch side dividing the `side`-pixel image side."""
+    divisors = ", ".join(str(d) for d in range(1, side + 1) if side % d == 0)
+    return rule(int, lambda v: v >= 1 and side % v == 0, f"a divisor of the {side}-pixel image side ({divisors})")
+
+
+# a validation split (or data.train_size) as a count, or a fraction of the training file
+CountOrFraction = rule(float, lambda v: 0 < v < 1 or v >= 1 and float(v).is_integer(), "a count or a fraction in (0, 1)")
+
+
+class ImageOptions(TaskOptions):
+    val_size: CountOrFraction = 0.1
+    data_seed: NonNegative = 1234
+    readout: SequenceReadout = "last"
+    eval_batch_size: CountOrNull = None
+    augment: Flag = False
+
+
+class FixtureOptions(Options):
+    """`fpt data mnist|cifar10 out=DIR n_train=.. n_test=.. seed=..`."""
+
+    n_train: Count = 1000
+    n_test: Count = 200
+    seed: NonNegative = 0
 
 
 # --- splits ---------------------------------------------------------------------------------------
-def _count(value, n: int, key: str, section: str = "task") -> int:
-    """An option that is a count (int) or a fraction of n (float in (0, 1)), as a count."""
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not number or not (0 < value < 1 or value >= 1 and float(value).is_integer()):
-        raise FPTError(f"{section}.{key} must be a count or a fraction in (0, 1), got {value!r}")
+def _count(value, n: int) -> int:
+    """A count (int) or a fraction of n (float in (0, 1), CountOrFraction), as a count."""
     return max(1, round(value * n)) if value < 1 else int(value)
 
 
 def split_sizes(n: int, val_size, train_size) -> tuple[int, int]:
-    """(n_train, n_val) for a training file of n images; one-line errors when they do not fit."""
-    n_val = _count(val_size, n, "val_size")
+    """(n_train, n_val) for a training file of n images; one-line errors when they do not fit the file."""
+    n_val = _count(val_size, n)
     if n_val >= n:
         raise FPTError(f"task.val_size={val_size} leaves no training images: the training file has {n}; choose fewer (e.g. 0.1)")
-    n_train = n - n_val if train_size is None else _count(train_size, n - n_val, "train_size", "data")
+    n_train = n - n_val if train_size is None else _count(train_size, n - n_val)
     if n_train > n - n_val:
         raise FPTError(f"data.train_size={train_size} must be between 1 and the {n - n_val} training images "
                        f"left after task.val_size={val_size}")
@@ -196,16 +202,15 @@ class ImageTask(Task, ABC):
 
     side: int  # image side in pixels
     dataset: str  # the name users know, for messages
+    Options = ImageOptions
+    DataOptions = FixtureOptions
 
     def __init__(self, batch_size=16, val_size=0.1, data_seed=1234, readout="last", eval_batch_size=None,
                  augment=False, seed=0, data=None):
         super().__init__(batch_size, seed, data)
-        if readout not in READOUTS:
-            raise FPTError(f"task.readout='{readout}' is not an image readout; choose one of: {', '.join(READOUTS)}")
-        split_sizes(2**31, val_size, self.train_size)  # types and ranges now, before the trunk loads; the fit to the file later
-        self.val_size, self.data_seed = val_size, _int(data_seed, "data_seed", 0)
-        self.readout, self.augment = readout, _flag(augment, "augment")
-        self.eval_batch_size = max(self.batch_size, 64) if eval_batch_size is None else _int(eval_batch_size, "eval_batch_size")
+        self.val_size, self.data_seed = val_size, int(data_seed)
+        self.readout, self.augment = readout, augment
+        self.eval_batch_size = max(self.batch_size, 64) if eval_batch_size is None else int(eval_batch_size)
         self.sets: dict[str, ImageSet] = {}
 
     # subclass interface (abstract: a subclass missing one cannot be instantiated)
@@ -314,14 +319,20 @@ def idx_dims(path: Path, magic: int) -> tuple[int, ...]:
     return dims
 
 
+class MnistOptions(ImageOptions):
+    patch: patch_of(28) = 4
+    normalize: Flag = True
+
+
 class Mnist(ImageTask):
     """MNIST digits: 28x28 gray cut into patch x patch tokens (4: 49 tokens of 16 features), 10 classes."""
 
     side, dataset = 28, "MNIST"
+    Options = MnistOptions
 
     def __init__(self, patch=4, normalize=True, **kw):
         super().__init__(**kw)
-        self.patch, self.normalize = _patch(patch, self.side), _flag(normalize, "normalize")
+        self.patch, self.normalize = int(patch), normalize
         grid = self.side // self.patch
         self.spec = TaskSpec(seq_len=grid * grid, token_dim=self.patch**2, num_classes=10, readout=self.readout)
 
@@ -371,9 +382,8 @@ class Mnist(ImageTask):
         return PatchTokens(self.patch, stats=channel_stats(train_images) if self.normalize else None)
 
     @classmethod
-    def write_data(cls, out: Path, **options) -> list[Path]:
+    def write_data(cls, out: Path, n_train: int = 1000, n_test: int = 200, seed: int = 0) -> list[Path]:
         """A small learnable MNIST fixture: scikit-learn's 8x8 digits, upscaled, in MNIST's four IDX files."""
-        n_train, n_test, seed = _fixture_options("mnist", options)
         raw = Path(out) / "MNIST" / "raw"
         _claim(raw, MNIST_FILES[True][0], "mnist")
         g = torch.Generator().manual_seed(seed)
@@ -439,8 +449,6 @@ class _Cifar(ImageTask):
 
     def __init__(self, verify=None, **kw):
         super().__init__(**kw)
-        if verify is not None:
-            _flag(verify, "verify")
         self.verify = verify
 
     @property
@@ -489,9 +497,8 @@ class _Cifar(ImageTask):
             raise FPTError(f"could not download CIFAR-10 into {self.root}: {_first_line(e)}; the archive is {CIFAR_URL}") from None
 
     @classmethod
-    def write_data(cls, out: Path, **options) -> list[Path]:
+    def write_data(cls, out: Path, n_train: int = 1000, n_test: int = 200, seed: int = 0) -> list[Path]:
         """A small learnable CIFAR-10 fixture (class-coloured gratings + noise) in the real pickle layout."""
-        n_train, n_test, seed = _fixture_options("cifar10", options)
         folder = Path(out) / CIFAR_DIR
         _claim(folder, CIFAR_FILES[True][0], "cifar10")
         g = torch.Generator().manual_seed(seed)
@@ -533,17 +540,42 @@ def _pickle(path: Path, obj: dict) -> Path:
     return path
 
 
+class CifarOptions(ImageOptions):
+    verify: FlagOrNull = None  # torchvision's MD5 check: null checks unless the folder is an `fpt data` fixture
+
+
+class Cifar10Options(CifarOptions):
+    patch: patch_of(32) = 4
+    normalize: Flag = True
+    augment: Flag = True
+
+
 class Cifar10(_Cifar):
     """CIFAR-10: 32x32 RGB cut into patch x patch tokens (4: 64 tokens of 48 features), 10 classes."""
 
+    Options = Cifar10Options
+
     def __init__(self, patch=4, normalize=True, augment=True, **kw):
         super().__init__(augment=augment, **kw)
-        self.patch, self.normalize = _patch(patch, self.side), _flag(normalize, "normalize")
+        self.patch, self.normalize = int(patch), normalize
         grid = self.side // self.patch
         self.spec = TaskSpec(seq_len=grid * grid, token_dim=3 * self.patch**2, num_classes=10, readout=self.readout)
 
     def encoder(self, train_images: torch.Tensor) -> PatchTokens:
         return PatchTokens(self.patch, stats=channel_stats(train_images) if self.normalize else None)
+
+
+class Cifar10LraOptions(CifarOptions):
+    variant: choice("fpt", "lra") = "fpt"
+    augment: FlagOrNull = None  # null: the variant's own
+    normalize: FlagOrNull = None
+
+    @model_validator(mode="after")
+    def _lra_is_raw(self):
+        if self.variant == "lra" and (self.augment or self.normalize):
+            raise Invalid("task.variant=lra feeds raw gray ids with no augmentation (LRA's benchmark); "
+                          "leave task.augment and task.normalize null, or use task.variant=fpt")
+        return self
 
 
 class Cifar10Lra(_Cifar):
@@ -556,17 +588,12 @@ class Cifar10Lra(_Cifar):
     It reads cifar10's files (and `fpt data cifar10_lra` writes the same fixture).
     """
 
-    VARIANTS = ("fpt", "lra")
+    Options = Cifar10LraOptions
 
     def __init__(self, variant="fpt", augment=None, normalize=None, **kw):
-        if variant not in self.VARIANTS:
-            raise FPTError(f"unknown task.variant '{variant}'; choose one of: {', '.join(self.VARIANTS)}")
-        if variant == "lra" and (augment or normalize):
-            raise FPTError("task.variant=lra feeds raw gray ids with no augmentation (LRA's benchmark); "
-                           "leave augment and normalize null, or use variant=fpt")
         super().__init__(augment=variant == "fpt" if augment is None else augment, **kw)
         self.variant = variant
-        self.normalize = variant == "fpt" if normalize is None else _flag(normalize, "normalize")
+        self.normalize = variant == "fpt" if normalize is None else normalize
         tokens = self.side * self.side
         if variant == "lra":
             self.spec = TaskSpec(seq_len=tokens, vocab_size=256, pad_id=None, num_classes=10, readout=self.readout)
@@ -579,20 +606,7 @@ class Cifar10Lra(_Cifar):
         return PatchTokens(1, gray=True, stats=channel_stats(train_images, gray=True) if self.normalize else None)
 
 
-# --- fixtures: options and ownership --------------------------------------------------------------
-def _fixture_options(task: str, options: dict) -> tuple[int, int, int]:
-    """n_train, n_test, seed of `fpt data TASK out=DIR n_train=.. n_test=.. seed=..`, checked."""
-    known = {"n_train": 1000, "n_test": 200, "seed": 0}
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise FPTError(f"unknown option '{unknown[0]}' for fpt data {task}; known: {', '.join(known)}")
-    vals = {**known, **options}
-    for key, v in vals.items():
-        if isinstance(v, bool) or not isinstance(v, int) or v < (0 if key == "seed" else 1):
-            raise FPTError(f"fpt data {task}: {key} must be a {'non-negative' if key == 'seed' else 'positive'} integer, got {v!r}")
-    return vals["n_train"], vals["n_test"], vals["seed"]
-
-
+# --- fixtures: ownership --------------------------------------------------------------
 def _claim(folder: Path, probe: str, task: str) -> None:
     """Never overwrite real data with a fixture: only an empty folder or an earlier fixture is written to."""
     if (folder / probe).exists() and not (folder / FIXTURE_MARKER).is_file():

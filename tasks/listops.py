@@ -29,8 +29,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from pydantic import model_validator
+
 from fpt.errors import FPTError
-from tasks.base import Task, TaskSpec
+from fpt.schema import Count, CountOrNull, Flag, Invalid, NonNegative, Options, SequenceReadout, rule
+from tasks.base import Task, TaskOptions, TaskSpec
 from tasks.loading import loader
 from tasks.sampling import bucketed_batches, epoch_batches
 
@@ -263,25 +266,27 @@ def generate(n: int, seed: int = 0, min_len: int = 500, max_len: int = 2000, max
     return out
 
 
-GENERATOR_DEFAULTS = dict(train_size=2000, val_size=200, test_size=200, min_len=500, max_len=2000, max_depth=10, max_args=10, seed=0)
+class GeneratorOptions(Options):
+    """The generator's options: `fpt data listops key=value` and listops_small's `task.generate`."""
+
+    train_size: Count = 2000
+    val_size: Count = 200
+    test_size: Count = 200
+    min_len: Count = 500  # lengths (ops + values + closers) strictly between min_len and max_len
+    max_len: Count = 2000
+    max_depth: rule(int, lambda v: 1 <= v <= 100, "an integer in 1..100") = 10
+    max_args: rule(int, lambda v: v >= 2, "an integer >= 2 (an operator takes 2..max_args)") = 10
+    seed: NonNegative = 0
+
+    @model_validator(mode="after")
+    def _room_between(self):
+        if self.max_len - self.min_len < 2:
+            raise Invalid(f"listops lengths are strictly between min_len and max_len: need max_len >= min_len + 2, "
+                          f"got {self.min_len}, {self.max_len}")
+        return self
 
 
-def _generator_options(options: dict) -> dict:
-    unknown = sorted(set(options) - set(GENERATOR_DEFAULTS))
-    if unknown:
-        raise FPTError(f"unknown listops data option '{unknown[0]}'; known: {', '.join(GENERATOR_DEFAULTS)}")
-    opts = {**GENERATOR_DEFAULTS, **options}
-    for k, v in opts.items():
-        low = 0 if k == "seed" else 1
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise FPTError(f"listops data option {k} must be an integer >= {low}, got {v!r}")
-    if opts["max_args"] < 2:
-        raise FPTError(f"listops data option max_args must be at least 2 (an operator takes 2..max_args), got {opts['max_args']}")
-    if opts["max_depth"] > 100:
-        raise FPTError(f"listops data option max_depth must be at most 100, got {opts['max_depth']}")
-    if opts["max_len"] - opts["min_len"] < 2:
-        raise FPTError(f"listops lengths are strictly between min_len and max_len: need max_len >= min_len + 2, got {opts['min_len']}, {opts['max_len']}")
-    return opts
+GENERATOR_DEFAULTS = GeneratorOptions().model_dump()
 
 
 # --- batches ---------------------------------------------------------------------------------
@@ -320,14 +325,25 @@ def _by_length(ds: TokenSet) -> list[int]:
 
 
 # --- the task --------------------------------------------------------------------------------
+class ListOpsOptions(TaskOptions):
+    max_len: Count = 2000
+    readout: SequenceReadout = "last"
+    paper_compat: Flag = False
+    bucket: Flag = True
+    val_size: CountOrNull = None  # null: the whole file
+    test_size: CountOrNull = None
+    data_seed: NonNegative = 1234
+
+
 class ListOps(Task):
     """LRA ListOps from TSV files: token ids in, the expression's value (0-9) out."""
+
+    Options = ListOpsOptions
+    DataOptions = GeneratorOptions
 
     def __init__(self, batch_size=16, max_len=2000, readout="last", paper_compat=False, bucket=True,
                  val_size=None, test_size=None, data_seed=1234, seed=0, data=None):
         super().__init__(batch_size, seed, data)
-        _check_options(max_len=max_len, readout=readout, paper_compat=paper_compat, bucket=bucket, data_seed=data_seed,
-                       sizes={"val_size": val_size, "test_size": test_size})
         self.paper_compat, self.bucket, self.data_seed = paper_compat, bucket, int(data_seed)
         self.max_len = min(int(max_len), PAPER_MAX_LEN) if paper_compat else int(max_len)
         self.sizes = {"train": self.train_size, "val": val_size, "test": test_size}  # train: data.train_size
@@ -368,7 +384,7 @@ class ListOps(Task):
         Options (GENERATOR_DEFAULTS): train_size, val_size, test_size, min_len, max_len (the exclusive
         bounds on ops + values + closers, not the task's max_len), max_depth, max_args, seed.
         """
-        o = _generator_options(options)
+        o = {**GENERATOR_DEFAULTS, **options}
         gen = {k: o[k] for k in ("min_len", "max_len", "max_depth", "max_args")}
         total = o["train_size"] + o["val_size"] + o["test_size"]
         rows = generate(total, seed=o["seed"], **gen)  # all at once: no expression in two splits
@@ -454,21 +470,8 @@ class ListOps(Task):
         return loader(ds, self.data, collate_fn=collate, **kw)
 
 
-def _check_options(max_len, readout, paper_compat, bucket, data_seed, sizes: dict) -> None:
-    """Each bad task option fails in one line."""
-    if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
-        raise FPTError(f"task.max_len must be a positive integer, got {max_len!r}")
-    if readout not in ("last", "mean"):
-        raise FPTError(f"task.readout for listops must be 'last' (last real token) or 'mean', got {readout!r}")
-    for key, v in (("paper_compat", paper_compat), ("bucket", bucket)):
-        if not isinstance(v, bool):
-            raise FPTError(f"task.{key} must be true or false, got {v!r}")
-    if isinstance(data_seed, bool) or not isinstance(data_seed, int):
-        raise FPTError(f"task.data_seed must be an integer, got {data_seed!r}")
-    for key, v in sizes.items():
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise FPTError(f"task.{key} must be a positive integer or null (all rows), got {v!r}")
-
+class GeneratedListOpsOptions(ListOpsOptions):
+    generate: GeneratorOptions = GeneratorOptions()
 
 
 class GeneratedListOps(ListOps):
@@ -478,9 +481,11 @@ class GeneratedListOps(ListOps):
     that `fpt data listops` writes, generated once per set of generator options and then reused.
     """
 
+    Options = GeneratedListOpsOptions
+
     def __init__(self, generate: dict | None = None, **kw):
         super().__init__(**kw)
-        self.gen = _generator_options(dict(generate or {}))
+        self.gen = {**GENERATOR_DEFAULTS, **dict(generate or {})}
         key = hashlib.sha256(json.dumps(self.gen, sort_keys=True).encode()).hexdigest()[:10]
         self.gen_root = self.root / f"listops_generated-{key}"
 

@@ -199,7 +199,8 @@ def test_layer_ablation_report_has_a_row_per_layer_and_changes_predictions(stron
 
 # --- fpt analyze end to end ----------------------------------------------------------------------------
 def test_analyze_attention_writes_grids_and_stats(run_dir, tmp_path, capsys):
-    code, out, err = analyze(capsys, "attention", f"run={run_dir}", "layers=[0,1]", "heads=[1]", "examples=2", "n=20", f"out={tmp_path}")
+    # hydra.run.dir is out='s other name, as for fpt train
+    code, out, err = analyze(capsys, "attention", f"run={run_dir}", "layers=0,1", "heads=[1]", "examples=2", "n=20", f"hydra.run.dir={tmp_path}")
     assert code == 0, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["attention_ex0.png", "attention_ex1.png", "attention_stats.csv", "attention_stats.png"]
     rows = read_csv(tmp_path / "attention_stats.csv")
@@ -242,6 +243,17 @@ def test_analyze_similarity_against_a_bare_trunk_and_probe(run_dir, strong_run, 
     assert (tmp_path / "p" / "probe_mean.png").is_file()
 
 
+def test_weights_plot_names_layers_not_tensor_indices():
+    from fpt.analysis.weights import layer_name, layer_ticks
+
+    assert layer_name("h.3.attn.c_attn.weight", "attn") == "block 3 attn"
+    assert layer_name("encoder.layer.11.output.dense.bias", "ffn") == "block 11 ffn"
+    assert layer_name("wpe.weight", "pos") == "pos wpe" and layer_name("ln_f.bias", "ln") == "ln ln_f"
+    rows = [{"name": n, "group": g} for n, g in [("wte.weight", "emb"), ("h.0.ln_1.weight", "ln"), ("h.0.ln_1.bias", "ln"),
+                                                  ("h.0.attn.c_attn.weight", "attn"), ("h.1.ln_1.weight", "ln")]]
+    assert layer_ticks(rows) == {0: "emb wte", 1: "block 0 ln", 3: "block 0 attn", 4: "block 1 ln"}
+
+
 def test_analyze_weights_and_ablate_print_and_write(run_dir, tiny, tmp_path, capsys):
     code, out, err = analyze(capsys, "weights", "trunk=bert", f"trunk.path={tiny['bert']}", f"out={tmp_path}")
     assert code == 0, err
@@ -258,9 +270,10 @@ def test_bad_input_is_one_line(run_dir, tiny, tmp_path, capsys):
         (("attention", f"run={tmp_path / 'nope'}"), "no run directory"),
         (("attention", f"run={tmp_path / 'empty'}"), "has no checkpoints/best.ckpt"),
         (("attention", f"run={run_dir}", "layers=[0,5]"), "layers: index 5 is out of range"),
-        (("attention", f"run={run_dir}", "heads=[x]"), "heads: 'x' is not an integer"),
-        (("similarity", f"a={run_dir}", f"b={run_dir}", "pool=max"), "unknown pool 'max'"),
-        (("probe", f"run={run_dir}", "n=0"), "n=0: expected a positive integer"),
+        (("attention", f"run={run_dir}", "heads=[x]"), "heads must be an index, a list of indices ([0,5]) or all, got ['x']"),
+        (("similarity", f"a={run_dir}", f"b={run_dir}", "pool=max"), "pool must be mean or flat, got 'max'"),
+        (("probe", f"run={run_dir}", "n=0"), "n must be a positive integer, got 0"),
+        (("ablate", f"run={run_dir}", "layers=[0]", f"out={tmp_path}"), "beside the checkpoint; out= does not apply"),
         (("attention", f"run={run_dir}", "layer=[0]"), "unknown option 'layer'"),
         (("weights", "trunk=nope"), "unknown trunk 'nope'"),
         (("similarity", f"a={run_dir}", "b=trunk:nope"), "unknown trunk 'nope'"),

@@ -110,6 +110,10 @@ def test_group_that_matches_nothing_is_an_error(tiny):
 def test_inspect_table_lines_and_summary(tiny):
     model = _model(tiny, "gpt2", "attn,ffn")
     lines = inspect_table(model, model.param_groups()).splitlines()
+    header, lines = lines[:5], lines[5:]  # what the trunk is (fpt.trunks.spec.TrunkSpec.header), then the table
+    assert header[0] == "# trunk: GPT2Model (model_type gpt2, trunk.arch=gpt2); groups from the hand map"
+    assert header[1:] == ["# blocks: h x 2 (all); each returns a tensor", "# widths: input 32, hidden 32",
+                          "# positions: learned, limit 64", "# attention: causal"]
     assert len(lines) == len(list(model.named_parameters())) + 2
     wpe = [ln for ln in lines if ln.startswith("trunk.wpe.")]
     assert len(wpe) == 1 and re.fullmatch(r"trunk\.wpe\.weight\s+64x32\s+pos\s+trainable", wpe[0])
@@ -121,5 +125,31 @@ def test_inspect_table_lines_and_summary(tiny):
     assert lines[-1].startswith(f"used by this task 770 of {trainable:,} trainable")  # 10 tokens: 10 of 64 position rows
 
 
-def test_registry_knows_three_architectures():
-    assert set(ARCHS) == {"gpt2", "bert", "t5"}
+def test_registry_knows_the_hand_maps_auto_and_the_papers_other_trunks():
+    assert set(ARCHS) == {"gpt2", "bert", "t5", "auto", "vit", "longformer"}
+    assert all(get_arch(a).groups is not None for a in ("gpt2", "bert", "t5"))  # hand maps
+    assert all(get_arch(a).groups is None for a in ("auto", "vit", "longformer"))  # found from the structure
+
+
+def test_arch_is_plain_data_that_pickles_as_it_is():
+    import dataclasses
+    import pickle
+
+    for name in ARCHS:
+        a = get_arch(name)
+        assert pickle.loads(pickle.dumps(a)) == a and "__reduce__" not in vars(type(a))  # no pickling workaround
+        assert not any(callable(getattr(a, f.name)) for f in dataclasses.fields(a))
+
+
+def test_absent_group_is_a_note_for_trunks_an_error_for_baselines_and_never_stays_frozen(capsys):
+    import torch
+
+    from fpt.freeze import apply_freeze
+
+    net = torch.nn.ModuleDict({"a": torch.nn.Linear(2, 2), "b": torch.nn.Linear(2, 2)})
+    groups = {"a.weight": "ln", "a.bias": "ln", "b.weight": "attn", "b.bias": "attn"}
+    apply_freeze(net, groups, ["pos"], absent="note", never=["b.bias"])
+    assert "note: freeze group 'pos' matches no parameter of this trunk" in capsys.readouterr().err
+    assert {n for n, p in net.named_parameters() if p.requires_grad} == {"a.weight", "a.bias", "b.weight"}
+    with pytest.raises(FPTError, match="'pos' matches no parameter"):
+        apply_freeze(net, groups, ["pos"])

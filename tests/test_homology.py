@@ -199,14 +199,17 @@ def test_cache_is_reused_and_invalidated_when_the_file_changes(tmp_path, monkeyp
 
 
 def test_options_are_checked():
-    with pytest.raises(FPTError, match="task.format"):
-        RemoteHomology(format="csv")
-    with pytest.raises(FPTError, match="mean or last"):
-        RemoteHomology(readout="last_k")
+    """By the task's schemas (when the config is composed, and for fpt data), not by the class."""
+    from fpt.schema import check, check_data_options
+
+    with pytest.raises(FPTError, match="task.format must be auto, json or lmdb"):
+        check(RemoteHomology.Options, {"format": "csv"}, "task")
+    with pytest.raises(FPTError, match="task.readout must be last or mean"):
+        check(RemoteHomology.Options, {"readout": "last_k"}, "task")
     with pytest.raises(FPTError, match="task.val_size must be a positive integer or null"):
-        RemoteHomology(val_size=0)
-    with pytest.raises(FPTError, match="unknown option"):
-        RemoteHomology.write_data("/nonexistent", n_trian=3)
+        check(RemoteHomology.Options, {"val_size": 0}, "task")
+    with pytest.raises(FPTError, match="unknown option 'n_trian'"):
+        check_data_options(RemoteHomology, {"n_trian": 3}, "remote_homology")
     spec = RemoteHomology().spec
     assert (spec.vocab_size, spec.pad_id, spec.num_classes, spec.seq_len, spec.readout, spec.truncatable) == (30, 0, 1195, 1024, "mean", True)
 

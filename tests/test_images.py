@@ -250,16 +250,22 @@ def test_truncated_cifar_pickle_is_a_one_line_error_naming_the_file(root, tmp_pa
 
 
 @pytest.mark.parametrize("cls, options, words", [
-    (Mnist, {"patch": 5}, "divide the 28-pixel"),
-    (Cifar10, {"patch": 3}, "divide the 32-pixel"),
-    (Cifar10Lra, {"variant": "vit"}, "unknown task.variant"),
+    (Mnist, {"patch": 5}, "task.patch must be a divisor of the 28-pixel image side"),
+    (Cifar10, {"patch": 3}, "task.patch must be a divisor of the 32-pixel image side"),
+    (Cifar10Lra, {"variant": "vit"}, "task.variant must be fpt or lra"),
     (Cifar10Lra, {"variant": "lra", "augment": True}, "no augmentation"),
-    (Cifar10, {"readout": "last_k"}, "not an image readout"),
+    (Cifar10, {"readout": "last_k"}, "task.readout must be last or mean"),
     (Cifar10, {"augment": "yes"}, "true or false"),
+    (Mnist, {"val_size": 1.5}, "fraction"),
+    (Mnist, {"val_size": -3}, "fraction"),
+    (Mnist, {"data_seed": "abc"}, "integer"),
 ])
 def test_bad_options_are_one_line_errors(cls, options, words):
+    """Each image task's schema, checked when the config is composed (the class does not re-check)."""
+    from fpt.schema import check
+
     with pytest.raises(FPTError, match=words) as e:
-        cls(**options)
+        check(cls.Options, options, "task")
     assert "\n" not in str(e.value)
 
 
@@ -267,10 +273,6 @@ def test_bad_options_are_one_line_errors(cls, options, words):
     (Mnist, {"val_size": N_TRAIN}, "leaves no training"),  # caught by check(), from the IDX header
     (Cifar10, {"val_size": N_TRAIN}, "leaves no training"),  # caught when the pickles are read
     (Mnist, {"data": {"train_size": N_TRAIN}}, "between 1 and the 100"),
-    (Mnist, {"data": {"train_size": 0}}, "train_size"),
-    (Mnist, {"val_size": 1.5}, "fraction"),
-    (Mnist, {"val_size": -3}, "fraction"),
-    (Mnist, {"data_seed": "abc"}, "integer"),
 ])
 def test_split_options_that_do_not_fit_are_one_line_errors(root, cls, options, words):
     options = {"val_size": N_VAL, **options}
@@ -295,8 +297,10 @@ def test_fpt_data_writes_the_fixture_files_it_lists(tmp_path, capsys):
 
 
 def test_fixture_writer_checks_options_and_never_overwrites_real_data(tmp_path):
+    from fpt.schema import check_data_options
+
     with pytest.raises(FPTError, match="unknown option 'n_val'"):
-        Mnist.write_data(tmp_path, n_val=3)
+        check_data_options(Mnist, {"n_val": 3}, "mnist")
     real = tmp_path / "cifar-10-batches-py"
     real.mkdir()
     (real / "data_batch_1").write_bytes(b"real data")

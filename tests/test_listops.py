@@ -253,17 +253,22 @@ def test_bad_header_and_bad_label_fail_in_one_line(tmp_path):
 
 @pytest.mark.parametrize("kw, word", [({"max_len": 0}, "max_len"), ({"readout": "last_k"}, "readout"),
                                       ({"paper_compat": "yes"}, "paper_compat"), ({"val_size": -1}, "val_size")])
-def test_bad_options_fail_in_one_line(tmp_path, kw, word):
-    with pytest.raises(FPTError, match=word) as e:
-        ListOps(data={"root": str(tmp_path)}, **kw)
+def test_bad_options_fail_in_one_line(kw, word):
+    """By the task's schema, when the config is composed (not by the class)."""
+    from fpt.schema import check
+
+    with pytest.raises(FPTError, match=f"task.{word}") as e:
+        check(ListOps.Options, kw, "task")
     assert "\n" not in str(e.value)
 
 
-def test_write_data_rejects_bad_options(tmp_path):
-    with pytest.raises(FPTError, match="unknown listops data option 'size'"):
-        ListOps.write_data(tmp_path, size=3)
+def test_write_data_rejects_bad_options():
+    from fpt.schema import check_data_options
+
+    with pytest.raises(FPTError, match="listops: unknown option 'size'"):
+        check_data_options(ListOps, {"size": 3}, "listops")
     with pytest.raises(FPTError, match="min_len"):
-        ListOps.write_data(tmp_path, min_len=10, max_len=11)
+        check_data_options(ListOps, {"min_len": 10, "max_len": 11}, "listops")
 
 
 def test_train_end_to_end_writes_test_accuracy(tiny, root, tmp_path):

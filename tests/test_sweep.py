@@ -12,10 +12,10 @@ from tests.test_cli import run
 GRID = ["variant=fpt,full", "seed=0,1"]
 
 
-def _sweep(tiny, sweep_dir, *extra):
+def _sweep(tiny, sweep_dir, *extra, key="out", cwd=None):
     fast = ["trunk=gpt2", f"trunk.path={tiny['gpt2']}", "trainer.max_steps=4", "trainer.val_check_interval=2",
             "trainer.enable_progress_bar=false", "task.val_size=64", "task.test_size=64"]
-    p, _ = run("sweep", *GRID, *fast, *extra, f"sweep.dir={sweep_dir}")
+    p, _ = run("sweep", *GRID, *fast, *extra, f"{key}={sweep_dir}", cwd=cwd)
     return p
 
 
@@ -26,9 +26,11 @@ def _rows(sweep_dir):
 
 @pytest.fixture(scope="module")
 def swept(tiny, tmp_path_factory):
-    sweep_dir = tmp_path_factory.mktemp("sweep")
-    p = _sweep(tiny, sweep_dir)
+    """A 2 x 2 sweep placed by Hydra's own key (hydra.sweep.dir): the runs land there, nothing under ./sweeps."""
+    sweep_dir, cwd = tmp_path_factory.mktemp("sweep"), tmp_path_factory.mktemp("cwd")
+    p = _sweep(tiny, sweep_dir, key="hydra.sweep.dir", cwd=cwd)
     assert p.returncode == 0, p.stderr[-3000:]
+    assert list(cwd.iterdir()) == []
     return sweep_dir
 
 
@@ -43,7 +45,7 @@ def test_rerun_skips_finished_runs_and_redoes_a_deleted_one(tiny, swept):
     victim = next(d for d in swept.iterdir() if d.is_dir() and "variant=full" in d.name and "seed=1" in d.name)
     keep = {d: (d / "results.json").stat().st_mtime_ns for d in swept.iterdir() if d.is_dir() and d != victim and (d / "results.json").exists()}
     shutil.rmtree(victim)
-    p = _sweep(tiny, swept)
+    p = _sweep(tiny, swept, key="sweep.dir")  # the older spelling of out= still works
     assert p.returncode == 0, p.stderr[-3000:]
     assert p.stdout.count("skip (finished)") == 3
     assert (victim / "results.json").is_file()
@@ -59,6 +61,17 @@ def test_report_has_the_table_the_configs_and_plots(swept):
     assert "(n=2)" in md and "config `" in md
     assert (swept / "plots" / "learning_curves.png").stat().st_size > 5000
     assert (swept / "plots" / "accuracy_bars.png").stat().st_size > 5000
+
+
+def test_report_writes_where_out_says_and_knows_each_tasks_chance(swept, tmp_path, capsys):
+    from fpt.cli import main
+    from fpt.report import task_chances
+    from fpt.sweep import collect
+
+    assert main(["report", f"dir={swept}", f"out={tmp_path}"]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'report.md'}"
+    assert (tmp_path / "plots" / "accuracy_bars.png").stat().st_size > 5000
+    assert task_chances(collect(swept)) == {"bit_xor": 0.5}  # the chance line of its accuracy plots
 
 
 def test_one_failing_run_does_not_stop_the_others(tiny, tmp_path):
@@ -97,7 +110,7 @@ def test_scaling_sweep_has_one_row_per_variant_size_and_seed_and_a_size_plot(tin
 
     fast = ["trunk=gpt2", f"trunk.path={tiny['gpt2']}", "trainer.max_steps=4", "trainer.val_check_interval=2",
             "trainer.enable_progress_bar=false", "task.val_size=64", "task.test_size=64"]
-    p, _ = run("sweep", "data.train_size=8,64", "variant=fpt,full", "seed=0,1", *fast, f"sweep.dir={tmp_path}")
+    p, _ = run("sweep", "data.train_size=8,64", "variant=fpt,full", "seed=0,1", *fast, f"out={tmp_path}")
     assert p.returncode == 0, p.stderr[-3000:]
     rows = _rows(tmp_path)
     keys = sorted((r["variant"], r["seed"]) for r in rows)
@@ -115,7 +128,7 @@ def test_seed0_protocol_chooses_the_lr_on_seed_0_then_runs_the_other_seeds_at_it
     fast = ["trunk=gpt2", f"trunk.path={tiny['gpt2']}", "trainer.max_steps=4", "trainer.val_check_interval=2",
             "trainer.enable_progress_bar=false", "task.val_size=64", "task.test_size=64", "stop_at_val_acc=null"]
     p, _ = run("sweep", "variant=fpt,scratch", "optim.lr=1e-4,1e-2", "seed=0,1,2", "sweep.lr_protocol=seed0", *fast,
-               f"sweep.dir={tmp_path}")
+               f"hydra.sweep.dir={tmp_path}")
     assert p.returncode == 0, p.stderr[-3000:]
     rows = collect(tmp_path)
     assert len(rows) == 2 * 2 + 2 * 2  # every lr on seed 0, then seeds 1 and 2 at one lr per variant

@@ -98,9 +98,12 @@ def _pad_tokens(v, t: int, fill):
     return torch.nn.functional.pad(v, (0, 0) * (v.dim() - 2) + (0, t - v.shape[1]), value=fill)
 
 
-def trunk_outputs(trunk, embeds, mask, attentions: bool = False):
-    """A Hugging Face trunk's outputs with every layer's hidden state (and attention maps)."""
-    return trunk(inputs_embeds=embeds, attention_mask=mask, output_hidden_states=True, output_attentions=attentions)
+def trunk_outputs(trunk, embeds, mask, attentions: bool = False, forward: str = "embeds"):
+    """A trunk's outputs with every layer's hidden state (and attention maps), aligned with the task's positions;
+    `forward`: the trunk's TrunkSpec.forward (ViT drops its CLS position, Longformer its window padding)."""
+    from fpt.trunks.forward import outputs
+
+    return outputs(trunk, forward, embeds, mask, attentions=attentions)
 
 
 def parse_indices(value, size: int, what: str) -> list[int]:

@@ -1,11 +1,12 @@
 """Layer ablation at evaluation: re-test a checkpoint with one transformer block skipped at a time.
 
 A skipped block is replaced by a module that returns its input hidden state in the block's own
-output format (transformers 5.x): GPT2Block and BertLayer return the hidden-state tensor; T5Block
-returns (hidden, self-attention position bias, cross-attention position bias). T5's block 0 computes
-the relative position bias every later block reuses, so a skipped T5 block still runs, for its
-bias only, and passes its input hidden state on: skipping a block removes its computation on the
-residual stream, never the positions of the blocks after it.
+output format (the trunk's TrunkSpec.block_output, seen in its probe forward): GPT2Block, BertLayer and
+most blocks return the hidden-state tensor; T5Block returns (hidden, self-attention position bias,
+cross-attention position bias). A block that returns a tuple still runs when skipped, for its side outputs
+only, and passes its input hidden state on: T5's block 0 computes the relative position bias every later
+block reuses, so skipping a block removes its computation on the residual stream, never the positions of
+the blocks after it.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from torch import nn
 from fpt.analysis import blocks_of, checkpoint_of, parse_indices, write_csv
 from fpt.errors import FPTError
 from fpt.kinds import has_trunk
-
-SIDE_OUTPUT_ARCHS = ("t5",)  # blocks that return (hidden, position bias, ...) instead of a tensor
 
 
 class SkipBlock(nn.Module):
@@ -91,7 +90,7 @@ def evaluate_ablation(ckpt_path: str, layers: list[int] | str | None, overrides:
     cfg, task, lit = restore(ckpt, overrides, cached=False)
     model = lit.model.eval()
     chosen = parse_indices(layers, len(blocks_of(model)), "ablate.layers")
-    report = ablation_report(model, _test_batches(task), chosen, str(cfg.trunk.arch) in SIDE_OUTPUT_ARCHS)
+    report = ablation_report(model, _test_batches(task), chosen, model.trunk_spec.block_output == "tuple")
     report = {"checkpoint": str(path), "task": cfg.task.name, "steps": int(ckpt.get("global_step", 0)), **report}
     write_json(path.with_name(f"{path.stem}.ablation.json"), report)
     intact = {"layer": "none", "test/acc": report["test/acc"], "drop": 0.0, "changed": 0.0, "logit_shift": 0.0}

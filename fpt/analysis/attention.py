@@ -7,7 +7,7 @@ Statistics, per head, averaged over real query positions i of the examples (padd
 - entropy  H_i = -sum_j a_ij log a_ij  (0: one key; log K: uniform over K allowed keys)
 - distance D_i = sum_j a_ij |i - j|    (tokens; how far a query looks)
 `uniform_entropy` is the entropy a head would have if it spread evenly over the keys it may see
-(real keys, and for GPT-2's causal attention only those up to i): the ceiling for that row.
+(real keys, and for a causal trunk only those up to i, as the trunk's TrunkSpec says): the ceiling for that row.
 
 Axes: b examples, n heads, q query positions, k key positions.
 """
@@ -19,11 +19,10 @@ from pathlib import Path
 import torch
 from einops import rearrange, reduce
 
-from fpt.analysis import examples, open_run, parse_indices, require_transformer, write_csv
+from fpt.analysis import examples, open_run, parse_indices, require_transformer, trunk_outputs, write_csv
 from fpt.errors import FPTError
 from fpt.plots import pyplot, save
 
-CAUSAL_ARCHS = ("gpt2",)  # queries see only keys up to themselves
 COLUMNS = 6  # heads per row of a grid; more wrap onto the next row
 
 
@@ -34,10 +33,12 @@ def attention_maps(model, x: torch.Tensor, mask: torch.Tensor) -> list[torch.Ten
     trunk = model.trunk
     if trunk.config._attn_implementation != "eager":
         trunk.set_attn_implementation("eager")
-    out = trunk(inputs_embeds=model.input(x), attention_mask=mask, output_attentions=True)
+    out = trunk_outputs(trunk, model.input(x), mask, attentions=True, forward=model.trunk_spec.forward)
     maps = list(out.attentions or ())
     if not maps or any(a is None for a in maps):
         raise FPTError(f"the {type(trunk).__name__} trunk returned no attention maps even with eager attention")
+    if any(a.shape[-1] != a.shape[-2] for a in maps):  # Longformer: (b, n, t, window) weights per sliding window
+        raise FPTError(f"the {type(trunk).__name__} trunk's attention weights are per sliding window, not (query, key) maps")
     return [a.float() for a in maps]
 
 
@@ -104,7 +105,8 @@ def _tick_labels(x: torch.Tensor, length: int) -> list[str]:
     return [str(i) for i in range(length)]
 
 
-def plot_grid(maps: list[torch.Tensor], ex: int, layers: list[int], heads: list[int], x: torch.Tensor, length: int, path: Path) -> Path:
+def plot_grid(maps: list[torch.Tensor], ex: int, layers: list[int], heads: list[int], x: torch.Tensor, length: int, path: Path,
+              title: str = "") -> Path:
     """One example's maps, real tokens only: a panel per (layer, head), a layer's heads wrapped at COLUMNS."""
     plt = pyplot()
     cols = min(len(heads), COLUMNS)
@@ -125,10 +127,11 @@ def plot_grid(maps: list[torch.Tensor], ex: int, layers: list[int], heads: list[
     fig.supxlabel("key (position:value)" if labels else "key position", fontsize=9)
     fig.supylabel("query (position:value)" if labels else "query position", fontsize=9)
     fig.colorbar(im, ax=axes, shrink=0.5, label="attention weight")
+    fig.suptitle(f"{title}: attention of test example {ex}" if title else f"attention of test example {ex}", fontsize=9)
     return save(fig, path, dpi=100, tight=False)
 
 
-def plot_stats(rows: list[dict], path: Path) -> Path:
+def plot_stats(rows: list[dict], path: Path, title: str = "") -> Path:
     """Entropy and distance per layer: each head a dot, the mean over heads a line."""
     plt = pyplot()
     fig, (ax_e, ax_d) = plt.subplots(1, 2, figsize=(9, 3.4))
@@ -139,9 +142,11 @@ def plot_stats(rows: list[dict], path: Path) -> Path:
         ax.plot([r["layer"] for r in means], [r[key] for r in means], "o-", color="k", label="mean over heads")
         if key == "entropy":
             ax.axhline(means[0]["uniform_entropy"], ls="--", color="gray", label="uniform over allowed keys")
+        ax.set_xticks([r["layer"] for r in means])
         ax.set_xlabel("layer")
         ax.set_ylabel(label)
         ax.legend(fontsize=7)
+    fig.suptitle(f"{title}: attention per layer and head" if title else "attention per layer and head", fontsize=9)
     return save(fig, path, dpi=110)
 
 
@@ -158,8 +163,8 @@ def analyze_attention(run: str, layers=None, heads=None, n_examples: int = 4, n_
     written = []
     for ex in range(maps[0].shape[0]):
         length = int(batch["mask"][ex].sum())
-        written.append(plot_grid(maps, ex, layer_ids, head_ids, batch["x"][ex], length, out_dir / f"attention_ex{ex}.png"))
-    rows = attention_stats(r.model, batch["x"], batch["mask"], str(r.cfg.trunk.arch) in CAUSAL_ARCHS)
+        written.append(plot_grid(maps, ex, layer_ids, head_ids, batch["x"][ex], length, out_dir / f"attention_ex{ex}.png", r.path.name))
+    rows = attention_stats(r.model, batch["x"], batch["mask"], r.model.trunk_spec.causal)
     written.append(write_csv(out_dir / "attention_stats.csv", rows))
-    written.append(plot_stats(rows, out_dir / "attention_stats.png"))
+    written.append(plot_stats(rows, out_dir / "attention_stats.png", r.path.name))
     return written

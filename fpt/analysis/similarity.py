@@ -48,12 +48,14 @@ def pool_layer(h: torch.Tensor, mask: torch.Tensor, pool: str) -> torch.Tensor:
 
 
 @torch.no_grad()
-def layer_features(trunk, embed, x: torch.Tensor, mask: torch.Tensor, pool: str = "mean", chunk: int = 64) -> list[torch.Tensor]:
-    """Per layer (embeddings, then every block) pooled features (b, f) of `trunk` on `embed(x)`."""
+def layer_features(trunk, embed, x: torch.Tensor, mask: torch.Tensor, pool: str = "mean", chunk: int = 64,
+                   forward: str = "embeds") -> list[torch.Tensor]:
+    """Per layer (embeddings, then every block) pooled features (b, f) of `trunk` on `embed(x)`
+    (`forward`: the trunk's TrunkSpec.forward)."""
     chunks = []
     for i in range(0, x.shape[0], chunk):  # pooled at once: all layers' (b, t, h) states would not fit for long tasks
         m = mask[i : i + chunk]
-        out = trunk_outputs(trunk, embed(x[i : i + chunk]), m)
+        out = trunk_outputs(trunk, embed(x[i : i + chunk]), m, forward=forward)
         chunks.append([pool_layer(h.float(), m, pool) for h in out.hidden_states])
     return [torch.cat([c[layer] for c in chunks]) for layer in range(len(chunks[0]))]
 
@@ -115,16 +117,17 @@ def plot_similarity(rows: list[dict], label_a: str, label_b: str, path: Path) ->
         ax.set_xticks(range(nb))
         ax.set_yticks(range(na))
         fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.suptitle(f"a = {label_a.split(' (')[0]}  vs  b = {label_b.split(' (')[0]}  (layer 0: the embeddings)", fontsize=9)
     return save(fig, path, dpi=110)
 
 
 def _side_b(b: str, a, trunk_overrides: list[str]):
-    """(trunk, embed, label, file tag) for b: a run's trunk and input layer, or a bare trunk fed a's input layer."""
+    """(trunk, embed, label, file tag, forward) for b: a run's trunk and input layer, or a bare trunk fed a's input layer."""
     if b == "trunk" or b.startswith("trunk:"):
         from omegaconf import OmegaConf
 
         from fpt.config import check_groups, compose, rewrite
-        from fpt.trunks import get_arch, load_trunk
+        from fpt.trunks import build_trunk
 
         if b == "trunk":  # run a's own trunk config, freshly loaded: what a looked like before training
             if any(not o.startswith("trunk.") for o in trunk_overrides):
@@ -134,11 +137,12 @@ def _side_b(b: str, a, trunk_overrides: list[str]):
             overrides = rewrite([f"trunk={b.split(':', 1)[1]}", *trunk_overrides])
             check_groups(overrides)
             tcfg = compose(overrides).trunk
-        arch = get_arch(str(tcfg.arch))
-        trunk = load_trunk(tcfg, arch).eval()
-        if arch.hidden(trunk.config) != a.model.output.in_features:
-            raise FPTError(f"trunk {trunk_name(tcfg)} has hidden size {arch.hidden(trunk.config)}, but run a's input layer gives {a.model.output.in_features}")
-        return trunk, a.model.input, f"trunk {trunk_name(tcfg)} ({tcfg.init})", f"trunk_{trunk_name(tcfg)}_{Path(str(tcfg.init)).name}"
+        built = build_trunk(tcfg)
+        width = a.model.input.embedding_dim if isinstance(a.model.input, torch.nn.Embedding) else a.model.input.out_features
+        if built.spec.input_width != width:
+            raise FPTError(f"trunk {trunk_name(tcfg)} takes inputs of width {built.spec.input_width}, but run a's input layer gives {width}")
+        return (built.model.eval(), a.model.input, f"trunk {trunk_name(tcfg)} ({tcfg.init})",
+                f"trunk_{trunk_name(tcfg)}_{Path(str(tcfg.init)).name}", built.spec.forward)
     if trunk_overrides:
         raise FPTError("trunk.* options apply to b=trunk or b=trunk:NAME, not to a run directory")
     rb = open_run(b)
@@ -146,7 +150,7 @@ def _side_b(b: str, a, trunk_overrides: list[str]):
     sa, sb = a.model.spec, rb.model.spec
     if (sa.token_dim, sa.vocab_size) != (sb.token_dim, sb.vocab_size):
         raise FPTError(f"run b ({rb.cfg.task.name}) cannot read run a's inputs ({a.cfg.task.name}): tokens of different dimension or vocabulary")
-    return rb.model.trunk, rb.model.input, _label(rb), rb.path.name
+    return rb.model.trunk, rb.model.input, _label(rb), rb.path.name, rb.model.trunk_spec.forward
 
 
 def _label(r) -> str:
@@ -159,10 +163,10 @@ def analyze_similarity(a: str, b: str, n: int = 512, pool: str = "mean", trunk_o
     pool_layer(torch.zeros(1, 1, 1), torch.ones(1, 1, dtype=torch.bool), pool)  # an unknown pool fails before any loading
     ra = open_run(a)
     require_transformer(ra.model, "similarity")
-    trunk_b, embed_b, label_b, tag = _side_b(str(b), ra, list(trunk_overrides or []))
+    trunk_b, embed_b, label_b, tag, forward_b = _side_b(str(b), ra, list(trunk_overrides or []))
     batch = examples(ra.task, "test", n)
-    fa = layer_features(ra.model.trunk, ra.model.input, batch["x"], batch["mask"], pool)
-    fb = layer_features(trunk_b, embed_b, batch["x"], batch["mask"], pool)
+    fa = layer_features(ra.model.trunk, ra.model.input, batch["x"], batch["mask"], pool, forward=ra.model.trunk_spec.forward)
+    fb = layer_features(trunk_b, embed_b, batch["x"], batch["mask"], pool, forward=forward_b)
     rows = similarity_rows(fa, fb)
     out_dir = Path(out).expanduser() if out else ra.path / "analysis"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -203,17 +207,20 @@ def probe_rows(f_train: list[torch.Tensor], y_train: torch.Tensor, f_test: list[
 
 
 def plot_probe(rows: list[dict], label: str, model_acc: float | None, path: Path) -> Path:
-    """Probe accuracy per layer against chance and the trained model's own test accuracy."""
+    """Probe accuracy per layer against chance and the trained model's own test accuracy, on the 0-100% scale of
+    every accuracy plot."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
-    ax.plot([r["layer"] for r in rows], [r["probe_acc"] for r in rows], "o-", label="linear probe (val -> test)")
-    ax.plot([r["layer"] for r in rows], [r["chance"] for r in rows], "--", color="gray", label="chance (majority class)")
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    layers = [r["layer"] for r in rows]
+    ax.plot(layers, [100 * r["probe_acc"] for r in rows], "o-", label="linear probe (fit on val, scored on test)")
+    ax.plot(layers, [100 * r["chance"] for r in rows], ":", color="gray", label="chance (majority class)")
     if model_acc is not None:
-        ax.axhline(model_acc, ls=":", color="k", label=f"the model's test acc {model_acc:.3f}")
-    ax.set_xlabel("layer (0 = embeddings)")
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(0, 1.02)
-    ax.set_title(label, fontsize=8)
+        ax.axhline(100 * model_acc, ls="--", lw=1, color="k", label=f"the model's test acc ({100 * model_acc:.1f}%)")
+    ax.set_xticks(layers, ["emb" if i == 0 else f"block {i - 1}" for i in layers])
+    ax.set_xlabel("features after (emb: the embeddings)")
+    ax.set_ylabel(f"accuracy (%), mean of {rows[0]['targets']} target{'s' if rows[0]['targets'] > 1 else ''}")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"probes: {label}", fontsize=8)
     ax.legend(fontsize=7)
     return save(fig, path, dpi=110)
 
@@ -224,8 +231,9 @@ def analyze_probe(run: str, n: int = 1000, pool: str = "mean", targets: int = 8,
     r = open_run(run)
     require_transformer(r.model, "probing")
     val, test = examples(r.task, "val", n), examples(r.task, "test", n)
-    f_val = layer_features(r.model.trunk, r.model.input, val["x"], val["mask"], pool)
-    f_test = layer_features(r.model.trunk, r.model.input, test["x"], test["mask"], pool)
+    fwd = r.model.trunk_spec.forward
+    f_val = layer_features(r.model.trunk, r.model.input, val["x"], val["mask"], pool, forward=fwd)
+    f_test = layer_features(r.model.trunk, r.model.input, test["x"], test["mask"], pool, forward=fwd)
     rows = probe_rows(f_val, val["y"], f_test, test["y"], targets)
     out_dir = Path(out).expanduser() if out else r.path / "analysis"
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -3,18 +3,19 @@
 Per tensor: mean, std, min, max, L2 (Frobenius) norm, the norm per element (||W||_F / numel) and the
 root mean square (||W||_F / sqrt(numel), comparable to std), and for 2-D tensors the std Xavier-normal
 init would give that shape and the ratio std / xavier_std. Every tensor is tagged with its freeze
-group from the architecture's own map.
+group (the trunk's hand map, or the groups found from its structure).
 
 The embedding-to-position scale ratio (token-embedding table vs position table, by std and by mean
 row norm) says how much the position signal is drowned when both are added at the input: the
-reason behind `trunk.init=standardized`. It is undefined for T5, whose positions are an attention
-bias, not an added table.
+reason behind `trunk.init=standardized`. It is undefined for T5 and DeBERTa, whose positions are an
+attention bias, and for rotary trunks, which have no table.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import torch
@@ -91,14 +92,36 @@ def plot_weights(rows: list[dict], label: str, path: Path) -> Path:
     bottom.yaxis.set_major_formatter("{x:.2g}")
     bottom.yaxis.set_minor_formatter("{x:.2g}")
     bottom.set_ylabel("std / Xavier std\n(matrices)")
-    bottom.set_xlabel("tensor (in the trunk's parameter order)")
+    ticks = layer_ticks(rows)
+    bottom.set_xticks(list(ticks), list(ticks.values()), rotation=90, fontsize=6)
+    for i in ticks:
+        top.axvline(i - 0.5, color="0.9", lw=0.6, zorder=0)
+    bottom.set_xlabel("trunk tensors in parameter order, by block and group")
     return save(fig, path, dpi=100)
 
 
+def layer_name(name: str, group: str) -> str:
+    """A tensor's place for a reader: 'block 3 attn' (its block and freeze group), or 'pos wpe' outside the blocks."""
+    block = re.search(r"(?:^|\.)(\d+)\.", name)
+    if block:
+        return f"block {block.group(1)} {group}"
+    return f"{group} {name.rsplit('.', 1)[0].split('.')[-1]}"
+
+
+def layer_ticks(rows: list[dict]) -> dict[int, str]:
+    """{index of the first tensor of each run of tensors with the same layer name: that name}."""
+    ticks, last = {}, None
+    for i, r in enumerate(rows):
+        label = layer_name(r["name"], r["group"])
+        if label != last:
+            ticks[i], last = label, label
+    return ticks
+
+
 def trunk_from_overrides(overrides: list[str]):
-    """(trunk config, arch, trunk) for `trunk=... trunk.KEY=...` overrides, as `fpt train` would build it."""
+    """(trunk config, fpt.trunks.Trunk) for `trunk=... trunk.KEY=...` overrides, as `fpt train` would build it."""
     from fpt.config import check_groups, compose, rewrite
-    from fpt.trunks import get_arch, load_trunk
+    from fpt.trunks import build_trunk
     from fpt.trunks.source import check_source
 
     bad = [o for o in overrides if not o.lstrip("+~").startswith("trunk")]
@@ -107,19 +130,18 @@ def trunk_from_overrides(overrides: list[str]):
     check_groups(overrides)
     cfg = compose(rewrite(overrides)).trunk
     check_source(cfg)
-    arch = get_arch(str(cfg.arch))
-    return cfg, arch, load_trunk(cfg, arch).eval()
+    built = build_trunk(cfg)
+    built.model.eval()
+    return cfg, built
 
 
 def analyze_weights(overrides: list[str], out: str | None = None) -> tuple[list[Path], dict]:
     """CSV, plot and scale JSON of a trunk's weights; returns the files and the embedding scale."""
-    from fpt.freeze import assign_groups
-
-    cfg, arch, trunk = trunk_from_overrides(overrides)
-    groups = assign_groups((n for n, _ in trunk.named_parameters()), arch.groups)
+    cfg, built = trunk_from_overrides(overrides)
+    trunk, groups = built.model, built.groups
     rows = weight_table(trunk, groups)
     label = f"{trunk_name(cfg)} {cfg.init}" + (f" [{','.join(cfg.standardize)}]" if str(cfg.init) == "standardized" else "")
-    scale = {"trunk": label, **embedding_scale(trunk, groups, arch.hidden(trunk.config))}
+    scale = {"trunk": label, **embedding_scale(trunk, groups, built.spec.input_width)}
     out_dir = Path(out).expanduser() if out else Path("analysis")
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"weights_{slug(f'{trunk_name(cfg)}_{Path(str(cfg.init)).name}')}"

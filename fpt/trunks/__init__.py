@@ -1,21 +1,9 @@
-"""Trunk registry: `trunk.arch` -> architecture. A new architecture is one file here plus one yaml."""
+"""Trunks: what can be built (registry.py), how it loads (load.py), what it is found to be (discover.py, spec.py),
+how embeddings go through it (forward.py). A new checkpoint of a family the structure rules read is one yaml in
+configs/trunk/ (arch: auto); a family they cannot read is one file here with its hand map."""
 
-from __future__ import annotations
+from fpt.trunks.base import Arch
+from fpt.trunks.load import Trunk, build_trunk, load_trunk
+from fpt.trunks.registry import ARCHS, get_arch
 
-import importlib
-
-from fpt.errors import FPTError
-from fpt.trunks.base import Arch, load_trunk
-
-# arch name -> module holding ARCH (imported lazily: transformers is slow to import)
-ARCHS = {"gpt2": "fpt.trunks.gpt2", "bert": "fpt.trunks.bert", "t5": "fpt.trunks.t5"}
-
-
-def get_arch(name: str) -> Arch:
-    """The architecture registered under `name`."""
-    if name not in ARCHS:
-        raise FPTError(f"unknown trunk.arch '{name}'; known: {', '.join(ARCHS)}")
-    return importlib.import_module(ARCHS[name]).ARCH
-
-
-__all__ = ["ARCHS", "Arch", "get_arch", "load_trunk"]
+__all__ = ["ARCHS", "Arch", "Trunk", "build_trunk", "get_arch", "load_trunk"]

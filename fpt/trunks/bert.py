@@ -1,6 +1,5 @@
-"""BERT family (bert-base-*, MiniLM, ...): learned + token-type positions, post-norm blocks."""
-
-from transformers import BertConfig, BertModel
+"""BERT family (bert-base-*, MiniLM, ...): learned + token-type positions, post-norm blocks. A hand map, kept
+as the reference the structure rules (fpt/trunks/discover.py) are tested against."""
 
 from fpt.trunks.base import Arch
 
@@ -8,8 +7,7 @@ L = r"encoder\.layer\.\d+"  # one block
 
 ARCH = Arch(
     name="bert",
-    model_cls=BertModel,
-    config_cls=BertConfig,
+    model_class="BertModel",
     groups={
         "emb": [r"embeddings\.word_embeddings\.weight"],
         # BERT adds the token-type row 0 to every position: it acts as part of the position signal.
@@ -19,12 +17,9 @@ ARCH = Arch(
         "ffn": [rf"{L}\.intermediate\.dense\.(weight|bias)", rf"{L}\.output\.dense\.(weight|bias)"],
         "ln": [r"embeddings\.LayerNorm\.(weight|bias)", rf"{L}\.attention\.output\.LayerNorm\.(weight|bias)", rf"{L}\.output\.LayerNorm\.(weight|bias)"],
     },
-    hidden=lambda c: c.hidden_size,
-    max_len=lambda c: c.max_position_embeddings,
+    blocks="encoder.layer",
     dropout_keys=("hidden_dropout_prob", "attention_probs_dropout_prob"),
     attn_dropout_key="attention_probs_dropout_prob",
-    blocks="encoder.layer",
-    layers_key="num_hidden_layers",
     known_configs={
         "bert-base-uncased": dict(),
         "bert-base-cased": dict(vocab_size=28996),

@@ -1,13 +1,11 @@
-"""GPT-2 (gpt2 ... gpt2-xl): learned positions `wpe`, Conv1D linears, causal attention."""
-
-from transformers import GPT2Config, GPT2Model
+"""GPT-2 (gpt2 ... gpt2-xl): learned positions `wpe`, Conv1D linears, causal attention. A hand map, kept
+as the reference the structure rules (fpt/trunks/discover.py) are tested against."""
 
 from fpt.trunks.base import Arch
 
 ARCH = Arch(
     name="gpt2",
-    model_cls=GPT2Model,
-    config_cls=GPT2Config,
+    model_class="GPT2Model",
     groups={
         "emb": [r"wte\.weight"],
         "pos": [r"wpe\.weight"],
@@ -15,12 +13,9 @@ ARCH = Arch(
         "ffn": [r"h\.\d+\.mlp\.(c_fc|c_proj)\.(weight|bias)"],
         "ln": [r"h\.\d+\.ln_[12]\.(weight|bias)", r"ln_f\.(weight|bias)"],
     },
-    hidden=lambda c: c.n_embd,
-    max_len=lambda c: c.n_positions,
+    blocks="h",
     dropout_keys=("resid_pdrop", "embd_pdrop", "attn_pdrop"),
     attn_dropout_key="attn_pdrop",
-    blocks="h",
-    layers_key="n_layer",
     known_configs={
         "gpt2": dict(n_embd=768, n_layer=12, n_head=12),
         "gpt2-medium": dict(n_embd=1024, n_layer=24, n_head=16),

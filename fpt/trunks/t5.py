@@ -1,6 +1,5 @@
-"""T5 encoder only: relative attention bias in block 0, RMS norms, no biases anywhere."""
-
-from transformers import T5Config, T5EncoderModel
+"""T5 encoder only: relative attention bias in block 0, RMS norms, no biases anywhere. A hand map, kept as the
+reference the structure rules (fpt/trunks/discover.py) are tested against."""
 
 from fpt.trunks.base import Arch
 
@@ -8,8 +7,7 @@ B = r"encoder\.block\.\d+"  # one block
 
 ARCH = Arch(
     name="t5",
-    model_cls=T5EncoderModel,
-    config_cls=T5Config,
+    model_class="T5EncoderModel",
     groups={
         "emb": [r"shared\.weight", r"encoder\.embed_tokens\.weight"],
         "pos": [rf"{B}\.layer\.0\.SelfAttention\.relative_attention_bias\.weight"],
@@ -17,11 +15,8 @@ ARCH = Arch(
         "ffn": [rf"{B}\.layer\.1\.DenseReluDense\.(wi|wi_0|wi_1|wo)\.weight"],
         "ln": [rf"{B}\.layer\.[01]\.layer_norm\.weight", r"encoder\.final_layer_norm\.weight"],
     },
-    hidden=lambda c: c.d_model,
-    max_len=lambda c: None,  # relative positions: no hard limit
-    dropout_keys=("dropout_rate",),
     blocks="encoder.block",
-    layers_key="num_layers",
+    dropout_keys=("dropout_rate",),
     known_configs={
         "t5-small": dict(d_model=512, d_ff=2048, num_layers=6, num_heads=8, d_kv=64),
         "t5-base": dict(d_model=768, d_ff=3072, num_layers=12, num_heads=12, d_kv=64),

@@ -1,0 +1,384 @@
+"""Every option the toolkit reads, as typed schemas, checked in one place: `validate(cfg)`.
+
+`fpt.config.preflight` calls it (and `check_task`) where a config is composed, before anything is built;
+nothing after it re-checks a type or a range the schemas guarantee. Root sections (optim, data, eval, trainer's keys the
+toolkit reads, model per kind, trunk, seed, freeze, ...) are declared here; each task declares its own
+options next to its class (`Task.Options`, tasks/*.py), checked in the same step. Code that reads a data
+file still checks what only the file can tell (a train_size larger than the file).
+
+Schemas are pydantic models in strict mode: `yes` is not true, `"5"` is not 5, an unknown key is refused.
+A failure is one FPTError line that names the key, the value and what is allowed:
+`optim.lr must be a positive number, got -1`.
+
+The vocabulary below (Count, Dropout, Flag, choice(...), ...) is what schemas are written in; its
+descriptions are the "what is allowed" of the messages. No torch here: config errors come in milliseconds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Callable, Literal, Optional, Union
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from fpt.errors import FPTError
+
+MAX_SEED = 2**23 - 1  # seeds are packed with steps and ranks into 64-bit generator seeds (fpt.seeds)
+
+
+class Invalid(ValueError):
+    """Raised by a schema's own check: with no text the message is 'KEY must be <the field's description>, got
+    VALUE'; with text, the text is the whole message."""
+
+
+class Options(BaseModel):
+    """Base of every schema: strict types, unknown keys refused."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+def rule(base: Any, ok: Callable[[Any], bool], what: str) -> Any:
+    """A value of type `base` for which `ok` holds; `what` says which values those are."""
+
+    def check(v):
+        if not ok(v):
+            raise Invalid()
+        return v
+
+    return Annotated[base, AfterValidator(check), Field(description=what)]
+
+
+def choice(*values: str) -> Any:
+    """One of `values` (message: 'a, b or c')."""
+    what = ", ".join(values[:-1]) + f" or {values[-1]}" if len(values) > 1 else values[0]
+    return Annotated[Literal[values], Field(description=what)]
+
+
+def _or_null(what: str) -> str:
+    return f"{what} or null"
+
+
+# --- the vocabulary --------------------------------------------------------------------------------------
+Count = Annotated[int, Field(ge=1, description="a positive integer")]
+CountOrNull = Annotated[Optional[int], Field(ge=1, description=_or_null("a positive integer"))]
+NonNegative = Annotated[int, Field(ge=0, description="an integer >= 0")]
+Positive = Annotated[float, Field(gt=0, description="a positive number")]
+NonNegativeNumber = Annotated[float, Field(ge=0, description="a number >= 0")]
+Dropout = Annotated[float, Field(ge=0, lt=1, description="in [0, 1)")]
+DropoutOrNull = Annotated[Optional[float], Field(ge=0, lt=1, description=_or_null("in [0, 1)"))]
+Fraction = Annotated[float, Field(gt=0, le=1, description="in (0, 1]")]
+Flag = Annotated[bool, Field(description="true or false")]
+FlagOrNull = Annotated[Optional[bool], Field(description="true, false or null")]
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED, description=f"an integer in 0..{MAX_SEED}")]
+Text = Annotated[str, Field(description="a string")]
+TextOrNull = Annotated[Optional[str], Field(description="a string or null")]
+
+READOUTS = ("last_k", "last", "mean")  # last_k: the last k positions; last: the last real token; mean: over real tokens
+Readout = choice(*READOUTS)
+SequenceReadout = choice("last", "mean")  # one label per sequence
+INIT_MODES = ("pretrained", "random", "stats", "standardized")  # or a toolkit run dir / checkpoint (is_run_path)
+
+
+def is_run_path(init: str) -> bool:
+    """Whether `trunk.init` names a toolkit run directory or checkpoint (its trained trunk) rather than a mode."""
+    return "/" in init or init.endswith(".ckpt")
+
+
+def _exists(p: Optional[str]) -> bool:
+    return p is None or Path(str(p)).expanduser().exists()
+
+
+def _groups(value: list[str]) -> list[str]:
+    from fpt.freeze import parse_freeze
+
+    try:
+        return parse_freeze(value)
+    except FPTError as e:
+        raise Invalid(str(e)) from None
+
+
+Groups = Annotated[list[str], AfterValidator(_groups), Field(description="a list of freeze groups")]
+
+
+# --- the root config (configs/train.yaml) ----------------------------------------------------------------
+class Optim(Options):
+    lr: Positive = 1e-3
+    weight_decay: NonNegativeNumber = 0.0  # > 0: AdamW, 1-D tensors never decay
+    betas: Annotated[list[Annotated[float, Field(ge=0, lt=1)]], Field(min_length=2, max_length=2,
+                                                                        description="two numbers in [0, 1)")] = [0.9, 0.999]
+
+
+class Data(Options):
+    root: Text = "~/.cache/fpt/data"
+    download: Flag = False
+    num_workers: NonNegative = 0
+    train_size: CountOrNull = None
+    max_len: CountOrNull = None
+
+
+class Features(Options):
+    cache: Annotated[Union[bool, Literal["auto", "true", "false"]], Field(description="auto, true or false")] = "auto"
+    dir: Text = "~/.cache/fpt/features"
+
+
+class Eval(Options):
+    train_acc: Flag = True
+    train_examples: CountOrNull = None
+
+
+class Unfreeze(Options):
+    groups: Groups = []
+    last: CountOrNull = None
+
+
+class Sweep(Options):
+    lr_protocol: choice("all", "seed0") = "all"
+
+
+PRECISIONS = ("auto", "transformer-engine", "transformer-engine-float16", "16-true", "16-mixed", "bf16-true", "bf16-mixed",
+              "32-true", "64-true", "64", "32", "16", "bf16")
+
+
+class Trainer(Options):
+    """The keys of `trainer.*` the toolkit itself reads; every other key goes to Lightning's Trainer, which checks it."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+    max_steps: rule(Optional[int], lambda v: v is None or v == -1 or v >= 1,
+                    "a positive number of steps (or -1: trainer.max_epochs decides)") = None
+    max_epochs: rule(Optional[int], lambda v: v is None or v == -1 or v >= 1, "a positive integer, -1 or null") = None
+    val_check_interval: rule(Optional[float], lambda v: v is None or v > 0, "a positive number of steps") = None
+    log_every_n_steps: Count = 50
+    enable_progress_bar: Flag = True
+    precision: Annotated[Union[Literal[PRECISIONS], Literal[16, 32, 64]],
+                         Field(description="auto or a Lightning precision: " + ", ".join(PRECISIONS[1:]))] = "auto"
+
+
+class Logger(Options):
+    kind: choice("csv", "tensorboard", "wandb") = "csv"
+    project: TextOrNull = None  # wandb
+    entity: TextOrNull = None
+    offline: Flag = False
+    tags: Annotated[list[str], Field(description="a list of strings")] = []
+
+
+class Trunk(Options):
+    arch: Text
+    name: Text
+    path: TextOrNull = None
+    package: TextOrNull = None
+    init: rule(str, lambda v: v in INIT_MODES or is_run_path(v) and _exists(v),
+               ", ".join(INIT_MODES) + " or an existing toolkit run dir / .ckpt") = "pretrained"
+    init_seed: NonNegative = 0
+    standardize: Annotated[list[str], Field(description="a list of freeze groups")] = ["pos"]
+    dropout: DropoutOrNull = None
+    attn_dropout: DropoutOrNull = None
+    dtype: choice("auto", "bf16", "fp32") = "auto"
+
+
+class ModelCommon(Options):
+    """What every model kind takes: the readout and the task's input layer."""
+
+    kind: Text
+    readout: Annotated[Optional[Readout], Field(description=_or_null(", ".join(READOUTS)))] = None
+    input_gain: Positive = 1.41
+    input_dropout: Dropout = 0.1
+    compile: Flag = False
+
+
+class FPTModelOptions(ModelCommon):
+    depth: CountOrNull = None  # only the first N blocks
+    grad_checkpointing: Flag = False
+    last_block_reads_only: Flag = True
+
+
+class LSTMOptions(ModelCommon):
+    cell: choice("ln", "plain") = "plain"  # plain: a config saved before model.cell existed
+    hidden: Count
+    layers: Count
+    dropout: Dropout = 0.0
+    residual: Flag = False
+    positions: Flag = False
+
+
+class LinformerOptions(ModelCommon):
+    hidden: Count = 768
+    depth: Count = 3
+    heads: Count = 12
+    k: Count = 256
+    max_len: CountOrNull = None
+    dropout: Dropout = 0.1
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self):
+        if self.hidden % self.heads:
+            raise Invalid(f"model.heads must be a positive integer dividing model.hidden={self.hidden}, got {self.heads}")
+        return self
+
+
+MODELS: dict[str, type[ModelCommon]] = {"fpt": FPTModelOptions, "lstm": LSTMOptions, "linformer": LinformerOptions}
+
+
+class Root(Options):
+    """configs/train.yaml; the groups task, trunk and model are checked by their own schemas."""
+
+    seed: Seed = 0
+    label: TextOrNull = None
+    freeze: Groups = ["attn", "ffn"]
+    unfreeze: Unfreeze = Unfreeze()
+    optim: Optim = Optim()
+    data: Data = Data()
+    features: Features = Features()
+    eval: Eval = Eval()
+    targets: Annotated[list[Fraction], Field(description="a list of accuracies in (0, 1]")] = [0.9, 0.99, 1.0]
+    stop_at_val_acc: Annotated[Optional[float], Field(gt=0, le=1, description=_or_null("in (0, 1]"))] = 1.0
+    on_nan: choice("stop", "skip") = "stop"
+    sweep: Sweep = Sweep()
+    resume: rule(Optional[str], _exists, "an existing run directory or checkpoint") = None
+    trainer: Trainer = Trainer()
+    logger: Logger = Logger()
+    task: dict
+    trunk: dict
+    model: dict
+    bench: Optional[dict] = None  # fpt bench's options: checked by fpt.bench
+
+
+# --- the commands' own options (fpt eval; fpt analyze's are in fpt/analysis/cli.py) ----------------------------
+Indices = Annotated[Union[int, list[int], Literal["all"], None], Field(description="an index, a list of indices ([0,5]) or all")]
+
+
+class EvalCommand(Options):
+    """`fpt eval`'s own keys; any other key=value changes the checkpoint's config."""
+
+    ckpt: TextOrNull = None
+    run: TextOrNull = None
+    ablate_layers: Indices = Field(None, alias="ablate.layers")
+
+
+# --- checking ---------------------------------------------------------------------------------------------
+def check(schema: type[BaseModel], values: dict, at: str = "") -> BaseModel:
+    """`values` as an instance of `schema`, or one FPTError line naming the first bad key (`at`: its section)."""
+    try:
+        return schema.model_validate(values)
+    except ValidationError as e:
+        raise FPTError(message(e.errors()[0], schema, at)) from None
+
+
+def message(err: dict, schema: type[BaseModel], at: str = "") -> str:
+    """One line for one pydantic error: 'KEY must be WHAT, got VALUE', or a check's own text."""
+    names = [p for p in err["loc"] if isinstance(p, str)]
+    key = ".".join([at] * bool(at) + _field_path(schema, names))
+    got = err.get("input")
+    if err["type"] == "value_error" and str(err.get("ctx", {}).get("error", "")):
+        return str(err["ctx"]["error"])
+    if err["type"] == "extra_forbidden":
+        section = key.rpartition(".")[0]
+        known = _fields_at(schema, names[:-1])
+        return f"unknown option '{key}'; {section + ' takes' if section else 'known'}: {', '.join(known)}"
+    if err["type"] == "missing":
+        return f"{key} is missing"
+    what = describe(schema, names) or err["msg"].removeprefix("Input should be ").removeprefix("Value error, ")
+    return f"{key} must be {what}, got {got!r}"
+
+
+def _field_path(schema, names: list[str]) -> list[str]:
+    """The loc's keys: down through the schemas to a leaf (or an unknown key); union tags after a leaf dropped."""
+    out, cls = [], schema
+    for n in names:
+        if cls is None:
+            break
+        out.append(n)
+        f = _field(cls, n)
+        cls = _model_in(f.annotation) if f else None
+    return out
+
+
+def _field(cls, name: str):
+    """The field `name` (or the field whose alias it is) of a schema class, else None."""
+    fields = getattr(cls, "model_fields", {}) if isinstance(cls, type) else {}
+    return fields.get(name) or next((f for f in fields.values() if f.alias == name), None)
+
+
+def _fields_at(schema, names: list[str]) -> list[str]:
+    cls = schema
+    for n in names:
+        f = _field(cls, n)
+        cls = _model_in(f.annotation) if f else None
+    return [f.alias or n for n, f in getattr(cls, "model_fields", {}).items()]
+
+
+def _model_in(annotation) -> type[BaseModel] | None:
+    """The schema class inside a field's annotation (X, Optional[X]), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None
+
+
+def describe(schema: type[BaseModel], names: list[str]) -> str | None:
+    """The description of the field at `names`: what it allows."""
+    what, cls = None, schema
+    for n in names:
+        f = _field(cls, n)
+        if f is not None:
+            what, cls = f.description, _model_in(f.annotation)
+    return what
+
+
+def validate(cfg) -> None:
+    """The options of a composed config (a DictConfig or plain dict) that need no import: the root sections, the model
+    kind's options and the trunk's when the kind has one. fpt.config.preflight calls it, then check_task."""
+    from omegaconf import DictConfig, OmegaConf
+
+    from fpt.kinds import kind
+
+    try:
+        c = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    except Exception as e:  # noqa: BLE001 - an interpolation that does not resolve
+        from fpt.config import one_line
+
+        raise FPTError(one_line(e)) from None
+    c.pop("hydra", None)
+    check(Root, c)
+    name = str(c["model"].get("kind"))
+    has_trunk = kind(name).trunk  # an unknown kind: one line naming the known ones
+    check(MODELS[name], c["model"], "model")
+    if has_trunk:
+        check(Trunk, c["trunk"], "trunk")
+
+
+def check_task(task) -> None:
+    """A task section against its class's schema (Task.Options, next to the class; importing it imports Lightning)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    from tasks.base import META_KEYS, task_class
+
+    task = OmegaConf.to_container(task, resolve=True) if isinstance(task, DictConfig) else dict(task)
+    cls = task_class(task)
+    check(cls.Options, {k: v for k, v in task.items() if k not in META_KEYS}, "task")
+
+
+def check_data_options(cls, options: dict, task: str) -> dict:
+    """`fpt data TASK key=value ...` options against the task's fixture schema (`DataOptions`); returns them
+    with the defaults filled in."""
+    schema = getattr(cls, "DataOptions", None)
+    if schema is None:
+        raise FPTError(f"{cls.__name__} is generated on the fly and has no files to write")
+    try:
+        return check(schema, options).model_dump()
+    except FPTError as e:
+        raise FPTError(f"{task}: {e}") from None
+
+
+def fields(schema: type[BaseModel], at: str = "") -> list[tuple[str, Any, str]]:
+    """(dotted key, default, what it allows) of every leaf option of a schema: `fpt train --help`."""
+    out = []
+    for name, f in schema.model_fields.items():
+        sub = _model_in(f.annotation)
+        key = f"{at}.{name}" if at else name
+        if sub is not None:
+            out += fields(sub, key)
+        elif not f.is_required() and name != "bench":
+            out.append((key, f.default, f.description or ""))
+    return out
