@@ -28,30 +28,18 @@ from fpt.errors import FPTError
 from fpt.measure import (Entry, bare_entry, check, checkpoint_bytes, count_flops, kernels, matmul_settings, peak_bytes, peaks,
                          prime, run_rounds, spread, synthetic_batch, toolkit_entry, unique_bytes)
 
-VARIANTS = ("fpt", "full", "lstm", "lstm_plain", "bare", "fpt_gc")
-PRECISIONS = ("32-true", "bf16-mixed")
 RATIOS = {"fpt_bare_step": "FPT/bare step", "fpt_full_step": "FPT/full step", "fpt_mfu": "FPT MFU", "fpt_full_peak_mem":
           "FPT/full peak mem", "gc_peak_mem": "FPT/FPT+gc peak mem", "slim_ckpt_trunk": "slim last.ckpt/trunk",
           "fpt_bf16_fp32_step": "FPT bf16/fp32 step", "trunk_bf16_fp32_bytes": "trunk bytes bf16/fp32"}
 
 
 def options(cfg) -> dict:
-    """cfg.bench, checked: each bad value is one line naming what is allowed."""
+    """cfg.bench, checked against its schema (fpt.schema.Bench): each bad value is one line naming what is allowed."""
     from omegaconf import OmegaConf
 
-    o = OmegaConf.to_container(cfg.bench, resolve=True)
-    at_least = lambda low: lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low  # noqa: E731
-    listed = lambda known: lambda v: isinstance(v, list) and len(v) > 0 and set(v) <= set(known)  # noqa: E731
-    rules = {"batch": (at_least(1), "an integer >= 1"), "rounds": (at_least(1), "an integer >= 1"), "warmup": (at_least(0), "an integer >= 0"),
-             "seq_len": (lambda v: v == "task" or at_least(1)(v), "a positive integer or task"),
-             "min_run_time": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, "seconds >= 0"),
-             "variants": (listed(VARIANTS), f"a non-empty list of {', '.join(VARIANTS)}"),
-             "precisions": (lambda v: v == "auto" or listed(PRECISIONS)(v), f"auto or a non-empty list of {', '.join(PRECISIONS)}"),
-             "device": (lambda v: v in ("auto", "cpu", "cuda"), "auto, cpu or cuda"), "peak_n": (lambda v: v is None or at_least(16)(v), "null or >= 16"),
-             "targets": (lambda v: v is None or isinstance(v, str), "null or a file"), "out": (lambda v: isinstance(v, str) and v.strip(), "a file path")}
-    for key, (ok, what) in rules.items():
-        if not ok(o[key]):
-            raise FPTError(f"bench.{key} must be {what}, got {o[key]!r}")
+    from fpt.schema import Bench, check
+
+    o = check(Bench, OmegaConf.to_container(cfg.bench, resolve=True), "bench").model_dump()
     return {**o, "variants": list(dict.fromkeys(o["variants"]))}
 
 
@@ -273,9 +261,6 @@ def table(lines: list[dict]) -> str:
 
 def main(args: list[str]) -> int:
     """`fpt bench [overrides] [bench.KEY=VALUE ...]`: print the report, append one JSON line per variant x precision."""
-    if any(a in ("-h", "--help", "help") for a in args):
-        print(__doc__ + "\n" + (config_dir() / "bench" / "default.yaml").read_text())
-        return 0
     cfg = training_config(args)
     opts = options(cfg)
     targets = load_targets(opts["targets"], str(cfg.task.name)) if opts["targets"] else None

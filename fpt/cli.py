@@ -72,7 +72,7 @@ COMMANDS = {
     "bench": Command(
         "fpt.cli:_bench", "fpt bench [key=value as for fpt train] [bench.KEY=VALUE ...] [out=FILE]",
         "Time the training step of FPT, full finetuning, the LSTM and a bare PyTorch loop; FLOP/s vs a measured "
-        "matmul peak (bench.* options: see python -m pydoc fpt.bench).",
+        "matmul peak.",
         "out=FILE: the JSON-lines file results are appended to (bench.out)",
         "fpt bench trunk=gpt2 trunk.init=random task=cifar10", groups=True),
     "analyze": Command(
@@ -127,7 +127,9 @@ def help_text(cmd: str) -> str:
     elif cmd == "bench":
         import fpt.bench
 
-        lines += ["", "bench options (fpt.bench):", *(f"  {ln}" for ln in (fpt.bench.__doc__ or "").strip().splitlines())]
+        lines += ["", *(fpt.bench.__doc__ or "").strip().splitlines()[2:], "",
+                  "bench.KEY options (configs/bench/default.yaml, checked by fpt.schema.Bench):",
+                  (config_dir() / "bench" / "default.yaml").read_text().strip()]
     elif cmd == "analyze":
         from fpt.analysis.cli import USAGE as tools
 

@@ -163,7 +163,7 @@ class Logger(Options):
 
 class Trunk(Options):
     arch: Text
-    name: Text
+    name: TextOrNull = None
     path: TextOrNull = None
     package: TextOrNull = None
     init: rule(str, lambda v: v in INIT_MODES or is_run_path(v) and _exists(v),
@@ -173,6 +173,7 @@ class Trunk(Options):
     dropout: DropoutOrNull = None
     attn_dropout: DropoutOrNull = None
     dtype: choice("auto", "bf16", "fp32") = "auto"
+    groups: Annotated[dict[str, list[str]], Field(description="a map of group name to a list of patterns")] = {}
 
 
 class ModelCommon(Options):
@@ -186,6 +187,7 @@ class ModelCommon(Options):
 
 
 class FPTModelOptions(ModelCommon):
+    blocks: Annotated[Union[list[int], int, None], Field(description="a list of block indices ([0,1,2]) or null")] = None
     depth: CountOrNull = None  # only the first N blocks
     grad_checkpointing: Flag = False
     last_block_reads_only: Flag = True
@@ -239,7 +241,33 @@ class Root(Options):
     task: dict
     trunk: dict
     model: dict
-    bench: Optional[dict] = None  # fpt bench's options: checked by fpt.bench
+    bench: Optional[Bench] = None  # fpt bench's options
+
+
+# --- fpt bench's options (configs/bench/default.yaml) ------------------------------------------------------
+BENCH_VARIANTS = ("fpt", "full", "lstm", "lstm_plain", "bare", "fpt_gc")
+BENCH_PRECISIONS = ("32-true", "bf16-mixed")
+
+
+def _listed(known: tuple[str, ...]) -> Callable[[Any], bool]:
+    return lambda v: v == "auto" or (isinstance(v, list) and len(v) > 0 and set(v) <= set(known))
+
+
+class Bench(Options):
+    """`fpt bench`'s own keys (bench.KEY=VALUE)."""
+
+    batch: Count = 16
+    seq_len: rule(Union[int, str], lambda v: v == "task" or (isinstance(v, int) and v >= 1), "a positive integer or task") = 64
+    rounds: Count = 10
+    warmup: NonNegative = 1
+    min_run_time: NonNegativeNumber = 0.2
+    variants: rule(list[str], lambda v: _listed(BENCH_VARIANTS)(v) and v != "auto",
+                   f"a non-empty list of {', '.join(BENCH_VARIANTS)}") = ["fpt", "full", "lstm", "bare"]
+    precisions: rule(Union[str, list[str]], _listed(BENCH_PRECISIONS), f"auto or a non-empty list of {', '.join(BENCH_PRECISIONS)}") = "auto"
+    device: choice("auto", "cpu", "cuda") = "auto"
+    peak_n: rule(Optional[int], lambda v: v is None or v >= 16, "null or an integer >= 16") = None
+    targets: TextOrNull = None
+    out: rule(str, lambda v: bool(v.strip()), "a file path") = "bench.jsonl"
 
 
 # --- the commands' own options (fpt eval; fpt analyze's are in fpt/analysis/cli.py) ----------------------------
@@ -375,10 +403,12 @@ def fields(schema: type[BaseModel], at: str = "") -> list[tuple[str, Any, str]]:
     """(dotted key, default, what it allows) of every leaf option of a schema: `fpt train --help`."""
     out = []
     for name, f in schema.model_fields.items():
+        if schema is Root and name == "bench":  # fpt bench's own: listed by fpt bench --help
+            continue
         sub = _model_in(f.annotation)
         key = f"{at}.{name}" if at else name
         if sub is not None:
             out += fields(sub, key)
-        elif not f.is_required() and name != "bench":
+        elif not f.is_required():
             out.append((key, f.default, f.description or ""))
     return out
