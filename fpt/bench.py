@@ -219,7 +219,8 @@ def results(entries, mm, refs, cfg, opts, precisions, device, targets) -> list[d
     mats = [{"kernel": k.label, "precision": k.precision, "flops_per_s": spread([k.flops / t for t in k.times]), "rel_err": k.rel_err,
              "ok": k.ok, "check": check(k.precision, k.rel_err)[1], "peak": k is best[k.precision]} for k in mm]
     spec, cuda = next(iter(refs.values())).model.spec, device.type == "cuda"
-    config = {"trunk": str(cfg.trunk.name), "init": str(cfg.trunk.init), "freeze": list(cfg.freeze), "task": str(cfg.task.name),
+    config = {"trunk": str(cfg.trunk.name or cfg.trunk.path), "arch": str(cfg.trunk.arch), "init": str(cfg.trunk.init),
+              "freeze": list(cfg.freeze), "task": str(cfg.task.name),
               "seq_len": spec.seq_len, "token_dim": spec.token_dim, "vocab_size": spec.vocab_size, "num_classes": spec.num_classes,
               "n_targets": spec.n_targets, "batch": opts["batch"], "rounds": opts["rounds"], "warmup": opts["warmup"],
               "min_run_time": opts["min_run_time"], "precisions": precisions, "compile": bool(cfg.model.get("compile")),

@@ -655,7 +655,7 @@ def test_fpt_bench_runs_on_an_auto_trunk(zoo, tmp_path, capsys):
 
     out = tmp_path / "bench.jsonl"
     code, _, err = _cli(capsys, "bench", "trunk=auto", f"trunk.path={zoo['llama']}", *FAST, "bench.batch=4", "bench.seq_len=16",
-                        "bench.steps=2", "bench.warmup=1", f"bench.out={out}")
+                        "bench.rounds=1", "bench.warmup=0", "bench.min_run_time=0", f"bench.out={out}")
     assert code == 0, err
     lines = [json.loads(ln) for ln in out.read_text().splitlines()]
     assert lines and all(r["config"]["arch"] == "auto" for r in lines)
