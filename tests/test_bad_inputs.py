@@ -5,6 +5,7 @@ in a subprocess, as a user types it. Config errors (checked before the heavy imp
 10 s; cases that import a task module or build the task or the trunk get 25 s on a loaded CI machine.
 """
 
+import os
 import time
 
 import pytest
@@ -192,7 +193,8 @@ def check(code, err, needles, elapsed, budget, tmp_path):
     assert len(lines) == 1, err
     for n in needles:
         assert n in lines[0], (n, lines[0])
-    assert elapsed < budget, elapsed
+    # the budget holds on a quiet machine; on a loaded one (load average above the core count) it stretches in proportion
+    assert elapsed < budget * max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1)), (elapsed, os.getloadavg())
     assert (tmp_path / "keep.txt").read_text() == "finished work"
     res = tmp_path / "run" / "results.json"
     assert not res.exists() or '"status": "failed"' in res.read_text()  # a failure is recorded, never a result
