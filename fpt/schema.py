@@ -131,6 +131,15 @@ class Unfreeze(Options):
     last: CountOrNull = None
 
 
+class Peft(Options):
+    """Parameter-efficient baselines on the trunk (fpt/adapters.py): which method, LoRA's rank, alpha and dropout."""
+
+    method: choice("none", "lora", "ia3", "ln_tuning", "bitfit") = "none"
+    r: Count = 8
+    alpha: Positive = 16.0
+    dropout: Dropout = 0.0
+
+
 class Sweep(Options):
     lr_protocol: choice("all", "seed0") = "all"
 
@@ -227,6 +236,7 @@ class Root(Options):
     label: TextOrNull = None
     freeze: Groups = ["attn", "ffn"]
     unfreeze: Unfreeze = Unfreeze()
+    peft: Peft = Peft()
     optim: Optim = Optim()
     data: Data = Data()
     features: Features = Features()
@@ -372,6 +382,9 @@ def validate(cfg) -> None:
     name = str(c["model"].get("kind"))
     has_trunk = kind(name).trunk  # an unknown kind: one line naming the known ones
     check(MODELS[name], c["model"], "model")
+    method = (c.get("peft") or {}).get("method", "none")
+    if method != "none" and not has_trunk:
+        raise FPTError(f"peft.method={method} adapts a pretrained trunk; it does not apply to model.kind={name}")
     if has_trunk:
         check(Trunk, c["trunk"], "trunk")
 
