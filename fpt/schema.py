@@ -124,6 +124,7 @@ class Features(Options):
 class Eval(Options):
     train_acc: Flag = True
     train_examples: CountOrNull = None
+    shuffle_tokens: Flag = False
 
 
 class Unfreeze(Options):
@@ -226,7 +227,23 @@ class LinformerOptions(ModelCommon):
         return self
 
 
-MODELS: dict[str, type[ModelCommon]] = {"fpt": FPTModelOptions, "lstm": LSTMOptions, "linformer": LinformerOptions}
+class NoTrunkOptions(ModelCommon):
+    hidden: Count = 384  # MiniLM's width
+
+
+class OneLayerOptions(NoTrunkOptions):
+    heads: Count = 12
+    dropout: Dropout = 0.1
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self):
+        if self.hidden % self.heads:
+            raise Invalid(f"model.heads must be a positive integer dividing model.hidden={self.hidden}, got {self.heads}")
+        return self
+
+
+MODELS: dict[str, type[ModelCommon]] = {"fpt": FPTModelOptions, "lstm": LSTMOptions, "linformer": LinformerOptions,
+                                        "no_trunk": NoTrunkOptions, "attn1": OneLayerOptions, "block1": OneLayerOptions}
 
 
 class Root(Options):
