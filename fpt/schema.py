@@ -180,6 +180,14 @@ class Trunk(Options):
                ", ".join(INIT_MODES) + " or an existing toolkit run dir / .ckpt") = "pretrained"
     init_seed: NonNegative = 0
     standardize: Annotated[list[str], Field(description="a list of freeze groups")] = ["pos"]
+    keep: Groups = []  # with init=random: these groups keep their pretrained tensors (fpt/trunks/init.py keep_pretrained)
+    standardize_kept: Flag = False  # with keep: rescale the kept groups named in trunk.standardize to Xavier's range
+
+    @model_validator(mode="after")
+    def _keep_needs_random(self):
+        if self.keep and self.init != "random":
+            raise Invalid(f"trunk.keep={self.keep} keeps pretrained groups in a fresh trunk: it needs trunk.init=random, got {self.init}")
+        return self
     dropout: DropoutOrNull = None
     attn_dropout: DropoutOrNull = None
     dtype: choice("auto", "bf16", "fp32") = "auto"
