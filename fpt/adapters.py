@@ -53,6 +53,12 @@ def norm_modules(trunk: nn.Module, groups: Mapping[str, str]) -> list[str]:
             if any(groups.get(f"{n}.{p}" if n else p) == "ln" for p, _ in m.named_parameters(recurse=False))]
 
 
+def recorded(pcfg) -> dict:
+    """results.json's record of the method: `peft` (none, lora, ...) and `peft_r` (LoRA's rank; None otherwise)."""
+    method = str((pcfg or {}).get("method") or "none")
+    return {"peft": method, "peft_r": int(pcfg.get("r", 8)) if method == "lora" else None}
+
+
 def peft_config(trunk: nn.Module, groups: Mapping[str, str], pcfg, skip: Iterable[str] = ()):
     """The PEFT config of `peft.method` with target modules from the trunk's groups; one line if there are none."""
     import peft

@@ -18,6 +18,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from fpt.adapters import recorded
 from fpt.callbacks import FinalValidation, NaNPolicy, PlainProgress, Preemption, ResumeLog, StepSeed, Timing, ValHistory, stop_at
 from fpt.checkpoint import META_KEY, AtomicCheckpointIO, check_trusted, load_checkpoint, write_json
 from fpt.config import resolved
@@ -166,6 +167,7 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None, prepared: P
         "trunk": cfg.trunk.name if has_trunk(cfg.model.kind) else None,
         "init": cfg.trunk.init if has_trunk(cfg.model.kind) else None,
         "freeze": list(cfg.freeze),
+        **(recorded(cfg.get("peft")) if has_trunk(cfg.model.kind) else {"peft": None, "peft_r": None}),
         "seed": int(cfg.seed),
         "lr": float(cfg.optim.lr),
         "precision": str(trainer.precision),  # trainer.precision as resolved (auto: bf16-mixed on bf16 hardware)
