@@ -44,6 +44,7 @@ def build_model(cfg, spec: TaskSpec) -> FPTModel:
 def build_fpt(cfg, spec: TaskSpec) -> FPTModel:
     """A Hugging Face trunk (trunk.*), cut to model.blocks / model.depth, between the task's input and output layers."""
     from fpt.adapters import add_adapters, renamed
+    from fpt.input_init import apply_input_init
     from fpt.trunks import build_trunk, get_arch
     from fpt.trunks.base import attn_dropout
     from fpt.trunks.forward import FORWARDS
@@ -72,6 +73,7 @@ def build_fpt(cfg, spec: TaskSpec) -> FPTModel:
     groups = add_adapters(trunk, built.groups, pcfg, skip=ts.unused)  # peft.method: LoRA, IA3, LN tuning, BitFit
     model = FPTModel(spec, trunk, ts.hidden, groups, FORWARDS[ts.forward], cfg.model.get("readout"),
                      input_width=ts.input_width, **input_options(cfg.model))
+    apply_input_init(model, cfg)  # model.input_init=trunk_tokens: the Embedding from the trunk's own token rows
     model.blocks = f"trunk.{ts.blocks}"
     model.trunk_spec = ts
     model.never_trained = frozenset(f"trunk.{n}" for n in renamed(ts.unused, groups))

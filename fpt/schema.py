@@ -209,6 +209,7 @@ class FPTModelOptions(ModelCommon):
     depth: CountOrNull = None  # only the first N blocks
     grad_checkpointing: Flag = False
     last_block_reads_only: Flag = True
+    input_init: choice("default", "trunk_tokens") = "default"  # trunk_tokens: a vocabulary's Embedding from the trunk's token rows
 
 
 class LSTMOptions(ModelCommon):

@@ -126,7 +126,7 @@ def load_trunk(cfg, arch: Arch | None = None) -> nn.Module:
             blocks = arch.blocks or find_blocks(model)
             names = [n for n, _ in model.named_parameters()]
             groups = map_groups(names, arch.groups) if arch.groups is not None else structure_groups(model, blocks, _extra_groups(cfg, arch))
-            standardize(model, groups, list(cfg.get("standardize") or ["pos"]))
+            standardize(model, groups, [g for g in cfg.get("standardize") or ["pos"] if g != "input"])  # input: fpt/input_init.py
     if hasattr(model.config, "use_cache"):  # no key/value cache: FPT never generates, and kept blocks renumber
         model.config.use_cache = False
     return model.train()  # from_pretrained returns eval mode; dropout (trunk.dropout) applies in training
