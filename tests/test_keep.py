@@ -25,3 +25,22 @@ def test_random_trunk_keeps_the_pretrained_positions_only(tiny):
 def test_keep_needs_a_random_trunk(tiny):
     with pytest.raises(FPTError, match="trunk.keep=.*needs trunk.init=random"):
         preflight(tiny_cfg(tiny, "gpt2", "trunk.keep=pos"))
+
+
+def test_analyze_weights_shows_the_kept_groups_range_before_and_after(tiny, tmp_path, capsys):
+    import csv
+
+    from fpt.cli import main
+
+    pre = GPT2Model.from_pretrained(tiny["gpt2"]).wpe.weight.detach()
+    code = main(["analyze", "weights", "trunk=gpt2", f"trunk.path={tiny['gpt2']}", "trunk.init=random", "trunk.keep=pos",
+                 "trunk.standardize_kept=true", f"out={tmp_path}"])
+    out = capsys.readouterr().out
+    assert code == 0 and "ranges of the kept groups" in out and "wpe.weight" in out
+    rows = {r["name"]: r for r in csv.DictReader(open(tmp_path / "weights_gpt2_random_ranges.csv"))}
+    assert set(rows) == {"wpe.weight"}  # GPT-2's pos group: the position table only
+    r = {k: float(v) for k, v in rows["wpe.weight"].items() if k not in ("name", "group", "shape")}
+    assert r["std_before"] == pytest.approx(float(pre.double().std()), rel=1e-9)
+    assert r["max_abs_before"] == pytest.approx(float(pre.abs().max()), rel=1e-6)
+    assert r["std_after"] == pytest.approx(r["xavier_std"], rel=1e-3) and r["xavier_std"] == pytest.approx((2 / (64 + 32)) ** 0.5)
+    assert r["std_before"] < 0.5 * r["std_after"]  # the tiny trunk's 0.02-std table, rescaled up to Xavier's 0.144
