@@ -66,4 +66,5 @@ def describe(cfg, model) -> dict:
             "peft": str((cfg.get("peft") or {}).get("method") or "none"),
             "input": "embedding" if spec.vocab_size is not None else "linear",
             "vocab_size": spec.vocab_size, "token_dim": spec.token_dim, "seq_len": spec.seq_len,
-            "readout": model.readout, "trunk_input": "inputs_embeds, attention_mask", "num_classes": spec.num_classes, "targets_per_position": spec.targets_per_position}
+            "readout": model.readout, "trunk_input": "inputs_embeds, attention_mask",
+            "num_classes": spec.num_classes, "targets_per_position": spec.targets_per_position}
