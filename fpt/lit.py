@@ -13,6 +13,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from fpt.checkpoint import META_KEY
 from fpt.errors import FPTError
 from fpt.model import FPTModel
+from fpt.shuffle import SEED, shuffle_tokens
 
 
 class FPTModule(pl.LightningModule):
@@ -28,6 +29,7 @@ class FPTModule(pl.LightningModule):
         self.model = model
         self.cfg = OmegaConf.to_container(cfg, resolve=True) if not isinstance(cfg, dict) else cfg
         self.acc = torch.nn.ModuleDict({f"{s}_acc": self._accuracy() for s in ("train", "val", "test")})
+        self.shuffle: torch.Generator | None = None  # set while testing with shuffled token order (fpt/shuffle.py)
         self.test_name = "test"  # the metric prefix of trainer.test: test, or another set's name (see evaluating)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -35,6 +37,15 @@ class FPTModule(pl.LightningModule):
 
     def _accuracy(self) -> MulticlassAccuracy:
         return MulticlassAccuracy(num_classes=self.model.spec.num_classes, average="micro", validate_args=False)
+
+    @contextmanager
+    def shuffled(self):
+        """Inputs with each example's tokens permuted (seeded: the same permutations for every model)."""
+        self.shuffle = torch.Generator().manual_seed(SEED)
+        try:
+            yield
+        finally:
+            self.shuffle = None
 
     @contextmanager
     def evaluating(self, name: str):
@@ -49,9 +60,12 @@ class FPTModule(pl.LightningModule):
 
     def _step(self, batch: dict, stage: str) -> torch.Tensor:
         if "r" in batch:  # cached output-only features (fpt/features.py): the trunk does not run
+            if self.shuffle is not None:
+                raise FPTError("eval.shuffle_tokens permutes tokens, but this run tests on cached features; set features.cache=false")
             logits = self.model.head(batch["r"])
         else:
-            logits = self.model(batch["x"], batch["mask"])  # (b, n, c)
+            x = batch["x"] if self.shuffle is None else shuffle_tokens(batch["x"], batch["mask"], self.shuffle)
+            logits = self.model(x, batch["mask"])  # (b, n, c)
         y = batch["y"]  # (b, n)
         loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
         self.acc[f"{stage}_acc"](logits.argmax(-1).flatten(), y.flatten())

@@ -11,6 +11,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from fpt import efficiency
 from fpt.errors import FPTError
 from fpt.plots import pyplot, save
 from fpt.sweep import collect, lr_seed, overrides_of, select
@@ -83,6 +84,9 @@ def report(sweep_dir: Path, out_dir: Path | None = None) -> Path:
     lines += _table(["variant", *tasks], [[v, *(f"{100 * by[(v, t)]['val_mean']:.1f}" if (v, t) in by else "–" for t in tasks)]
                                           for v in variants])
     lines += _train_vs_test(by, variants, tasks)
+    more, fig = efficiency.section(cells, ok, plots, name)
+    lines += more
+    figs.append(fig)
     lines += ["", "## Steps to target validation accuracy", "",
               "Median training steps until val/acc first reached the target (runs that reached it / runs).", ""]
     targets = sorted({k for c in cells for k in c["steps_to"]}, key=float)

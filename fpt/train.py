@@ -18,6 +18,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from fpt.adapters import recorded
 from fpt.callbacks import FinalValidation, NaNPolicy, PlainProgress, Preemption, ResumeLog, StepSeed, Timing, ValHistory, stop_at
 from fpt.checkpoint import META_KEY, AtomicCheckpointIO, check_trusted, load_checkpoint, write_json
 from fpt.config import resolved
@@ -155,6 +156,7 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None, prepared: P
     if ev.get("train_acc", True):  # the selected model on its own training set (paper Table 7)
         loader = first_examples(task.train_eval_dataloader(), ev.get("train_examples"))
         more["train/acc"] = named_test(trainer, lit, loader, best, "train_set")["train_set/acc"]
+    more.update(shuffled_test(cfg, trainer, lit, task, best))
     if not trainer.is_global_zero:  # under DDP every rank runs this; rank 0 writes the results
         return {}
     trainable, total = count_params(lit.model)
@@ -165,6 +167,7 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None, prepared: P
         "trunk": cfg.trunk.name if has_trunk(cfg.model.kind) else None,
         "init": cfg.trunk.init if has_trunk(cfg.model.kind) else None,
         "freeze": list(cfg.freeze),
+        **(recorded(cfg.get("peft")) if has_trunk(cfg.model.kind) else {"peft": None, "peft_r": None}),
         "seed": int(cfg.seed),
         "lr": float(cfg.optim.lr),
         "precision": str(trainer.precision),  # trainer.precision as resolved (auto: bf16-mixed on bf16 hardware)
@@ -223,6 +226,14 @@ def extra_tests(trainer: pl.Trainer, lit: FPTModule, task, ckpt: str | None) -> 
     return out
 
 
+def shuffled_test(cfg, trainer: pl.Trainer, lit: FPTModule, task, ckpt: str | None) -> dict:
+    """eval.shuffle_tokens: test/acc again with each example's token order permuted, as test_shuffled/acc."""
+    if not (cfg.get("eval") or {}).get("shuffle_tokens", False):
+        return {}
+    with lit.shuffled():
+        return named_test(trainer, lit, task.test_dataloader(), ckpt, "test_shuffled")
+
+
 def truncation_report(task) -> dict | None:
     """What cutting sequences to the task's length cost (None: a fixed-length task); one warning line when most are cut."""
     cut = task.truncation()
@@ -265,6 +276,6 @@ def evaluate(ckpt_path: str, overrides: list[str] | None = None) -> dict:
                            enable_checkpointing=False, enable_progress_bar=False)
     test = trainer.test(lit, datamodule=task, verbose=False)[0]
     out = {"checkpoint": str(ckpt_path), "task": cfg.task.name, "test/acc": float(test["test/acc"]),
-           "test/loss": float(test["test/loss"]), **extra_tests(trainer, lit, task, None), "steps": int(ckpt.get("global_step", 0))}
+           "test/loss": float(test["test/loss"]), **extra_tests(trainer, lit, task, None), **shuffled_test(cfg, trainer, lit, task, None), "steps": int(ckpt.get("global_step", 0))}
     write_json(Path(ckpt_path).with_name(Path(ckpt_path).stem + ".eval.json"), out)
     return out

@@ -21,6 +21,7 @@ class TaskSpec:
     token_dim: int | None = None  # continuous tokens: features per token (through a Linear)
     vocab_size: int | None = None  # discrete tokens: vocabulary size (through an Embedding)
     pad_id: int | None = None  # discrete tokens: the padding id
+    words: tuple[str, ...] | None = None  # discrete tokens: each id's string (model.input_init=trunk_tokens reads them)
     k: int = 1  # positions read by `last_k`
     targets_per_position: int = 1  # e.g. 50 bits per position for bit memory
     truncatable: bool = False  # variable-length task: may be cut to a trunk's position limit (see Task.fit_to)
