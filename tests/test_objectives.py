@@ -56,3 +56,23 @@ def test_best_step_and_selection_follow_the_metrics_direction():
             for i, (lr, val, test) in enumerate([(1e-3, 0.9, 0.5), (1e-4, 0.2, 0.3)])]
     (cell,) = select(rows)
     assert cell["lr"] == 1e-4 and cell["test_mean"] == pytest.approx(0.3) and cell["cell"].startswith("0.3 ")
+
+
+def test_report_handles_a_sweep_mixing_accuracy_and_mse_tasks(tmp_path):
+    import json
+
+    from fpt.report import report
+
+    runs = [("cls", "acc", "max", 1e-3, 0.9, 0.85), ("cls", "acc", "max", 1e-4, 0.7, 0.95),
+            ("reg", "mse", "min", 1e-3, 0.40, 0.50), ("reg", "mse", "min", 1e-4, 0.20, 0.30)]
+    for i, (task, metric, mode, lr, val, test) in enumerate(runs):
+        d = tmp_path / f"run{i}"
+        d.mkdir()
+        (d / "results.json").write_text(json.dumps({
+            "status": "ok", "task": task, "seed": 0, "lr": lr, "metric": metric, "mode": mode, f"val/{metric}": val,
+            f"test/{metric}": test, "steps": 10, "overrides": {"task": task, "optim.lr": str(lr)}, "label": "fpt"}))
+    md = report(tmp_path).read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| fpt |"))
+    assert "85.0 ± 0.0 (n=1)" in row  # accuracy: the lr with the higher val/acc (1e-3), in %
+    assert "0.3 ± 0 (n=1)" in row  # MSE: the lr with the lower val/mse (1e-4), as it is
+    assert "cls (acc % ↑)" in md and "reg (mse ↓)" in md
