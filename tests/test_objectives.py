@@ -76,3 +76,12 @@ def test_report_handles_a_sweep_mixing_accuracy_and_mse_tasks(tmp_path):
     assert "85.0 ± 0.0 (n=1)" in row  # accuracy: the lr with the higher val/acc (1e-3), in %
     assert "0.3 ± 0 (n=1)" in row  # MSE: the lr with the lower val/mse (1e-4), as it is
     assert "cls (acc % ↑)" in md and "reg (mse ↓)" in md
+
+
+def test_stop_at_fires_on_a_float32_accuracy_of_one_and_never_on_error_metrics():
+    from fpt.callbacks import stop_at
+
+    (es,) = stop_at(1.0)
+    assert es._evaluate_stopping_criteria(torch.tensor(1.0))[0]  # 1.0 - 1e-9 was 1.0 in float32: never stopped
+    assert not es._evaluate_stopping_criteria(torch.tensor(0.98))[0]
+    assert stop_at(1.0, "val/mse", "min") == []
