@@ -247,7 +247,8 @@ def _eval(args: list[str]) -> int:
     from fpt.train import evaluate
 
     out = evaluate(ckpt, rest)
-    print(f"test/acc {out['test/acc']:.4f}  test/loss {out['test/loss']:.4f}  ({out['task']}, step {out['steps']})")
+    m = out.get("metric", "acc")
+    print(f"test/{m} {out[f'test/{m}']:.4f}  test/loss {out['test/loss']:.4f}  ({out['task']}, step {out['steps']})")
     return 0
 
 

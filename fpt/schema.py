@@ -114,6 +114,8 @@ class Data(Options):
     num_workers: NonNegative = 0
     train_size: CountOrNull = None
     max_len: CountOrNull = None
+    name: TextOrNull = None  # a named data set of the task (task=uea: JapaneseVowels; task=forecast: ETTh1)
+    path: TextOrNull = None  # a file or folder of your own (task=custom: .npz or a datasets save_to_disk folder)
 
 
 class Features(Options):

@@ -137,7 +137,7 @@ def test_seed0_protocol_chooses_the_lr_on_seed_0_then_runs_the_other_seeds_at_it
         assert cell["lr"] == max(seed0, key=lambda lr: (seed0[lr], -lr)) and cell["n"] == 3
         assert {str(r["seed"]) for r in rows if r["variant"] == cell["variant"] and float(r["lr"]) != cell["lr"]} == {"0"}
     md = report(tmp_path).read_text()
-    assert "chosen on seed 0's validation accuracy" in md and "## Train vs test accuracy (paper Table 7)" in md
+    assert "chosen on seed 0's validation metric" in md and "## Train vs test accuracy (paper Table 7)" in md
     assert "| full transformer (scratch) |" in md
 
 
