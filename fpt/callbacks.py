@@ -81,22 +81,25 @@ class Preemption(pl.Callback):
 
 
 class ValHistory(pl.Callback):
-    """val/acc at every evaluation, and the first step each target accuracy was reached (results.json steps_to)."""
+    """The validation metric (`monitor`: val/acc, val/mse, ...) at every evaluation, and the first step it reached each
+    target (results.json steps_to): at or above it for accuracies, at or below it for errors (`mode` min)."""
 
     state_key = "ValHistory"
 
-    def __init__(self, targets=()):
+    def __init__(self, targets=(), monitor: str = "val/acc", mode: str = "max"):
         self.targets = sorted(float(t) for t in targets or [])
+        self.monitor, self.mode = monitor, mode
         self.history: list[tuple[int, float]] = []
         self.steps_to: dict[str, int] = {}
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
-        acc, step = float(trainer.callback_metrics["val/acc"]), int(trainer.global_step)  # one host sync per evaluation
-        self.history.append((step, acc))
+        value, step = float(trainer.callback_metrics[self.monitor]), int(trainer.global_step)  # one host sync per evaluation
+        self.history.append((step, value))
         for t in self.targets:
-            if acc >= t and str(t) not in self.steps_to:
+            reached = value >= t if self.mode == "max" else value <= t
+            if reached and str(t) not in self.steps_to:
                 self.steps_to[str(t)] = step
 
     def state_dict(self) -> dict:
@@ -223,25 +226,33 @@ class PlainProgress(ProgressBar):
         now = time.perf_counter()
         rate = (step - self._last[1]) / max(now - self._last[0], 1e-9)
         self._last = (now, step)
-        m = trainer.progress_bar_metrics
+        m, key = trainer.progress_bar_metrics, _monitor(pl_module)
         total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else "?"
-        self._say(f"step {step}/{total}  train/loss {_num(m.get('train/loss'))}  val/acc {_num(m.get('val/acc'))}  {rate:.2f} steps/s")
+        self._say(f"step {step}/{total}  train/loss {_num(m.get('train/loss'))}  {key} {_num(m.get(key))}  {rate:.2f} steps/s")
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if self.enabled and trainer.is_global_zero and not trainer.sanity_checking and trainer.state.fn == "fit":
-            m = trainer.progress_bar_metrics
-            self._say(f"step {trainer.global_step}  validation: val/acc {_num(m.get('val/acc'))}  val/loss {_num(m.get('val/loss'))}")
+            m, key = trainer.progress_bar_metrics, _monitor(pl_module)
+            self._say(f"step {trainer.global_step}  validation: {key} {_num(m.get(key))}  val/loss {_num(m.get('val/loss'))}")
+
+
+def _monitor(pl_module) -> str:
+    return getattr(pl_module, "monitor", "val/acc")
 
 
 def _num(v) -> str:
     return "-" if v is None else f"{float(v):.4f}"
 
 
-def stop_at(threshold: float | None) -> list[pl.Callback]:
-    """Lightning's EarlyStopping at val/acc >= threshold (its own check is strict, hence the 1e-9), never on patience."""
-    if threshold is None:
+def stop_at(threshold: float | None, monitor: str = "val/acc", mode: str = "max") -> list[pl.Callback]:
+    """Lightning's EarlyStopping at `monitor` >= threshold, never on patience. Its check is strict (>) and made in the
+    metric's float32, where 1.0 - 1e-9 rounds to 1.0 (so val/acc 1.0 never stopped a run): the margin is 1e-6.
+
+    `stop_at_val_acc` is a fraction in (0, 1]: it applies to the metrics that rise to 1 (accuracy, F1, mean average
+    precision); an error metric (mode min: MSE, MAE) has no such level, so those runs train for all their steps."""
+    if threshold is None or mode != "max":
         return []
     from lightning.pytorch.callbacks import EarlyStopping
 
-    return [EarlyStopping(monitor="val/acc", mode="max", stopping_threshold=float(threshold) - 1e-9, patience=2**31,
+    return [EarlyStopping(monitor=monitor, mode="max", stopping_threshold=float(threshold) - 1e-6, patience=2**31,
                           check_on_train_epoch_end=False)]

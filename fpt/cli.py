@@ -1,4 +1,4 @@
-"""The `fpt` command: train | eval | inspect | data | sweep | report | bench | analyze.
+"""The `fpt` command: train | eval | inspect | data | sweep | report | bench | export | analyze.
 
 Every subcommand takes `key=value` arguments parsed one way (fpt.config.command_line: Hydra's grammar, the
 `key=a,b` rewrite of list keys, `out=DIR` for where it writes) and answers `--help` / `-h` with its options,
@@ -75,6 +75,13 @@ COMMANDS = {
         "matmul peak.",
         "out=FILE: the JSON-lines file results are appended to (bench.out)",
         "fpt bench trunk=gpt2 trunk.init=random task=cifar10", groups=True),
+    "export": Command(
+        "fpt.export:main", "fpt export RUN_DIR out=DIR   (or run=RUN_DIR)",
+        "Write a trained run's trunk as a plain Hugging Face model (PEFT adapters merged in; fp32) with the task's "
+        "input/output layers beside it.",
+        "out=DIR (required; hydra.run.dir=DIR works too): config.json, model.safetensors (AutoModel.from_pretrained(DIR)), "
+        "fpt_layers.safetensors (input.*, output.*), fpt_export.json",
+        "fpt export runs/xor out=exported/xor"),
     "analyze": Command(
         "fpt.analysis.cli:main", "fpt analyze attention|similarity|probe|weights|ablate key=value ...",
         "Look inside a run: attention maps, layer similarity, probes, weight statistics, layer ablation.",
@@ -240,7 +247,8 @@ def _eval(args: list[str]) -> int:
     from fpt.train import evaluate
 
     out = evaluate(ckpt, rest)
-    print(f"test/acc {out['test/acc']:.4f}  test/loss {out['test/loss']:.4f}  ({out['task']}, step {out['steps']})")
+    m = out.get("metric", "acc")
+    print(f"test/{m} {out[f'test/{m}']:.4f}  test/loss {out['test/loss']:.4f}  ({out['task']}, step {out['steps']})")
     return 0
 
 

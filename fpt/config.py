@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from fpt.errors import FPTError
 from fpt.kinds import has_trunk
 
-LIST_KEYS = ("freeze", "targets", "unfreeze.groups", "trunk.standardize")
+LIST_KEYS = ("freeze", "targets", "unfreeze.groups", "trunk.standardize", "trunk.keep")
 GROUPS = ("task", "trunk", "model", "trainer", "logger", "variant", "experiment")
 MULTIRUN_FLAGS = ("-m", "--multirun")
 

@@ -16,7 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from fpt.errors import FPTError
 
 # Order matters only for display.
-GROUPS = ("attn", "ffn", "ln", "pos", "emb", "input", "output", "rnn")  # rnn: the LSTM baseline's layers
+# rnn: the LSTM baseline's layers; adapter: PEFT's tensors and bias: BitFit's (peft.method, fpt/adapters.py)
+GROUPS = ("attn", "ffn", "ln", "pos", "emb", "input", "output", "rnn", "adapter", "bias")
 ALWAYS_FROZEN = ("emb",)
 NONE_WORDS = ("none", "nothing", "")
 
@@ -140,11 +141,16 @@ def count_used(model) -> int:
         return 0
     device = params[0].device
     rows = 1 if spec.vocab_size is None else -(-spec.vocab_size // spec.seq_len)  # enough rows to show every id
+    # a zero-initialised tensor (LoRA's B) blocks the gradient of what feeds it (LoRA's A) at step 0 only: give it values
+    zeros = {p: p.detach().clone() for p in params if p.dim() >= 2 and not p.any()}
     with torch.random.fork_rng(devices=[]), torch.enable_grad():
         torch.manual_seed(0)
         was_training = model.training
         model.eval()  # no dropout: a dropped unit is not an unused one
         try:
+            with torch.no_grad():
+                for p in zeros:
+                    p.normal_()
             if spec.vocab_size is None:
                 x = torch.randn(rows, spec.seq_len, spec.token_dim, device=device)
             else:
@@ -153,6 +159,9 @@ def count_used(model) -> int:
             grads = torch.autograd.grad((out * torch.randn_like(out)).sum(), params, allow_unused=True)
         finally:
             model.train(was_training)
+            with torch.no_grad():
+                for p, saved in zeros.items():
+                    p.copy_(saved)
     return int(sum(int((g != 0).sum()) for g in grads if g is not None))
 
 

@@ -34,7 +34,7 @@ def finished(run_dir: Path) -> dict | None:
 
 
 def run_job(cfg: DictConfig) -> float | None:
-    """Train one configuration inside Hydra; returns test accuracy (None if skipped or failed)."""
+    """Train one configuration inside Hydra; returns its test metric (accuracy, MSE, ...; None if skipped or failed)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -52,9 +52,10 @@ def run_job(cfg: DictConfig) -> float | None:
     try:
         with RunLock(run_dir):
             if (done := finished(run_dir)) and _nothing_to_do(run_dir, cfg, sweep):
-                print(f"{'skip (finished)' if sweep else 'finished already'}: {run_dir}  test/acc {done['test/acc']:.4f}  "
-                      f"val/acc {_fmt(done.get('val/acc'))}  steps {done['steps']}")
-                return done["test/acc"]
+                m = done.get("metric", "acc")
+                print(f"{'skip (finished)' if sweep else 'finished already'}: {run_dir}  test/{m} {_fmt(done.get(f'test/{m}'))}  "
+                      f"val/{m} {_fmt(done.get(f'val/{m}'))}  steps {done['steps']}")
+                return done.get(f"test/{m}")
             preflight(cfg)
             from fpt.train import prepare, train
 
@@ -76,9 +77,11 @@ def run_job(cfg: DictConfig) -> float | None:
         return None
     if not res:  # a DDP rank other than 0: rank 0 reports
         return None
-    print(f"test/acc {res['test/acc']:.4f}  val/acc {_fmt(res['val/acc'])}  steps {res['steps']} (the tested checkpoint: "
+    m = res["metric"]
+    base = "".join(f"  {k} {v:.4f}" for k, v in res.items() if k.startswith("baseline/") and isinstance(v, float))
+    print(f"test/{m} {res[f'test/{m}']:.4f}  val/{m} {_fmt(res[f'val/{m}'])}{base}  steps {res['steps']} (the tested checkpoint: "
           f"step {res.get('best_step', res['steps'])})  {res['wall_seconds']:.0f}s  -> {run_dir}/results.json")
-    return res["test/acc"]
+    return res[f"test/{m}"]
 
 
 def _fmt(v) -> str:

@@ -21,6 +21,10 @@ KINDS = {
     "fpt": Kind("fpt.model:build_fpt", trunk=True),
     "lstm": Kind("fpt.baselines:build_lstm", trunk=False),
     "linformer": Kind("fpt.linformer:build_linformer", trunk=False),
+    # the "does the pretrained trunk matter?" ablations (fpt/ablations.py)
+    "no_trunk": Kind("fpt.ablations:build_no_trunk", trunk=False),
+    "attn1": Kind("fpt.ablations:build_attn1", trunk=False),
+    "block1": Kind("fpt.ablations:build_block1", trunk=False),
 }
 
 

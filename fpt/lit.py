@@ -1,4 +1,4 @@
-"""The LightningModule: loss and accuracy, optimizer over trainable tensors, slim checkpoints."""
+"""The LightningModule: the task objective's loss and metrics, optimizer over trainable tensors, slim checkpoints."""
 
 from __future__ import annotations
 
@@ -6,17 +6,18 @@ from contextlib import contextmanager
 
 import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
 from omegaconf import OmegaConf
-from torchmetrics.classification import MulticlassAccuracy
 
 from fpt.checkpoint import META_KEY
 from fpt.errors import FPTError
 from fpt.model import FPTModel
+from fpt.shuffle import SEED, shuffle_tokens
+from fpt.objectives import objective
 
 
 class FPTModule(pl.LightningModule):
-    """Trains an FPTModel: the loss, the metrics ({train,val,test}/{loss,acc}), the optimizer over the trainable
+    """Trains an FPTModel: the loss and metrics of the task's objective ({train,val,test}/{loss,acc|mse|...},
+    fpt/objectives.py), the optimizer over the trainable
     tensors and slim checkpoints. What happens around the steps (stopping, timing, NaN policy, the history of
     validation accuracy) is in fpt/callbacks.py."""
 
@@ -27,20 +28,39 @@ class FPTModule(pl.LightningModule):
         super().__init__()
         self.model = model
         self.cfg = OmegaConf.to_container(cfg, resolve=True) if not isinstance(cfg, dict) else cfg
-        self.acc = torch.nn.ModuleDict({f"{s}_acc": self._accuracy() for s in ("train", "val", "test")})
+        self.objective = objective(model.spec.objective)
+        # keyed SPLIT_ (a ModuleDict key may not be a Module attribute such as `train`)
+        self.metrics = torch.nn.ModuleDict({f"{s}_": self._metrics() for s in ("train", "val", "test")})
+        if "map" in self.metrics["train_"]:  # average precision keeps every score until reset: not on training steps
+            self.metrics["train_"].pop("map")
+        self.shuffle: torch.Generator | None = None  # set while testing with shuffled token order (fpt/shuffle.py)
         self.test_name = "test"  # the metric prefix of trainer.test: test, or another set's name (see evaluating)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.model(x, mask)
 
-    def _accuracy(self) -> MulticlassAccuracy:
-        return MulticlassAccuracy(num_classes=self.model.spec.num_classes, average="micro", validate_args=False)
+    @property
+    def monitor(self) -> str:
+        """The validation metric that selects checkpoints and stops runs (val/acc, val/mse, ...)."""
+        return f"val/{self.objective.metric}"
+
+    def _metrics(self) -> torch.nn.ModuleDict:
+        return torch.nn.ModuleDict(self.objective.metrics(self.model.spec))
+
+    @contextmanager
+    def shuffled(self):
+        """Inputs with each example's tokens permuted (seeded: the same permutations for every model)."""
+        self.shuffle = torch.Generator().manual_seed(SEED)
+        try:
+            yield
+        finally:
+            self.shuffle = None
 
     @contextmanager
     def evaluating(self, name: str):
-        """trainer.test under another name: its metrics become NAME/acc and NAME/loss (e.g. train_set, test_family)."""
-        if f"{name}_acc" not in self.acc:
-            self.acc[f"{name}_acc"] = self._accuracy().to(self.device)
+        """trainer.test under another name: its metrics become NAME/acc (NAME/mse, ...) and NAME/loss (e.g. train_set)."""
+        if f"{name}_" not in self.metrics:
+            self.metrics[f"{name}_"] = self._metrics().to(self.device)
         self.test_name, old = name, self.test_name
         try:
             yield
@@ -49,17 +69,19 @@ class FPTModule(pl.LightningModule):
 
     def _step(self, batch: dict, stage: str) -> torch.Tensor:
         if "r" in batch:  # cached output-only features (fpt/features.py): the trunk does not run
+            if self.shuffle is not None:
+                raise FPTError("eval.shuffle_tokens permutes tokens, but this run tests on cached features; set features.cache=false")
             logits = self.model.head(batch["r"])
         else:
-            logits = self.model(batch["x"], batch["mask"])  # (b, n, c)
-        y = batch["y"]  # (b, n)
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
-        self.acc[f"{stage}_acc"](logits.argmax(-1).flatten(), y.flatten())
+            x = batch["x"] if self.shuffle is None else shuffle_tokens(batch["x"], batch["mask"], self.shuffle)
+            logits = self.model(x, batch["mask"])  # (b, n, c)
+        metrics, b = self.metrics[f"{stage}_"], batch["y"].shape[0]
+        loss = self.objective.score(logits, batch, self.model.spec, metrics)
         on_step = stage == "train"
-        # val/test loss is averaged over every rank under DDP (one sync at the epoch's end); accuracy syncs itself
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=y.shape[0],
-                 sync_dist=not on_step)
-        self.log(f"{stage}/acc", self.acc[f"{stage}_acc"], on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=y.shape[0])
+        # val/test loss is averaged over every rank under DDP (one sync at the epoch's end); the metrics sync themselves
+        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=b, sync_dist=not on_step)
+        for name, metric in metrics.items():
+            self.log(f"{stage}/{name}", metric, on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=b)
         return loss
 
     def training_step(self, batch, batch_idx):

@@ -76,15 +76,20 @@ def trunk_dtype(cfg) -> str:
 
 
 def store_frozen(model, dtype: str) -> int:
-    """Store every frozen floating tensor of the trunk in `dtype` (bf16: once, at load); returns how many."""
+    """Store every frozen floating tensor of the trunk in `dtype` (bf16: once, at load); returns how many. A module
+    with a trained tensor keeps all of its own in fp32 (BitFit's LayerNorm: one op cannot mix bf16 and fp32)."""
     import torch
 
     if dtype != "bf16":
         return 0
     n = 0
-    for p in model.trunk.parameters():
-        if not p.requires_grad and p.is_floating_point():
-            p.data = p.data.to(torch.bfloat16)
-            n += 1
+    for m in model.trunk.modules():
+        own = list(m.parameters(recurse=False))
+        if any(p.requires_grad for p in own):
+            continue
+        for p in own:
+            if p.is_floating_point():
+                p.data = p.data.to(torch.bfloat16)
+                n += 1
     model.compute_dtype = torch.bfloat16
     return n

@@ -1,7 +1,8 @@
 """`fpt report DIR`: a sweep directory -> report.md (the paper's table layout) and PNG plots.
 
-Rows are variants (models or trained groups), columns tasks; a cell is the test accuracy of the
-learning rate chosen on validation accuracy, mean ± std over seeds, with the runs behind it named.
+Rows are variants (models or trained groups), columns tasks; a cell is the test value of the task objective's
+metric (accuracy, F1, MSE, ...) at the learning rate chosen on its validation value (accuracy up, MSE down), mean ±
+std over seeds, with the runs behind it named. The plots show the tasks scored in percent (accuracy, F1, mAP).
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from fpt import efficiency
 from fpt.errors import FPTError
+from fpt.objectives import MODES, PERCENT, fmt
 from fpt.plots import pyplot, save
 from fpt.sweep import collect, lr_seed, overrides_of, select
 
@@ -67,22 +70,31 @@ def report(sweep_dir: Path, out_dir: Path | None = None) -> Path:
     by = {(c["variant"], c["task"]): c for c in cells}
     plots = out_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
+    metric = {c["task"]: c["metric"] for c in cells}
+    pct = [t for t in tasks if metric[t] in PERCENT]  # the plots' one 0-100% scale: tasks scored in percent
+    pby = {k: c for k, c in by.items() if k[1] in pct}
     name, chance = f"sweep {sweep_dir.name}", task_chances(ok)
-    figs = [learning_curves(rows, by, tasks, plots, name, chance), bars(by, variants, tasks, plots, name, chance),
-            lr_plot(by, variants, tasks, plots, name, chance), size_plot(ok, plots, name, chance)]
-    how = ("the learning rate is chosen on seed 0's validation accuracy and the other seeds run at it only "
+    figs = [learning_curves(rows, pby, pct, plots, name, chance), bars(pby, variants, pct, plots, name, chance),
+            lr_plot(pby, variants, pct, plots, name, chance), size_plot([r for r in ok if r["task"] in pct], plots, name, chance)
+            ] if pct else []
+    heads = [f"{t} ({metric[t]}{' %' if metric[t] in PERCENT else ''} {'↑' if MODES[metric[t]] == 'max' else '↓'})" for t in tasks]
+    how = ("the learning rate is chosen on seed 0's validation metric and the other seeds run at it only "
            "(sweep.lr_protocol=seed0: the full lr x seed grid did not fit the budget)" if on_seed is not None else
-           "the learning rate with the best mean validation accuracy over seeds is chosen")
+           "the learning rate with the best mean validation metric over seeds is chosen")
     lines = [f"# Sweep report: {sweep_dir.name}", "",
-             f"Test accuracy (%) of the selected learning rate, mean ± std over seeds (n); {how}.", ""]
-    lines += _table(["variant", *tasks], [[v, *(by[(v, t)]["cell"] if (v, t) in by else "–" for t in tasks)] for v in variants])
-    lines += ["", "## Validation accuracy of the same runs", "",
-              "Best val/acc (%) of the selected runs, mean over seeds: the number model selection saw." +
+             f"Test value of each task's metric at the selected learning rate, mean ± std over seeds (n); {how}. "
+             "Accuracy, F1 and mAP in %, higher is better (↑); MSE and MAE as they are, lower is better (↓).", ""]
+    lines += _table(["variant", *heads], [[v, *(by[(v, t)]["cell"] if (v, t) in by else "–" for t in tasks)] for v in variants])
+    lines += ["", "## Validation metric of the same runs", "",
+              "Best validation value of the selected runs, mean over seeds: the number model selection saw." +
               (" The paper's remote-homology result (12.7%) is on TAPE's validation split (its code evaluated `valid` "
                "only): compare it with this table, not with the fold-holdout test/acc above." if "remote_homology" in tasks else ""), ""]
-    lines += _table(["variant", *tasks], [[v, *(f"{100 * by[(v, t)]['val_mean']:.1f}" if (v, t) in by else "–" for t in tasks)]
+    lines += _table(["variant", *heads], [[v, *(fmt(metric[t], by[(v, t)]['val_mean']) if (v, t) in by else "–" for t in tasks)]
                                           for v in variants])
     lines += _train_vs_test(by, variants, tasks)
+    more, fig = efficiency.section(cells, ok, plots, name)
+    lines += more
+    figs.append(fig)
     lines += ["", "## Steps to target validation accuracy", "",
               "Median training steps until val/acc first reached the target (runs that reached it / runs).", ""]
     targets = sorted({k for c in cells for k in c["steps_to"]}, key=float)
@@ -93,8 +105,8 @@ def report(sweep_dir: Path, out_dir: Path | None = None) -> Path:
     lines += ["## Plots", ""] + [f"![{f.stem}](plots/{f.name})" for f in figs if f] + [""]
     lines += ["## The runs behind each cell", ""]
     for c in cells:
-        lines.append(f"- **{c['variant']} / {c['task']}** — lr {c['lr']:g} (mean test acc per lr: "
-                     + ", ".join(f"{k:g}: {100 * v:.1f}" for k, v in c["lrs"].items()) + f"); config `{c['config']}`; runs: "
+        lines.append(f"- **{c['variant']} / {c['task']}** — lr {c['lr']:g} (mean test {c['metric']} per lr: "
+                     + ", ".join(f"{k:g}: {fmt(c['metric'], v)}" for k, v in c["lrs"].items()) + f"); config `{c['config']}`; runs: "
                      + ", ".join(f"`{Path(r).name}`" for r in c["runs"]))
     failed = [r for r in rows if r["status"] != "ok"]
     if failed:
@@ -117,7 +129,7 @@ def _train_vs_test(by: dict, variants: list[str], tasks: list[str]) -> list[str]
         c = by.get((v, t))
         if not c or c.get("train_mean") is None:
             return "–"
-        return f"{100 * c['test_mean']:.1f} / {100 * c['train_mean']:.1f}"
+        return f"{fmt(c['metric'], c['test_mean'])} / {fmt(c['metric'], c['train_mean'])}"
     return out + _table(["variant (test / train)", *tasks], [[v, *(cell(v, t) for t in tasks)] for v in variants])
 
 
@@ -165,7 +177,7 @@ def task_chances(rows: list[dict]) -> dict[str, float]:
 
             task = OmegaConf.to_container(OmegaConf.load(Path(r["run_dir"]) / "config.yaml").task)
             spec = task_class(task)(**{k: v for k, v in task.items() if k not in META_KEYS}, data={}).spec
-            out[r["task"]] = 1 / spec.num_classes
+            out[r["task"]] = 1 / spec.num_classes if spec.objective == "classification" else None
         except Exception:  # noqa: BLE001 - a task this version cannot build: its plots go without a chance line
             out[r["task"]] = None
     return {t: c for t, c in out.items() if c is not None}
@@ -258,7 +270,7 @@ def size_plot(rows, plots: Path, title: str = "", chance: dict | None = None) ->
         size = overrides_of(r["config"]).get("data.train_size")
         if r["status"] == "ok" and size not in (None, "null"):
             variant = r["variant"].replace(f"data.train_size={size}", "").strip() or "default"
-            pts[(r["task"], variant)][int(size)].append(float(r["test/acc"]))
+            pts[(r["task"], variant)][int(size)].append(float(r["test"]))
     if not pts:
         return None
     plt = pyplot()

@@ -114,6 +114,8 @@ class Data(Options):
     num_workers: NonNegative = 0
     train_size: CountOrNull = None
     max_len: CountOrNull = None
+    name: TextOrNull = None  # a named data set of the task (task=uea: JapaneseVowels; task=forecast: ETTh1)
+    path: TextOrNull = None  # a file or folder of your own (task=custom: .npz or a datasets save_to_disk folder)
 
 
 class Features(Options):
@@ -124,11 +126,21 @@ class Features(Options):
 class Eval(Options):
     train_acc: Flag = True
     train_examples: CountOrNull = None
+    shuffle_tokens: Flag = False
 
 
 class Unfreeze(Options):
     groups: Groups = []
     last: CountOrNull = None
+
+
+class Peft(Options):
+    """Parameter-efficient baselines on the trunk (fpt/adapters.py): which method, LoRA's rank, alpha and dropout."""
+
+    method: choice("none", "lora", "ia3", "ln_tuning", "bitfit") = "none"
+    r: Count = 8
+    alpha: Positive = 16.0
+    dropout: Dropout = 0.0
 
 
 class Sweep(Options):
@@ -170,6 +182,14 @@ class Trunk(Options):
                ", ".join(INIT_MODES) + " or an existing toolkit run dir / .ckpt") = "pretrained"
     init_seed: NonNegative = 0
     standardize: Annotated[list[str], Field(description="a list of freeze groups")] = ["pos"]
+    keep: Groups = []  # with init=random: these groups keep their pretrained tensors (fpt/trunks/init.py keep_pretrained)
+    standardize_kept: Flag = False  # with keep: rescale the kept groups named in trunk.standardize to Xavier's range
+
+    @model_validator(mode="after")
+    def _keep_needs_random(self):
+        if self.keep and self.init != "random":
+            raise Invalid(f"trunk.keep={self.keep} keeps pretrained groups in a fresh trunk: it needs trunk.init=random, got {self.init}")
+        return self
     dropout: DropoutOrNull = None
     attn_dropout: DropoutOrNull = None
     dtype: choice("auto", "bf16", "fp32") = "auto"
@@ -191,6 +211,7 @@ class FPTModelOptions(ModelCommon):
     depth: CountOrNull = None  # only the first N blocks
     grad_checkpointing: Flag = False
     last_block_reads_only: Flag = True
+    input_init: choice("default", "trunk_tokens") = "default"  # trunk_tokens: a vocabulary's Embedding from the trunk's token rows
 
 
 class LSTMOptions(ModelCommon):
@@ -217,7 +238,23 @@ class LinformerOptions(ModelCommon):
         return self
 
 
-MODELS: dict[str, type[ModelCommon]] = {"fpt": FPTModelOptions, "lstm": LSTMOptions, "linformer": LinformerOptions}
+class NoTrunkOptions(ModelCommon):
+    hidden: Count = 384  # MiniLM's width
+
+
+class OneLayerOptions(NoTrunkOptions):
+    heads: Count = 12
+    dropout: Dropout = 0.1
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self):
+        if self.hidden % self.heads:
+            raise Invalid(f"model.heads must be a positive integer dividing model.hidden={self.hidden}, got {self.heads}")
+        return self
+
+
+MODELS: dict[str, type[ModelCommon]] = {"fpt": FPTModelOptions, "lstm": LSTMOptions, "linformer": LinformerOptions,
+                                        "no_trunk": NoTrunkOptions, "attn1": OneLayerOptions, "block1": OneLayerOptions}
 
 
 class Root(Options):
@@ -227,6 +264,7 @@ class Root(Options):
     label: TextOrNull = None
     freeze: Groups = ["attn", "ffn"]
     unfreeze: Unfreeze = Unfreeze()
+    peft: Peft = Peft()
     optim: Optim = Optim()
     data: Data = Data()
     features: Features = Features()
@@ -372,6 +410,9 @@ def validate(cfg) -> None:
     name = str(c["model"].get("kind"))
     has_trunk = kind(name).trunk  # an unknown kind: one line naming the known ones
     check(MODELS[name], c["model"], "model")
+    method = (c.get("peft") or {}).get("method", "none")
+    if method != "none" and not has_trunk:
+        raise FPTError(f"peft.method={method} adapts a pretrained trunk; it does not apply to model.kind={name}")
     if has_trunk:
         check(Trunk, c["trunk"], "trunk")
 

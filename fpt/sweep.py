@@ -15,9 +15,11 @@ from collections import defaultdict
 from pathlib import Path
 
 from fpt.errors import FPTError
+from fpt.objectives import MODES, fmt
 
 SELECT_OVER = ("seed", "optim.lr")  # averaged over (seed) and selected over (lr) within a cell
-COLUMNS = ["status", "variant", "task", "seed", "lr", "val/acc", "test/acc", "train/acc", "steps", "wall_seconds",
+COLUMNS = ["status", "variant", "task", "seed", "lr", "metric", "val", "test", "train", "val/acc", "test/acc", "train/acc", "steps",
+           "wall_seconds",
            "params_trainable", "params_used",
            "model", "trunk", "init", "freeze", "config", "run_dir", "error"]
 
@@ -134,6 +136,9 @@ def collect(sweep_dir: Path) -> list[dict]:
         }
         for k in ("val/acc", "test/acc", "train/acc", "steps", "wall_seconds", "params_trainable", "params_used", "model", "trunk", "init"):
             row[k] = res.get(k, "")
+        m = row["metric"] = res.get("metric", "acc")  # the task objective's validation metric: val, test, train hold it
+        for split in ("val", "test", "train"):
+            row[split] = res.get(f"{split}/{m}", "")
         for t, step in (res.get("steps_to") or {}).items():
             row[f"steps_to/{t}"] = "" if step is None else step
         rows.append(row)
@@ -148,8 +153,8 @@ def collect(sweep_dir: Path) -> list[dict]:
 
 
 def select(rows: list[dict], on_seed: int | None = None) -> list[dict]:
-    """Per (variant, task): the lr with the best mean val accuracy (over seed `on_seed` only, if given: the seed0
-    protocol); test accuracy mean ± std over the seeds run at that lr."""
+    """Per (variant, task): the lr with the best mean validation metric (over seed `on_seed` only, if given: the seed0
+    protocol), in the metric's direction (accuracy up, MSE down); the test metric's mean ± std over the seeds run at that lr."""
     cells: dict[tuple, dict[float, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         if r["status"] == "ok":
@@ -158,25 +163,39 @@ def select(rows: list[dict], on_seed: int | None = None) -> list[dict]:
     for (variant, task), by_lr in cells.items():
         def score(kv):
             runs = [r for r in kv[1] if on_seed is None or str(r["seed"]) == str(on_seed)]
-            return (statistics.fmean(float(r["val/acc"] or 0) for r in runs) if runs else -1.0, -kv[0])
+            if not runs:
+                return (float("-inf"), -kv[0])
+            return (sign * statistics.fmean(_value(r, "val", sign) for r in runs), -kv[0])
 
+        metric = _metric(next(iter(by_lr.values()))[0])
+        sign = 1.0 if MODES.get(metric, "max") == "max" else -1.0
         lr, runs = max(by_lr.items(), key=score)
-        tests = [float(r["test/acc"]) for r in runs]
+        tests = [_value(r, "test", sign) for r in runs]
         mean, std = statistics.fmean(tests), (statistics.stdev(tests) if len(tests) > 1 else 0.0)
-        trains = [float(r["train/acc"]) for r in runs if r.get("train/acc") not in (None, "")]
+        trains = [float(r["train"]) for r in runs if r.get("train") not in (None, "")]
         used = [int(r["params_used"]) for r in runs if r.get("params_used") not in (None, "")]
         out.append({
             "train_mean": statistics.fmean(trains) if trains else None,
             "train_std": statistics.stdev(trains) if len(trains) > 1 else 0.0,
             "params_used": used[0] if used else None,
-            "variant": variant, "task": task, "lr": lr, "n": len(tests), "test_mean": mean, "test_std": std,
-            "val_mean": statistics.fmean(float(r["val/acc"] or 0) for r in runs),
-            "cell": f"{100 * mean:.1f} ± {100 * std:.1f} (n={len(tests)})",
+            "variant": variant, "task": task, "lr": lr, "n": len(tests), "test_mean": mean, "test_std": std, "metric": metric,
+            "val_mean": statistics.fmean(_value(r, "val", sign) for r in runs),
+            "cell": f"{fmt(metric, mean)} ± {fmt(metric, std)} (n={len(tests)})",
             "runs": [r["run_dir"] for r in runs], "config": runs[0]["config"],
-            "lrs": {k: statistics.fmean(float(r["test/acc"]) for r in v) for k, v in sorted(by_lr.items())},
+            "lrs": {k: statistics.fmean(_value(r, "test", sign) for r in v) for k, v in sorted(by_lr.items())},
             "steps_to": _steps_to(runs),
         })
     return out
+
+
+def _metric(row: dict) -> str:
+    return row.get("metric") or "acc"
+
+
+def _value(row: dict, split: str, sign: float) -> float:
+    """The row's `split` value of its metric; a run that never validated counts as the worst value."""
+    v = row.get(split, row.get(f"{split}/acc"))
+    return float(v) if v not in (None, "") else (0.0 if sign > 0 else float("inf"))
 
 
 def _steps_to(runs: list[dict]) -> dict[str, float]:

@@ -18,6 +18,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+from fpt.adapters import recorded
 from fpt.callbacks import FinalValidation, NaNPolicy, PlainProgress, Preemption, ResumeLog, StepSeed, Timing, ValHistory, stop_at
 from fpt.checkpoint import META_KEY, AtomicCheckpointIO, check_trusted, load_checkpoint, write_json
 from fpt.config import resolved
@@ -110,7 +111,8 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
 
 
 def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None, prepared: Prepared | None = None) -> dict:
-    """Fit, select the best checkpoint by val/acc, test it on the full test set, write results.json.
+    """Fit, select the best checkpoint by the objective's validation metric (val/acc, val/mse, ...), test it on the full
+    test set, write results.json.
 
     SIGTERM or SIGUSR1 ends the fit after the step in flight: last.ckpt is written at that step,
     results.json says status "preempted", and Preempted is raised (exit code 143)."""
@@ -122,13 +124,15 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None, prepared: P
     print(summary_line(lit.model))
     ckpt_dir = run_dir / "checkpoints"
     # best: the selected model (weights only: all that testing needs); last: every evaluation, for resume
-    ckpt_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best", monitor="val/acc", mode="max",
+    obj, monitor = lit.objective, lit.monitor
+    ckpt_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best", monitor=monitor, mode=obj.mode,
                               save_weights_only=True, enable_version_counter=False)
     last_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
-    history, timing = ValHistory(cfg.get("targets")), Timing()
+    history, timing = ValHistory(cfg.get("targets"), monitor, obj.mode), Timing()
     resumes = ResumeLog({"step": p.resume_step, "changed": p.changes} if p.resume_step is not None else None)
     callbacks = [ckpt_cb, last_cb, history, timing, resumes, FinalValidation(), StepSeed(int(cfg.seed)),
-                 NaNPolicy(str(cfg.get("on_nan", "stop"))), Preemption(ckpt_dir / "last.ckpt"), *stop_at(cfg.get("stop_at_val_acc"))]
+                 NaNPolicy(str(cfg.get("on_nan", "stop"))), Preemption(ckpt_dir / "last.ckpt"),
+                 *stop_at(cfg.get("stop_at_val_acc"), monitor, obj.mode)]
     if cfg.trainer.get("enable_progress_bar", True):  # either reads its metrics (a device sync) only when it prints
         from lightning.pytorch.callbacks import TQDMProgressBar
 
@@ -154,7 +158,9 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None, prepared: P
     ev = cfg.get("eval") or {}
     if ev.get("train_acc", True):  # the selected model on its own training set (paper Table 7)
         loader = first_examples(task.train_eval_dataloader(), ev.get("train_examples"))
-        more["train/acc"] = named_test(trainer, lit, loader, best, "train_set")["train_set/acc"]
+        key = f"train_set/{obj.metric}"
+        more[f"train/{obj.metric}"] = named_test(trainer, lit, loader, best, "train_set")[key]
+    more.update(shuffled_test(cfg, trainer, lit, task, best))
     if not trainer.is_global_zero:  # under DDP every rank runs this; rank 0 writes the results
         return {}
     trainable, total = count_params(lit.model)
@@ -165,24 +171,28 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None, prepared: P
         "trunk": cfg.trunk.name if has_trunk(cfg.model.kind) else None,
         "init": cfg.trunk.init if has_trunk(cfg.model.kind) else None,
         "freeze": list(cfg.freeze),
+        **(recorded(cfg.get("peft")) if has_trunk(cfg.model.kind) else {"peft": None, "peft_r": None}),
         "seed": int(cfg.seed),
         "lr": float(cfg.optim.lr),
         "precision": str(trainer.precision),  # trainer.precision as resolved (auto: bf16-mixed on bf16 hardware)
         "trunk_dtype": trunk_dtype(cfg),
-        "val/acc": float(ckpt_cb.best_model_score) if ckpt_cb.best_model_score is not None else None,
-        "test/acc": float(test["test/acc"]),
-        "test/loss": float(test["test/loss"]),
+        "objective": obj.name,
+        "metric": obj.metric,  # the validation metric that selected the checkpoint; its direction: mode
+        "mode": obj.mode,
+        monitor: float(ckpt_cb.best_model_score) if ckpt_cb.best_model_score is not None else None,
+        **{k: float(v) for k, v in test.items() if k.startswith("test/")},
         **more,
         "params_trainable": trainable,
         "params_used": p.used,  # trainable values the task can reach (fpt.freeze.count_used)
         "params_total": total,
         "truncation": p.cut,
+        **getattr(task, "task", task).baselines(),  # the task's reference numbers on the same split (e.g. baseline/1nn_acc)
         "steps": steps,
         "sec_per_step": round(timing.train_seconds / max(timing.train_steps, 1), 4),  # host seconds per training step
         "epoch_seconds": timing.epoch_seconds,  # training time of each finished epoch (validation excluded)
         "feature_cache": getattr(task, "info", None),  # output-only runs on cached features: path, hit, seconds
         "best_checkpoint": best,
-        "best_step": best_step(history.history),  # the step of the tested checkpoint
+        "best_step": best_step(history.history, obj.mode),  # the step of the tested checkpoint
         "steps_to": {str(t): history.steps_to.get(str(t)) for t in history.targets},  # None: never reached
         "resumed": resumes.resumes,  # [{step, changed: {key: [old, new]}}] per resume of this run
         "wall_seconds": round(time.perf_counter() - t0, 2),
@@ -192,9 +202,11 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None, prepared: P
     return results
 
 
-def best_step(history: list[tuple[int, float]]) -> int | None:
-    """The first step with the best val/acc: the one ModelCheckpoint kept (it replaces only on a strictly better score)."""
-    return max(history, key=lambda h: (h[1], -h[0]))[0] if history else None
+def best_step(history: list[tuple[int, float]], mode: str = "max") -> int | None:
+    """The first step with the best validation metric: the one ModelCheckpoint kept (it replaces only on a strictly
+    better score)."""
+    sign = 1.0 if mode == "max" else -1.0
+    return max(history, key=lambda h: (sign * h[1], -h[0]))[0] if history else None
 
 
 def from_last_checkpoint(path: Path, callbacks) -> int:
@@ -209,18 +221,26 @@ def from_last_checkpoint(path: Path, callbacks) -> int:
 
 
 def named_test(trainer: pl.Trainer, lit: FPTModule, loader, ckpt: str | None, name: str) -> dict:
-    """Test on `loader`, its metrics logged and returned as NAME/acc and NAME/loss."""
+    """Test on `loader`, its metrics logged and returned as NAME/acc (NAME/mse, ...) and NAME/loss."""
     with lit.evaluating(name):
         r = trainer.test(lit, dataloaders=loader, ckpt_path=ckpt, verbose=False)[0]
-    return {f"{name}/acc": float(r[f"{name}/acc"]), f"{name}/loss": float(r[f"{name}/loss"])}
+    return {k: float(v) for k, v in r.items() if k.startswith(f"{name}/")}
 
 
 def extra_tests(trainer: pl.Trainer, lit: FPTModule, task, ckpt: str | None) -> dict:
-    """The task's further test sets (e.g. homology's superfamily and family holdouts) as NAME/acc, NAME/loss."""
+    """The task's further test sets (e.g. homology's superfamily and family holdouts) as NAME/acc, NAME/loss, ..."""
     out = {}
     for name, loader in task.extra_test_dataloaders().items():
         out.update(named_test(trainer, lit, loader, ckpt, name))
     return out
+
+
+def shuffled_test(cfg, trainer: pl.Trainer, lit: FPTModule, task, ckpt: str | None) -> dict:
+    """eval.shuffle_tokens: test/acc again with each example's token order permuted, as test_shuffled/acc."""
+    if not (cfg.get("eval") or {}).get("shuffle_tokens", False):
+        return {}
+    with lit.shuffled():
+        return named_test(trainer, lit, task.test_dataloader(), ckpt, "test_shuffled")
 
 
 def truncation_report(task) -> dict | None:
@@ -264,7 +284,8 @@ def evaluate(ckpt_path: str, overrides: list[str] | None = None) -> dict:
                             "precision": cfg.trainer.get("precision", "32-true")}, logger=False,
                            enable_checkpointing=False, enable_progress_bar=False)
     test = trainer.test(lit, datamodule=task, verbose=False)[0]
-    out = {"checkpoint": str(ckpt_path), "task": cfg.task.name, "test/acc": float(test["test/acc"]),
-           "test/loss": float(test["test/loss"]), **extra_tests(trainer, lit, task, None), "steps": int(ckpt.get("global_step", 0))}
+    out = {"checkpoint": str(ckpt_path), "task": cfg.task.name, "metric": lit.objective.metric,
+           **{k: float(v) for k, v in test.items() if k.startswith("test/")}, **extra_tests(trainer, lit, task, None),
+           **shuffled_test(cfg, trainer, lit, task, None), "steps": int(ckpt.get("global_step", 0))}
     write_json(Path(ckpt_path).with_name(Path(ckpt_path).stem + ".eval.json"), out)
     return out

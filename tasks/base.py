@@ -77,6 +77,10 @@ class Task(pl.LightningDataModule):
         """Further test sets by name (reported as NAME/acc in results.json); the main one is test_dataloader()."""
         return {}
 
+    def baselines(self) -> dict:
+        """Reference numbers on the same split for results.json (e.g. `baseline/1nn_acc`); {} when the task has none."""
+        return {}
+
     def raw_lengths(self, split: str):
         """Tokens per example of `split` (train, val, test) before any cut; None for fixed-length tasks."""
         return None

@@ -347,7 +347,7 @@ class ListOps(Task):
         self.paper_compat, self.bucket, self.data_seed = paper_compat, bucket, int(data_seed)
         self.max_len = min(int(max_len), PAPER_MAX_LEN) if paper_compat else int(max_len)
         self.sizes = {"train": self.train_size, "val": val_size, "test": test_size}  # train: data.train_size
-        self.spec = TaskSpec(seq_len=self.max_len, vocab_size=len(TOKENS), pad_id=PAD_ID, num_classes=10,
+        self.spec = TaskSpec(seq_len=self.max_len, vocab_size=len(TOKENS), pad_id=PAD_ID, words=TOKENS, num_classes=10,
                              readout=str(readout), truncatable=True)
         self.sets: dict[str, TokenSet] = {}
 

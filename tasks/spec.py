@@ -13,7 +13,7 @@ from fpt.schema import READOUTS  # noqa: F401 - the readouts, declared once with
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """Shapes a task feeds the model: tokens x dim (or vocabulary), classes and readout."""
+    """Shapes a task feeds the model: tokens x dim (or vocabulary), classes (outputs per target), readout, objective."""
 
     seq_len: int  # tokens per example (the maximum, for variable-length tasks)
     num_classes: int  # classes per target
@@ -21,13 +21,19 @@ class TaskSpec:
     token_dim: int | None = None  # continuous tokens: features per token (through a Linear)
     vocab_size: int | None = None  # discrete tokens: vocabulary size (through an Embedding)
     pad_id: int | None = None  # discrete tokens: the padding id
+    words: tuple[str, ...] | None = None  # discrete tokens: each id's string (model.input_init=trunk_tokens reads them)
     k: int = 1  # positions read by `last_k`
     targets_per_position: int = 1  # e.g. 50 bits per position for bit memory
     truncatable: bool = False  # variable-length task: may be cut to a trunk's position limit (see Task.fit_to)
+    objective: str = "classification"  # classification | multilabel | regression | forecast (fpt/objectives.py)
+    target_loc: float = 0.0  # regression: targets were standardised as (y - loc) / scale; metrics map them back
+    target_scale: float = 1.0
 
     def __post_init__(self):
         if (self.token_dim is None) == (self.vocab_size is None):
             raise ValueError("a TaskSpec sets exactly one of token_dim and vocab_size")
+        if self.objective not in ("classification", "multilabel", "regression", "forecast"):
+            raise ValueError(f"unknown objective {self.objective!r}")
 
     @property
     def n_targets(self) -> int:

@@ -31,6 +31,15 @@ def _files(tiny, tmp):
     (tmp / "trunc.ckpt").write_bytes(b"PK\x03\x04\x14\x00 truncated")
     torch.save({"state_dict": {}}, tmp / "alien.ckpt")
     (tmp / "sweep").mkdir(exist_ok=True)
+    ts = tmp / "ts" / "Toy"
+    ts.mkdir(parents=True, exist_ok=True)
+    for split in ("TRAIN", "TEST"):
+        (ts / f"Toy_{split}.ts").write_text("@classLabel true a b\n@data\n1,2,3:a\n1,oops,3:b\n")
+    (tmp / "fc").mkdir(exist_ok=True)
+    (tmp / "fc" / "nodate.csv").write_text("a,b\n" + "\n".join(f"{i},{i}" for i in range(50)) + "\n")
+    import numpy as np
+
+    np.savez(tmp / "labels.npz", x=np.zeros((4, 3, 2), np.float32), y=np.array([0, 1, -1, 2]))
     return {"gpt2": str(tiny["gpt2"]), "tmp": str(tmp)}
 
 
@@ -156,6 +165,12 @@ CASES = [
     ("accelerator absent", ["train", "trunk=gpt2", "trunk.path={gpt2}", "trainer.accelerator=gpu"], ["trainer options rejected"], LOADED),
     ("eval truncated checkpoint", ["eval", "ckpt={tmp}/trunc.ckpt"], ["cannot read checkpoint", "truncated or not a PyTorch checkpoint"], LOADED),
     ("eval foreign checkpoint", ["eval", "ckpt={tmp}/alien.ckpt"], ["not an fpt checkpoint"], LOADED),
+    # --- time series and your own data (issue 17)
+    ("uea malformed line", ["train", "task=uea", "data.root={tmp}/ts", "data.name=Toy"], ["Toy_TRAIN.ts:4: 'oops' is not a number"], LOADED),
+    ("uea name unknown", ["train", "task=uea", "data.root={tmp}/ts", "data.name=Nope"], ["UEA data set 'Nope' not found"], LOADED),
+    ("forecast csv without date", ["train", "task=forecast", "data.root={tmp}/fc", "data.name=nodate"],
+     ["nodate.csv: no date column"], LOADED),
+    ("custom label range", ["train", "task=custom", "data.path={tmp}/labels.npz"], ["labels.npz: class labels must be integers 0..C-1"], LOADED),
 ]
 # The real command in a subprocess, as a user types it: a config error, a failure inside Hydra's job, a checkpoint
 # error, and a hub id with no network (HF_HUB_OFFLINE must be set before transformers is imported).

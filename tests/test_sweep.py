@@ -137,5 +137,25 @@ def test_seed0_protocol_chooses_the_lr_on_seed_0_then_runs_the_other_seeds_at_it
         assert cell["lr"] == max(seed0, key=lambda lr: (seed0[lr], -lr)) and cell["n"] == 3
         assert {str(r["seed"]) for r in rows if r["variant"] == cell["variant"] and float(r["lr"]) != cell["lr"]} == {"0"}
     md = report(tmp_path).read_text()
-    assert "chosen on seed 0's validation accuracy" in md and "## Train vs test accuracy (paper Table 7)" in md
+    assert "chosen on seed 0's validation metric" in md and "## Train vs test accuracy (paper Table 7)" in md
     assert "| full transformer (scratch) |" in md
+
+
+def test_report_sets_accuracy_against_trainable_values_with_the_ablations_note(tmp_path):
+    """Every variant on one chart and in one table, ordered by trainable values used; no_trunk's note line."""
+    import json as _json
+
+    from fpt.report import report
+
+    runs = [("lora", "fpt", 3202, 0.9), ("fpt", "fpt", 5570, 1.0), ("notrunk", "no_trunk", 130, 0.5)]
+    for name, kind, used, acc in runs:
+        d = tmp_path / name
+        d.mkdir()
+        (d / "results.json").write_text(_json.dumps({
+            "status": "ok", "task": "bit_xor", "model": kind, "seed": 0, "lr": 1e-3, "val/acc": acc, "test/acc": acc,
+            "params_used": used, "label": name, "overrides": {"variant": name}}))
+    text = report(tmp_path).read_text()
+    table = text.split("## Parameter efficiency")[1]
+    assert table.index("| notrunk | 130 | 50.0") < table.index("| lora | 3,202 | 90.0") < table.index("| fpt | 5,570 | 100.0")
+    assert "note: no trunk: the input layer, the readout and the output layer alone" in table
+    assert (tmp_path / "plots" / "accuracy_vs_params.png").stat().st_size > 10_000

@@ -116,6 +116,9 @@ def _weights(opts: Weights, rest: list[str]) -> list:
               f"mean row norm {scale['emb_row_norm']:.4g} / {scale['pos_row_norm']:.4g} = {scale['ratio_row_norm']:.3g}")
     else:
         print(f"{scale['trunk']}: {scale['note']}")
+    if "ranges" in scale:
+        print(f"ranges of the {'standardised' if 'standardized' in scale['trunk'] else 'kept'} groups, pretrained (before) and as built (after):")
+        print(scale["ranges"])
     return files
 
 

@@ -5,6 +5,9 @@ root mean square (||W||_F / sqrt(numel), comparable to std), and for 2-D tensors
 init would give that shape and the ratio std / xavier_std. Every tensor is tagged with its freeze
 group (the trunk's hand map, or the groups found from its structure).
 
+With trunk.init=standardized or trunk.keep, `*_ranges.csv` (and a printed table) gives, for every tensor of the
+standardised / kept groups, its std and max |value| in the pretrained trunk (before) and as built (after).
+
 The embedding-to-position scale ratio (token-embedding table vs position table, by std and by mean
 row norm) says how much the position signal is drowned when both are added at the input: the
 reason behind `trunk.init=standardized`. It is undefined for T5 and DeBERTa, whose positions are an
@@ -135,6 +138,41 @@ def trunk_from_overrides(overrides: list[str]):
     return cfg, built
 
 
+def touched_groups(cfg) -> list[str]:
+    """The groups trunk.init=standardized rescales (trunk.standardize) or trunk.keep copies from the pretrained trunk."""
+    if str(cfg.init) == "standardized":
+        return [g for g in cfg.get("standardize") or ["pos"] if g != "input"]
+    return list(cfg.get("keep") or [])
+
+
+RESET = ("trunk.init", "trunk.keep", "trunk.standardize_kept")
+
+
+def range_table(overrides: list[str], after: torch.nn.Module, groups: dict[str, str], touched: list[str]) -> list[dict]:
+    """Std and max |value| of every tensor of the `touched` groups in the pretrained trunk (before) and as built (after)."""
+    from fpt.trunks.init import xavier_std
+
+    base = [o for o in overrides if o.partition("=")[0].lstrip("+~") not in RESET]
+    before = dict(trunk_from_overrides([*base, "trunk.init=pretrained"])[1].model.named_parameters())
+    rows = []
+    for name, p in after.named_parameters():
+        if groups.get(name) in touched:
+            b, a = before[name].detach().double(), p.detach().double()
+            rows.append(dict(name=name, group=groups[name], shape="x".join(map(str, a.shape)),
+                             xavier_std=xavier_std(a.shape) if a.dim() == 2 else None,
+                             std_before=float(b.std()), std_after=float(a.std()),
+                             max_abs_before=float(b.abs().max()), max_abs_after=float(a.abs().max())))
+    return rows
+
+
+def format_ranges(rows: list[dict]) -> str:
+    """The range table as printed: one line per tensor of the kept / standardised groups."""
+    head = f"{'tensor':<40} {'xavier':>8} {'std before':>11} {'std after':>10} {'max|w| before':>14} {'max|w| after':>13}"
+    lines = [head] + [f"{r['name']:<40} {r['xavier_std'] or float('nan'):>8.4f} {r['std_before']:>11.4f} {r['std_after']:>10.4f} "
+                      f"{r['max_abs_before']:>14.4f} {r['max_abs_after']:>13.4f}" for r in rows]
+    return "\n".join(lines)
+
+
 def analyze_weights(overrides: list[str], out: str | None = None) -> tuple[list[Path], dict]:
     """CSV, plot and scale JSON of a trunk's weights; returns the files and the embedding scale."""
     cfg, built = trunk_from_overrides(overrides)
@@ -147,4 +185,9 @@ def analyze_weights(overrides: list[str], out: str | None = None) -> tuple[list[
     stem = f"weights_{slug(f'{trunk_name(cfg)}_{Path(str(cfg.init)).name}')}"
     (out_dir / f"{stem}_scale.json").write_text(json.dumps(scale, indent=2) + "\n")
     files = [write_csv(out_dir / f"{stem}.csv", rows), plot_weights(rows, label, out_dir / f"{stem}.png"), out_dir / f"{stem}_scale.json"]
+    touched = touched_groups(cfg)
+    if touched:  # trunk.standardize / trunk.keep: each touched tensor's range in the pretrained trunk and as built
+        ranges = range_table(overrides, trunk, groups, touched)
+        scale["ranges"] = format_ranges(ranges)
+        files.append(write_csv(out_dir / f"{stem}_ranges.csv", ranges))
     return files, scale

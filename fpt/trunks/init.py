@@ -51,3 +51,18 @@ def standardize(model: nn.Module, names: Mapping[str, str], groups: list[str]) -
     if not hit:
         raise FPTError(f"trunk.standardize={groups} matched no 2-D tensor of this trunk")
     return model
+
+
+@torch.no_grad()
+def keep_pretrained(model: nn.Module, pretrained: nn.Module, names: Mapping[str, str], groups: list[str]) -> nn.Module:
+    """Copy the pretrained tensors of `groups` (`names`: parameter name -> group) into a freshly initialised `model`
+    (`trunk.init=random trunk.keep=[pos]`): pretrained pieces in a fresh trunk."""
+    present = list(dict.fromkeys(names.values()))
+    unknown = [g for g in groups if g not in present]
+    if unknown:
+        raise FPTError(f"trunk.keep names group(s) {unknown} this trunk lacks; its groups: {', '.join(present)}")
+    source = dict(pretrained.named_parameters())
+    for name, p in model.named_parameters():
+        if names.get(name) in groups:
+            p.copy_(source[name])
+    return model

@@ -107,6 +107,8 @@ def load_trunk(cfg, arch: Arch | None = None) -> nn.Module:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(cfg.get("init_seed", 0)))
             model = cls(config, **kwargs)
+        if cfg.get("keep"):  # pretrained pieces (e.g. positions) in the fresh trunk
+            _keep(model, cls, src, local, config, kwargs, arch, cfg)
     else:
         if not local:
             require_hub(src)
@@ -124,10 +126,28 @@ def load_trunk(cfg, arch: Arch | None = None) -> nn.Module:
             blocks = arch.blocks or find_blocks(model)
             names = [n for n, _ in model.named_parameters()]
             groups = map_groups(names, arch.groups) if arch.groups is not None else structure_groups(model, blocks, _extra_groups(cfg, arch))
-            standardize(model, groups, list(cfg.get("standardize") or ["pos"]))
+            standardize(model, groups, [g for g in cfg.get("standardize") or ["pos"] if g != "input"])  # input: fpt/input_init.py
     if hasattr(model.config, "use_cache"):  # no key/value cache: FPT never generates, and kept blocks renumber
         model.config.use_cache = False
     return model.train()  # from_pretrained returns eval mode; dropout (trunk.dropout) applies in training
+
+
+def _keep(model, cls, src: str, local: bool, config, kwargs: dict, arch: Arch, cfg) -> None:
+    """trunk.keep: copy these groups' pretrained tensors into the fresh `model`; trunk.standardize rescales them."""
+    from fpt.trunks.init import keep_pretrained, standardize
+
+    if not local:
+        require_hub(src)
+    try:
+        pretrained = cls.from_pretrained(src, config=config, **kwargs)
+    except (OSError, ValueError) as e:
+        raise FPTError(hub_hint(src, local, e)) from None
+    blocks = arch.blocks or find_blocks(model)
+    names = [n for n, _ in model.named_parameters()]
+    groups = map_groups(names, arch.groups) if arch.groups is not None else structure_groups(model, blocks, _extra_groups(cfg, arch))
+    keep_pretrained(model, pretrained, groups, list(cfg.keep))
+    if cfg.get("standardize_kept"):
+        standardize(model, groups, [g for g in cfg.get("standardize") or ["pos"] if g in cfg.keep])
 
 
 def model_class(arch: Arch, config):

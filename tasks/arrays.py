@@ -1,0 +1,89 @@
+"""Tasks whose splits are in-memory arrays (custom data, UEA/UCR, forecasting): one dataset, collate and loader set.
+
+A split is a dict of numpy arrays with the same first axis N: `x` (N, T, D) floats or (N, T) int ids, `mask` (N, T)
+bool (True = real token), `y` (N, n) targets (long class ids, 0/1 labels or floats), and optionally `loc` and `scale`
+(N, 1): a per-instance normalisation the objective maps predictions back with (fpt/objectives.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from tasks.base import Task
+from tasks.loading import loader
+from tasks.sampling import epoch_batches, shuffled_batches
+
+SPLITS = ("train", "val", "test")
+
+
+class Arrays(Dataset):
+    """Rows of a split's arrays; a batch of indices is collated by `collate`."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        self.t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+
+    def __len__(self) -> int:
+        return len(self.t["y"])
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+    def collate(self, idx: list[int]) -> dict[str, torch.Tensor]:
+        i = torch.as_tensor(idx)
+        return {k: v[i] for k, v in self.t.items()}
+
+
+def random_split(n: int, seed: int, fractions=(0.8, 0.1, 0.1)) -> np.ndarray:
+    """A seeded split of n examples into train / val / test by `fractions` (every split gets at least one)."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val, n_test = max(1, round(fractions[1] * n)), max(1, round(fractions[2] * n))
+    names = np.empty(n, dtype="<U5")
+    names[order[: n - n_val - n_test]], names[order[n - n_val - n_test : n - n_test]], names[order[n - n_test :]] = "train", "val", "test"
+    return names
+
+
+class ArrayTask(Task):
+    """A task whose splits are `self.arrays()` (dict split -> arrays, built once by `load()`); resumable shuffled batches."""
+
+    eval_batch_size = 256
+
+    def load(self) -> dict[str, dict[str, np.ndarray]]:
+        """The three splits' arrays (train, val, test)."""
+        raise NotImplementedError
+
+    def arrays(self) -> dict[str, dict[str, np.ndarray]]:
+        if getattr(self, "_arrays", None) is None:
+            self._arrays = self.load()
+        return self._arrays
+
+    def check(self) -> None:
+        self.arrays()
+
+    def _set(self, split: str) -> Arrays:
+        arrays = self.arrays()[split]
+        if split == "train" and self.train_size is not None:
+            arrays = {k: v[: self.train_size] for k, v in arrays.items()}
+        return Arrays(arrays)
+
+    def train_dataloader(self) -> DataLoader:
+        ds = self._set("train")
+        if self.trainer is not None and self.trainer.world_size > 1:  # Lightning shards a plain sampler over the ranks
+            return loader(ds, self.data, batch_size=self.batch_size, shuffle=True, collate_fn=ds.collate,
+                          generator=torch.Generator().manual_seed(self.seed))
+        order = epoch_batches(self.trainer, lambda epoch: shuffled_batches(len(ds), self.batch_size, self.seed, epoch))
+        return loader(ds, self.data, batch_sampler=order, collate_fn=ds.collate)
+
+    def _eval(self, split: str) -> DataLoader:
+        ds = self._set(split)
+        return loader(ds, self.data, batch_size=self.eval_batch_size, collate_fn=ds.collate)
+
+    def train_set(self) -> DataLoader:
+        return self._eval("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval("test")

@@ -1,0 +1,202 @@
+"""`task=forecast data.name=ETTh1|ETTh2|ETTm1|ETTm2|weather|electricity|traffic|...`: long-horizon forecasting.
+
+The standard CSVs (a `date` column, then one column per channel) from `<data.root>/NAME.csv` (or `ETT-small/NAME.csv`,
+`NAME/NAME.csv`), else a series the installed `aeon` package ships (`solar`: the offline demo). Splits as the
+forecasting papers cut them: ETT 12/4/4 months (hourly: 8640/2880/2880 rows; the 15-minute ETTm files four times that),
+the others 7:1:2; validation and test windows start `seq_len` rows before their split so their inputs may reach back.
+Every channel is standardised by the training rows' statistics; MSE and MAE are reported on that scale.
+
+An example is a window of `seq_len` input steps and the next `horizon` steps; with `channel_independent` (One Fits
+All) each channel of a window is its own example (tokens: patches of `patch_len` steps), else all channels share the
+tokens. `norm=instance` (RevIN) normalises each input window by its own mean and std and maps the predictions back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from einops import rearrange, repeat
+
+from fpt.errors import FPTError
+from fpt.schema import Count, CountOrNull, Flag, NonNegative, Options, choice
+from tasks.arrays import ArrayTask
+from tasks.base import TaskOptions
+from tasks.spec import TaskSpec
+from tasks.uea import bundled_root
+
+ETT_COLUMNS = ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
+MONTH = 30 * 24  # hourly rows in the ETT papers' month
+
+
+def ett_rows(name: str) -> int:
+    """Rows per hour-month unit: 1 for ETTh, 4 for the 15-minute ETTm files."""
+    return 4 if name.startswith("ETTm") else 1
+
+
+def borders(name: str, n: int, seq_len: int) -> list[tuple[int, int]]:
+    """(start, end) rows of train, val and test, the val/test starts `seq_len` early (the papers' Dataset_ETT_* cuts)."""
+    if name.startswith("ETT"):
+        m = MONTH * ett_rows(name)
+        ends = [12 * m, 16 * m, 20 * m]
+    else:
+        train, test = int(n * 0.7), int(n * 0.2)
+        ends = [train, n - test, n]
+    starts = [0, ends[0] - seq_len, ends[1] - seq_len]
+    return list(zip(starts, ends))
+
+
+def find_csv(name: str, root: Path) -> Path:
+    """The CSV of `name` under data.root, else a series aeon ships; one-line error otherwise."""
+    places = [root / f"{name}.csv", root / "ETT-small" / f"{name}.csv", root / name / f"{name}.csv"]
+    bundled = bundled_root()
+    if bundled is not None:
+        places.append(bundled / name / f"{name}.csv")
+    for p in places:
+        if p.is_file():
+            return p
+    raise FPTError(f"forecast data '{name}' not found: no {places[0]} (nor ETT-small/{name}.csv, {name}/{name}.csv, aeon's bundled "
+                   f"copies); put the standard CSV there, or write a synthetic one: fpt data forecast out=DIR name={name}")
+
+
+def read_csv(path: Path) -> np.ndarray:
+    """The channels (rows, c) of a forecasting CSV whose first column holds dates."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path)
+    except (ValueError, OSError) as e:
+        raise FPTError(f"{path}: not a readable CSV ({str(e).splitlines()[0]})") from None
+    first = frame.columns[0]
+    try:
+        pd.to_datetime(frame[first].head(50), errors="raise", format="mixed")
+        ok = not pd.api.types.is_numeric_dtype(frame[first])
+    except (ValueError, TypeError):
+        ok = False
+    if not ok:
+        raise FPTError(f"{path}: no date column (the first column '{first}' holds no dates); the standard CSVs start with 'date'")
+    values = frame.iloc[:, 1:].to_numpy(dtype=np.float32)
+    if not np.isfinite(values).all():
+        raise FPTError(f"{path}: {int((~np.isfinite(values)).sum())} missing or non-numeric values; fill them first")
+    return values
+
+
+class ForecastOptions(TaskOptions):
+    batch_size: Count = 64
+    eval_batch_size: Count = 512
+    seq_len: Count = 336  # input steps
+    horizon: Count = 96  # steps to predict: 96, 192, 336 or 720 in the papers
+    patch_len: Count = 16
+    stride: Count = 8
+    norm: choice("instance", "none") = "instance"  # instance: RevIN (One Fits All); every channel is standardised first
+    channel_independent: Flag = True
+    readout: choice("last", "mean") = "mean"
+
+
+class ForecastData(Options):
+    """`fpt data forecast out=DIR name=ETTh1 [rows=N]`: a synthetic CSV in the real column layout."""
+
+    name: choice("ETTh1", "ETTh2", "ETTm1", "ETTm2") = "ETTh1"
+    rows: CountOrNull = None  # default: the real file's (17420 hourly, 69680 for ETTm)
+    seed: NonNegative = 0
+
+
+class Windows(torch.utils.data.Dataset):
+    """(window, channel) examples over a standardised split (rows, c): inputs patched, targets the next `horizon` steps."""
+
+    def __init__(self, series: np.ndarray, task: "Forecast", limit: int | None = None):
+        self.s, self.t = torch.from_numpy(series), task
+        self.windows = len(series) - task.seq_len - task.horizon + 1
+        self.per = series.shape[1] if task.channel_independent else 1
+        self.n = self.windows * self.per if limit is None else min(limit, self.windows * self.per)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+    def collate(self, idx: list[int]) -> dict[str, torch.Tensor]:
+        t = self.t
+        w = torch.as_tensor(idx) // self.per
+        steps = w[:, None] + torch.arange(t.seq_len + t.horizon)  # (b, seq_len + horizon)
+        win = self.s[steps]  # (b, s + h, c)
+        if t.channel_independent:
+            win = win[torch.arange(len(idx)), :, torch.as_tensor(idx) % self.per][..., None]  # (b, s + h, 1)
+        x, y = win[:, : t.seq_len], win[:, t.seq_len :]
+        out = {}
+        if t.norm == "instance":
+            loc, scale = x.mean(1, keepdim=True), x.std(1, keepdim=True, unbiased=False).clamp_min(1e-5)  # (b, 1, c)
+            x = (x - loc) / scale
+            h = t.horizon
+            out = {"loc": repeat(loc[:, 0], "b c -> b (h c)", h=h), "scale": repeat(scale[:, 0], "b c -> b (h c)", h=h)}
+        x = torch.cat([x, x[:, -1:].expand(-1, t.stride, -1)], 1)  # One Fits All's replication pad of one stride
+        tokens = rearrange(x.unfold(1, t.patch_len, t.stride), "b p c l -> b p (l c)")
+        return {"x": tokens.contiguous(), "mask": torch.ones(tokens.shape[:2], dtype=torch.bool),
+                "y": rearrange(y, "b h c -> b (h c)"), **out}
+
+
+class Forecast(ArrayTask):
+    """Long-horizon forecasting on a standard CSV: MSE/MAE of the next `horizon` steps on the standardised scale."""
+
+    Options = ForecastOptions
+    DataOptions = ForecastData
+
+    def __init__(self, batch_size: int = 64, eval_batch_size: int = 512, seq_len: int = 336, horizon: int = 96,
+                 patch_len: int = 16, stride: int = 8, norm: str = "instance", channel_independent: bool = True,
+                 readout: str = "mean", seed: int = 0, data=None):
+        super().__init__(batch_size, seed, data)
+        self.eval_batch_size, self.seq_len, self.horizon = int(eval_batch_size), int(seq_len), int(horizon)
+        self.patch_len, self.stride, self.norm, self.readout = int(patch_len), int(stride), norm, readout
+        self.channel_independent = bool(channel_independent)
+
+    @property
+    def name(self) -> str:
+        if not self.data.get("name"):
+            raise FPTError("task=forecast needs data.name=NAME (ETTh1, ETTm1, weather, electricity, traffic, ... or solar)")
+        return str(self.data["name"])
+
+    def data_files(self) -> list[Path]:
+        return [find_csv(self.name, self.root)]
+
+    @property
+    def spec(self) -> TaskSpec:
+        c = 1 if self.channel_independent else self.arrays()["train"].shape[1]
+        return TaskSpec(seq_len=(self.seq_len + self.stride - self.patch_len) // self.stride + 1, num_classes=1,
+                        token_dim=self.patch_len * c, targets_per_position=self.horizon * c, readout=self.readout,
+                        objective="forecast")
+
+    def load(self) -> dict[str, np.ndarray]:
+        path = find_csv(self.name, self.root)
+        values = read_csv(path)
+        cuts = borders(self.name, len(values), self.seq_len)
+        need = self.seq_len + self.horizon
+        if cuts[-1][1] > len(values) or any(e - s < need for s, e in cuts):
+            short = min(e - s for s, e in cuts)
+            raise FPTError(f"{path}: {len(values)} rows leave a split of {short} rows (cut at rows {[e for _, e in cuts]}), fewer "
+                           f"than task.seq_len + task.horizon = {need}; use a shorter seq_len or horizon, or the full file")
+        train = values[cuts[0][0] : cuts[0][1]]
+        mean, std = train.mean(0), np.where(train.std(0) > 0, train.std(0), 1.0)
+        return {s: ((values[a:b] - mean) / std).astype(np.float32) for s, (a, b) in zip(("train", "val", "test"), cuts)}
+
+    def _set(self, split: str) -> Windows:
+        return Windows(self.arrays()[split], self, self.train_size if split == "train" else None)
+
+    @classmethod
+    def write_data(cls, out: Path, name: str = "ETTh1", rows: int | None = None, seed: int = 0) -> list[Path]:
+        """A synthetic ETT CSV: the real header (date, HUFL, ..., OT), hourly or 15-minute dates, the real row count;
+        daily and weekly cycles plus noise, so a model can learn it."""
+        import pandas as pd
+
+        n = int(rows or 17420 * ett_rows(name))
+        freq = "15min" if name.startswith("ETTm") else "h"
+        t = np.arange(n) / (4 if freq == "15min" else 1)  # hours
+        rng = np.random.default_rng(seed)
+        cols = {c: (np.sin(2 * np.pi * t / 24 + k) * (k + 1) + 0.5 * np.sin(2 * np.pi * t / 168) + 0.1 * rng.normal(size=n)).round(3)
+                for k, c in enumerate(ETT_COLUMNS)}
+        frame = pd.DataFrame({"date": pd.date_range("2016-07-01", periods=n, freq=freq).strftime("%Y-%m-%d %H:%M:%S"), **cols})
+        out = Path(out).expanduser()
+        out.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(out / f"{name}.csv", index=False)
+        return [out / f"{name}.csv"]

@@ -1,0 +1,117 @@
+"""Time series as patch tokens (One Fits All's recipe) and the UEA/UCR `.ts` reader.
+
+Axes: n series, t time steps, d channels, p patches, l patch length.
+
+Normalisation (`task.norm`): `train` (each channel by the training split's mean and std), `instance` (each series
+and channel by its own: RevIN without the affine part) or `none`. Missing values (NaN, `?` in .ts files) and padding
+become 0 after normalisation (the channel's mean); padding is masked out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from einops import rearrange
+
+from fpt.errors import FPTError
+
+NORMS = ("train", "instance", "none")
+
+
+def read_ts(path: Path) -> tuple[list[np.ndarray], list[str], list[str] | None]:
+    """A UEA/UCR .ts file -> (series, each (d, t) float with NaN for `?`; labels; the header's class labels or None)."""
+    series, labels, classes, dims, in_data = [], [], None, None, False
+    with open(path) as f:
+        for no, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if not in_data:
+                key, _, rest = line.partition(" ")
+                key = key.lower()
+                if key == "@classlabel":
+                    words = rest.split()
+                    classes = words[1:] if words and words[0].lower() == "true" else None
+                elif key == "@timestamps" and rest.strip().lower() == "true":
+                    raise FPTError(f"{path}:{no}: time-stamped .ts files are not supported; use the archive's plain form")
+                elif key == "@data":
+                    in_data = True
+                continue
+            *channels, label = line.split(":")
+            if not channels:
+                raise FPTError(f"{path}:{no}: a data line needs channels then ':' and the class label; got {line[:40]!r}")
+            if dims is not None and len(channels) != dims:
+                raise FPTError(f"{path}:{no}: {len(channels)} channels, but the lines before have {dims}; fix or remove this line")
+            dims = len(channels)
+            series.append(_channels(channels, path, no))
+            labels.append(label.strip())
+    if not in_data or not series:
+        raise FPTError(f"{path}: no @data section with examples; is it a UEA/UCR .ts file?")
+    if classes is not None and (bad := sorted(set(labels) - set(classes))):
+        raise FPTError(f"{path}: label {bad[0]!r} is not among @classLabel {' '.join(classes)}")
+    return series, labels, classes
+
+
+def _channels(channels: list[str], path: Path, no: int) -> np.ndarray:
+    rows = []
+    for c in channels:
+        try:
+            rows.append(np.array([np.nan if v.strip() == "?" else float(v) for v in c.split(",")], dtype=np.float32))
+        except ValueError:
+            bad = next(v for v in c.split(",") if v.strip() != "?" and not _is_number(v))
+            raise FPTError(f"{path}:{no}: {bad.strip()!r} is not a number (missing values are '?')") from None
+    longest = max(len(r) for r in rows)
+    return np.stack([np.pad(r, (0, longest - len(r)), constant_values=np.nan) for r in rows])  # (d, t)
+
+
+def _is_number(v: str) -> bool:
+    try:
+        float(v)
+        return True
+    except ValueError:
+        return False
+
+
+def to_array(series: list[np.ndarray], length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Series (d, t_i) -> x (n, length, d) with NaN for missing values and mask (n, length): True within each series."""
+    x = np.full((len(series), length, series[0].shape[0]), np.nan, dtype=np.float32)
+    mask = np.zeros((len(series), length), dtype=bool)
+    for i, s in enumerate(series):
+        x[i, : s.shape[1]] = s.T
+        mask[i, : s.shape[1]] = True
+    return x, mask
+
+
+def channel_stats(x: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std (d,) over the real, non-missing values of x (n, t, d)."""
+    real = np.where(mask[..., None], x, np.nan)
+    mean, std = np.nanmean(real, axis=(0, 1)), np.nanstd(real, axis=(0, 1))
+    return np.nan_to_num(mean), np.where(np.nan_to_num(std) > 0, np.nan_to_num(std), 1.0)
+
+
+def normalise(x: np.ndarray, mask: np.ndarray, norm: str, stats=None) -> np.ndarray:
+    """x (n, t, d) normalised by `norm` (`stats`: the training split's (mean, std) for `train`); missing and padding -> 0."""
+    if norm == "train":
+        x = (x - stats[0]) / stats[1]
+    elif norm == "instance":
+        real = np.where(mask[..., None], x, np.nan)
+        mean, std = np.nanmean(real, axis=1, keepdims=True), np.nanstd(real, axis=1, keepdims=True)  # (n, 1, d)
+        x = (x - np.nan_to_num(mean)) / np.where(np.nan_to_num(std) > 0, np.nan_to_num(std), 1.0)
+    return np.where(mask[..., None], np.nan_to_num(x), 0.0).astype(np.float32)
+
+
+def n_patches(t: int, patch_len: int, stride: int) -> int:
+    """Patches of a series of t steps, the last one padded to full length."""
+    return 1 + max(0, -(-(t - patch_len) // stride))
+
+
+def patches(x: np.ndarray, mask: np.ndarray, patch_len: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """x (n, t, d), mask (n, t) -> tokens (n, p, l*d) and their mask (n, p): a patch is real if any step in it is."""
+    p = n_patches(x.shape[1], patch_len, stride)
+    pad = (p - 1) * stride + patch_len - x.shape[1]
+    x = np.pad(x, ((0, 0), (0, pad), (0, 0)))
+    mask = np.pad(mask, ((0, 0), (0, pad)))
+    idx = np.arange(p)[:, None] * stride + np.arange(patch_len)[None, :]  # (p, l)
+    tokens = rearrange(x[:, idx], "n p l d -> n p (l d)")
+    return np.ascontiguousarray(tokens, dtype=np.float32), mask[:, idx].any(-1)

@@ -1,0 +1,87 @@
+"""Objectives: loss and torchmetrics per objective, and selection in the metric's direction (accuracy up, MSE down)."""
+
+import pytest
+import torch
+
+from fpt.objectives import objective
+from fpt.sweep import select
+from fpt.train import best_step
+from tasks.spec import TaskSpec
+
+
+def _metrics(obj, spec):
+    return obj.metrics(spec)
+
+
+def test_regression_metrics_are_in_the_datas_units_and_the_loss_on_the_standardised_scale():
+    spec = TaskSpec(seq_len=4, num_classes=1, token_dim=2, objective="regression", target_loc=10.0, target_scale=2.0)
+    obj = objective("regression")
+    m = _metrics(obj, spec)
+    logits = torch.tensor([[[0.5]], [[-1.0]]])  # standardised predictions: 11 and 8 in data units
+    y = torch.tensor([[0.0], [0.0]])  # both targets are 10 in data units
+    loss = obj.score(logits, {"y": y}, spec, m)
+    assert float(loss) == pytest.approx((0.25 + 1.0) / 2)
+    assert float(m["mse"].compute()) == pytest.approx((1 + 4) / 2)  # (11-10)^2, (8-10)^2
+    assert float(m["mae"].compute()) == pytest.approx(1.5)
+    assert obj.metric == "mse" and obj.mode == "min"
+
+
+def test_forecast_maps_revin_predictions_back_before_loss_and_metrics():
+    spec = TaskSpec(seq_len=4, num_classes=1, token_dim=2, targets_per_position=2, objective="forecast")
+    obj = objective("forecast")
+    m = _metrics(obj, spec)
+    logits = torch.tensor([[[1.0], [0.0]]])  # (b=1, n=2, c=1) on the instance's scale
+    batch = {"y": torch.tensor([[3.0, 1.0]]), "loc": torch.tensor([[1.0]]), "scale": torch.tensor([[2.0]])}
+    loss = obj.score(logits, batch, spec, m)
+    assert float(loss) == pytest.approx(0.0) and float(m["mse"].compute()) == pytest.approx(0.0)
+
+
+def test_multilabel_uses_bce_and_reports_f1_and_map():
+    spec = TaskSpec(seq_len=4, num_classes=1, token_dim=2, targets_per_position=3, objective="multilabel")
+    obj = objective("multilabel")
+    m = _metrics(obj, spec)
+    logits = torch.tensor([[[5.0], [-5.0], [5.0]], [[-5.0], [5.0], [-5.0]]])
+    y = torch.tensor([[1, 0, 1], [0, 1, 1]])
+    loss = obj.score(logits, {"y": y}, spec, m)
+    assert 0 < float(loss) < 2
+    assert float(m["f1"].compute()) == pytest.approx(2 * 3 / (2 * 3 + 1))  # tp 3, fn 1, fp 0
+    assert obj.metric == "map" and obj.mode == "max"
+
+
+def test_best_step_and_selection_follow_the_metrics_direction():
+    assert best_step([(10, 0.5), (20, 0.3), (30, 0.3)], "min") == 20
+    assert best_step([(10, 0.5), (20, 0.3)], "max") == 10
+    rows = [{"status": "ok", "variant": "v", "task": "t", "lr": lr, "metric": "mse", "val": val, "test": test,
+             "run_dir": f"r{i}", "config": ""}
+            for i, (lr, val, test) in enumerate([(1e-3, 0.9, 0.5), (1e-4, 0.2, 0.3)])]
+    (cell,) = select(rows)
+    assert cell["lr"] == 1e-4 and cell["test_mean"] == pytest.approx(0.3) and cell["cell"].startswith("0.3 ")
+
+
+def test_report_handles_a_sweep_mixing_accuracy_and_mse_tasks(tmp_path):
+    import json
+
+    from fpt.report import report
+
+    runs = [("cls", "acc", "max", 1e-3, 0.9, 0.85), ("cls", "acc", "max", 1e-4, 0.7, 0.95),
+            ("reg", "mse", "min", 1e-3, 0.40, 0.50), ("reg", "mse", "min", 1e-4, 0.20, 0.30)]
+    for i, (task, metric, mode, lr, val, test) in enumerate(runs):
+        d = tmp_path / f"run{i}"
+        d.mkdir()
+        (d / "results.json").write_text(json.dumps({
+            "status": "ok", "task": task, "seed": 0, "lr": lr, "metric": metric, "mode": mode, f"val/{metric}": val,
+            f"test/{metric}": test, "steps": 10, "overrides": {"task": task, "optim.lr": str(lr)}, "label": "fpt"}))
+    md = report(tmp_path).read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| fpt |"))
+    assert "85.0 ± 0.0 (n=1)" in row  # accuracy: the lr with the higher val/acc (1e-3), in %
+    assert "0.3 ± 0 (n=1)" in row  # MSE: the lr with the lower val/mse (1e-4), as it is
+    assert "cls (acc % ↑)" in md and "reg (mse ↓)" in md
+
+
+def test_stop_at_fires_on_a_float32_accuracy_of_one_and_never_on_error_metrics():
+    from fpt.callbacks import stop_at
+
+    (es,) = stop_at(1.0)
+    assert es._evaluate_stopping_criteria(torch.tensor(1.0))[0]  # 1.0 - 1e-9 was 1.0 in float32: never stopped
+    assert not es._evaluate_stopping_criteria(torch.tensor(0.98))[0]
+    assert stop_at(1.0, "val/mse", "min") == []
