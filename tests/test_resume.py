@@ -72,9 +72,9 @@ def test_atomic_write_keeps_the_old_file_until_the_new_one_is_whole(tmp_path, mo
 @pytest.fixture()
 def nan_loss(monkeypatch):
     """nan_loss(when): the training loss becomes NaN on the calls where when(n) is true (n counts from 1)."""
-    from fpt import lit
+    from fpt import objectives
 
-    real = lit.F.cross_entropy
+    real = objectives.F.cross_entropy
 
     def poison(when):
         calls = {"n": 0}
@@ -84,7 +84,7 @@ def nan_loss(monkeypatch):
             loss = real(*a, **k)
             return loss * float("nan") if when(calls["n"]) else loss
 
-        monkeypatch.setattr(lit.F, "cross_entropy", poisoned)
+        monkeypatch.setattr(objectives.F, "cross_entropy", poisoned)
 
     return poison
 
