@@ -34,10 +34,11 @@ RATIOS = {"fpt_bare_step": "FPT/bare step", "fpt_full_step": "FPT/full step", "f
 
 
 def options(cfg) -> dict:
-    """cfg.bench, checked against its schema (fpt.schema.Bench): each bad value is one line naming what is allowed."""
+    """cfg.bench, checked against its schema (fpt.sections.Bench): each bad value is one line naming what is allowed."""
     from omegaconf import OmegaConf
 
-    from fpt.schema import Bench, check
+    from fpt.schema import check
+    from fpt.sections import Bench
 
     o = check(Bench, OmegaConf.to_container(cfg.bench, resolve=True), "bench").model_dump()
     return {**o, "variants": list(dict.fromkeys(o["variants"]))}

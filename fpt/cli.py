@@ -135,7 +135,7 @@ def help_text(cmd: str) -> str:
         import fpt.bench
 
         lines += ["", *(fpt.bench.__doc__ or "").strip().splitlines()[2:], "",
-                  "bench.KEY options (configs/bench/default.yaml, checked by fpt.schema.Bench):",
+                  "bench.KEY options (configs/bench/default.yaml, checked by fpt.sections.Bench):",
                   (config_dir() / "bench" / "default.yaml").read_text().strip()]
     elif cmd == "analyze":
         from fpt.analysis.cli import USAGE as tools
@@ -152,10 +152,11 @@ def option_defaults() -> list[tuple[str, object, str]]:
     """(key, default in the composed config, what is allowed) of the root options, from the schemas."""
     from omegaconf import OmegaConf
 
-    from fpt.schema import FPTModelOptions, Root, Trainer, Trunk, fields
+    from fpt.schema import fields
+    from fpt.sections import FPTModelOptions, Root, Trainer, Trunk
 
     cfg = compose([])
-    keys = [f for f in fields(Root) if not f[0].startswith(("trainer.", "logger."))]
+    keys = [f for f in fields(Root, skip=("bench",)) if not f[0].startswith(("trainer.", "logger."))]
     keys += fields(Trainer, "trainer") + [f for f in fields(FPTModelOptions, "model") if f[0] != "model.kind"]
     keys += [f for f in fields(Trunk, "trunk")]
     return [(k, OmegaConf.select(cfg, k, default=d), what) for k, d, what in keys]
@@ -223,7 +224,8 @@ def _train(args: list[str]) -> int:
 
 def _eval(args: list[str]) -> int:
     c = command_line("eval", args, nowhere="writes best.eval.json beside the checkpoint it tests", list_keys=("ablate.layers",))
-    from fpt.schema import EvalCommand, check
+    from fpt.schema import check
+    from fpt.sections import EvalCommand
 
     own = ("ckpt", "run", "ablate.layers")
     opts = check(EvalCommand, {k: v for k, v in c.values().items() if k in own})
@@ -277,7 +279,7 @@ def _data(args: list[str]) -> int:
     check_groups([f"task={name}"])
     from omegaconf import OmegaConf
 
-    from fpt.schema import check_data_options
+    from fpt.sections import check_data_options
     from tasks.base import task_class
 
     cls = task_class(OmegaConf.load(config_dir() / "task" / f"{name}.yaml"))

@@ -127,10 +127,10 @@ def one_line(e: Exception) -> str:
 
 
 def preflight(cfg: DictConfig) -> None:
-    """Every option against its schema (fpt.schema: names, types, ranges, the task's own options) and whether the
+    """Every option against its schema (fpt.sections: names, types, ranges, the task's own options) and whether the
     trunk's weights can be reached. Each failure is one line; nothing after this re-checks what it checked. The
     task's schema comes last: it lives beside the task's class, and importing that module imports Lightning."""
-    from fpt.schema import check_task, validate
+    from fpt.sections import check_task, validate
 
     validate(cfg)
     if has_trunk(cfg.model.kind):

@@ -80,7 +80,7 @@ def linformer_groups(body: LinformerBody) -> dict[str, str]:
 
 def build_linformer(cfg, spec: TaskSpec) -> FPTModel:
     """A Linformer body (`model.hidden`, `depth`, `heads`, `k`, `max_len`, `dropout`) inside the FPT wrapper."""
-    mcfg = cfg.model  # checked by fpt.schema.LinformerOptions when the config was composed
+    mcfg = cfg.model  # checked by fpt.sections.LinformerOptions when the config was composed
     hidden, depth, heads = int(mcfg.get("hidden", 768)), int(mcfg.get("depth", 3)), int(mcfg.get("heads", 12))
     k, dropout, max_len = int(mcfg.get("k", 256)), float(mcfg.get("dropout", 0.1)), mcfg.get("max_len")
     if max_len is not None and spec.seq_len > max_len:

@@ -28,7 +28,8 @@ def main(args: list[str]) -> int:
     """fpt sweep [experiment=NAME] [out=DIR] [sweep.lr_protocol=all|seed0] [overrides, a,b to sweep]."""
     from fpt.cli import _train, show_config
     from fpt.config import command_line
-    from fpt.schema import Sweep, check
+    from fpt.schema import check
+    from fpt.sections import Sweep
 
     c = command_line("sweep", args, writes="sweep", flags=("multirun", "cfg"))
     protocol = [a.partition("=")[2] for a in c.overrides if a.partition("=")[0] == "sweep.lr_protocol"]

@@ -21,7 +21,7 @@ META_KEYS = ("impl", "name", "paper")  # task yaml keys about the task, not opti
 
 class TaskOptions(Options):
     """What every task takes. A task's own schema subclasses this, next to its class (`Options = ...`); the
-    options are checked there, once, when the config is composed (fpt.schema.validate), not by the class."""
+    options are checked there, once, when the config is composed (fpt.sections.check_task), not by the class."""
 
     batch_size: Count = 16
 

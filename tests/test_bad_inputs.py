@@ -60,7 +60,7 @@ CASES = [
     ("key typo top level", ["train", "sed=1"], ["sed"], QUICK),
     ("key added at the root", ["train", "+sed=1"], ["unknown option 'sed'", "seed"], QUICK),
     ("key added to a section", ["train", "+optim.lrr=1"], ["unknown option 'optim.lrr'", "optim takes: lr"], QUICK),
-    # --- types and ranges of the root sections (fpt.schema)
+    # --- types and ranges of the root sections (fpt.sections)
     ("lr negative", ["train", "optim.lr=-1"], ["optim.lr must be a positive number, got -1"], QUICK),
     ("lr zero", ["train", "optim.lr=0"], ["optim.lr must be a positive number"], QUICK),
     ("lr wrong type", ["train", "optim.lr=fast"], ["optim.lr", "'fast'"], QUICK),

@@ -162,7 +162,7 @@ def test_linformer_k_is_capped_and_max_len_checked(tiny):
 ])
 def test_bad_options_are_one_line_errors(tiny, model, option, needle):
     """Each model kind's options, checked by its schema when the config is composed (not by the builder)."""
-    from fpt.schema import validate
+    from fpt.sections import validate
 
     with pytest.raises(FPTError) as e:
         validate(tiny_cfg(tiny, "gpt2", f"model={model}", *SMALL[model], option))

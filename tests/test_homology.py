@@ -200,7 +200,8 @@ def test_cache_is_reused_and_invalidated_when_the_file_changes(tmp_path, monkeyp
 
 def test_options_are_checked():
     """By the task's schemas (when the config is composed, and for fpt data), not by the class."""
-    from fpt.schema import check, check_data_options
+    from fpt.schema import check
+    from fpt.sections import check_data_options
 
     with pytest.raises(FPTError, match="task.format must be auto, json or lmdb"):
         check(RemoteHomology.Options, {"format": "csv"}, "task")

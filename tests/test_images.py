@@ -297,7 +297,7 @@ def test_fpt_data_writes_the_fixture_files_it_lists(tmp_path, capsys):
 
 
 def test_fixture_writer_checks_options_and_never_overwrites_real_data(tmp_path):
-    from fpt.schema import check_data_options
+    from fpt.sections import check_data_options
 
     with pytest.raises(FPTError, match="unknown option 'n_val'"):
         check_data_options(Mnist, {"n_val": 3}, "mnist")

@@ -263,7 +263,7 @@ def test_bad_options_fail_in_one_line(kw, word):
 
 
 def test_write_data_rejects_bad_options():
-    from fpt.schema import check_data_options
+    from fpt.sections import check_data_options
 
     with pytest.raises(FPTError, match="listops: unknown option 'size'"):
         check_data_options(ListOps, {"size": 3}, "listops")

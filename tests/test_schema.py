@@ -8,7 +8,8 @@ from pydantic import BaseModel
 from fpt.config import choices, compose
 from fpt.errors import FPTError
 from fpt.kinds import KINDS
-from fpt.schema import MODELS, Root, check, check_task, validate
+from fpt.schema import check
+from fpt.sections import MODELS, Root, check_task, validate
 from tasks.base import task_class
 
 TASKS = choices("task")

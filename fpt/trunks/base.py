@@ -17,7 +17,6 @@ from torch import nn
 from fpt.errors import FPTError
 from fpt.trunks.discover import block_list, check_blocks, find_blocks, select_blocks
 
-INIT_MODES = ("pretrained", "random", "stats", "standardized")  # or a toolkit run dir / checkpoint
 ATTN_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attn_pdrop", "attention_dropout", "attn_dropout")
 # dropout fields that belong to heads FPT never builds
 HEAD_DROPOUT = re.compile(r"classif|summary|qa_")

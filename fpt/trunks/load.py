@@ -14,7 +14,8 @@ from torch import nn
 
 from fpt.errors import FPTError
 from fpt.kinds import has_trunk
-from fpt.trunks.base import INIT_MODES, Arch, dropout_overrides
+from fpt.schema import is_run_path
+from fpt.trunks.base import Arch, dropout_overrides
 from fpt.trunks.discover import (RELATIVE_POS, block_list, check_blocks, describe, find_blocks, map_groups,
                                  select_blocks, structure_groups)
 from fpt.trunks.registry import get_arch
@@ -94,10 +95,8 @@ def load_trunk(cfg, arch: Arch | None = None) -> nn.Module:
     """Build the trunk that `cfg` names: pretrained weights, or the same architecture freshly initialised."""
     arch = arch or get_arch(str(cfg.arch))
     init = str(cfg.get("init", "pretrained"))
-    if init not in INIT_MODES:
-        if "/" in init or init.endswith(".ckpt"):
-            return from_run(init, arch.name).train()
-        raise FPTError(f"unknown trunk.init '{init}'; choose one of: {', '.join(INIT_MODES)}, or a run directory / .ckpt")
+    if is_run_path(init):  # trunk.init's values are checked by fpt.sections.Trunk
+        return from_run(init, arch.name).train()
     _quiet_transformers()
     src, local = resolve_source(cfg)
     config = _config(src, local, arch, cfg, offline_ok=init == "random")
