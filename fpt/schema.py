@@ -73,6 +73,7 @@ Seed = Annotated[int, Field(ge=0, le=MAX_SEED, description=f"an integer in 0..{M
 Text = Annotated[str, Field(description="a string")]
 TextOrNull = Annotated[Optional[str], Field(description="a string or null")]
 
+Indices = Annotated[Union[int, list[int], Literal["all"], None], Field(description="an index, a list of indices ([0,5]) or all")]
 READOUTS = ("last_k", "last", "mean")  # last_k: the last k positions; last: the last real token; mean: over real tokens
 Readout = choice(*READOUTS)
 SequenceReadout = choice("last", "mean")  # one label per sequence

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Callable, Literal, Optional, Union
 from pydantic import ConfigDict, Field, model_validator
 
 from fpt.errors import FPTError
-from fpt.schema import (INIT_MODES, READOUTS, Count, CountOrNull, Dropout, DropoutOrNull, Flag, Fraction, Groups, Invalid,
+from fpt.schema import (INIT_MODES, READOUTS, Count, CountOrNull, Indices, Dropout, DropoutOrNull, Flag, Fraction, Groups, Invalid,
                         NonNegative, NonNegativeNumber, Options, Positive, Readout, Seed, Text, TextOrNull, check, choice,
                         is_run_path, or_null, path_exists, rule)
 
@@ -226,7 +226,6 @@ class Bench(Options):
 
 
 # --- the commands' own options (fpt eval; fpt analyze's are in fpt/analysis/cli.py) ----------------------------
-Indices = Annotated[Union[int, list[int], Literal["all"], None], Field(description="an index, a list of indices ([0,5]) or all")]
 
 
 class EvalCommand(Options):

@@ -50,6 +50,7 @@ def test_shuffled_order_changes_nothing_for_a_bag_of_tokens(tmp_path):
     assert res["test_shuffled/acc"] == pytest.approx(res["test/acc"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_shuffled_order_costs_an_order_reading_model_accuracy(tmp_path):
     cfg = compose_cfg(*FAST, "model=block1", "model.heads=2", "model.dropout=0.0", *SMALL, "optim.lr=3e-3",
                       "eval.shuffle_tokens=true", "trainer.max_steps=300", "trainer.val_check_interval=100", "eval.train_acc=false")

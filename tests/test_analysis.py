@@ -124,6 +124,7 @@ def test_eager_attention_maps_exist_rows_sum_to_one_and_masked_keys_get_nothing(
 
 
 # --- weights -------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_weight_table_has_a_row_per_tensor_and_standardized_tensors_sit_at_xavier_scale(tiny, tmp_path):
     over = ["trunk=gpt2", f"trunk.path={tiny['gpt2']}"]
     files, scale = analyze_weights([*over, "trunk.init=standardized", "trunk.standardize=[pos,attn]"], str(tmp_path))
@@ -182,6 +183,7 @@ def test_t5_keeps_its_relative_position_bias_when_block_0_is_skipped(tiny):
     assert not torch.allclose(kept, zeroed, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_layer_ablation_report_has_a_row_per_layer_and_changes_predictions(strong_run):
     base = json.loads((strong_run / "results.json").read_text())
     report = evaluate_ablation(str(strong_run / "checkpoints" / "best.ckpt"), [0, 1], None)
@@ -198,6 +200,7 @@ def test_layer_ablation_report_has_a_row_per_layer_and_changes_predictions(stron
 
 
 # --- fpt analyze end to end ----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_analyze_attention_writes_grids_and_stats(run_dir, tmp_path, capsys):
     # hydra.run.dir is out='s other name, as for fpt train
     code, out, err = analyze(capsys, "attention", f"run={run_dir}", "layers=0,1", "heads=[1]", "examples=2", "n=20", f"hydra.run.dir={tmp_path}")
@@ -229,6 +232,7 @@ def test_analyze_similarity_of_a_run_with_itself_is_one_on_the_diagonal(run_dir,
     assert (tmp_path / f"similarity_{run_dir.name}_mean.png").stat().st_size > 5000
 
 
+@pytest.mark.slow
 def test_analyze_similarity_against_a_bare_trunk_and_probe(run_dir, strong_run, tmp_path, capsys):
     code, _, err = analyze(capsys, "similarity", f"a={strong_run}", "b=trunk", "trunk.init=random", "n=64", "pool=flat", f"out={tmp_path / 's'}")
     assert code == 0, err
@@ -254,6 +258,7 @@ def test_weights_plot_names_layers_not_tensor_indices():
     assert layer_ticks(rows) == {0: "emb wte", 1: "block 0 ln", 3: "block 0 attn", 4: "block 1 ln"}
 
 
+@pytest.mark.slow
 def test_analyze_weights_and_ablate_print_and_write(run_dir, tiny, tmp_path, capsys):
     code, out, err = analyze(capsys, "weights", "trunk=bert", f"trunk.path={tiny['bert']}", f"out={tmp_path}")
     assert code == 0, err
@@ -264,6 +269,7 @@ def test_analyze_weights_and_ablate_print_and_write(run_dir, tiny, tmp_path, cap
     assert "skipped block" in out and len(read_csv(run_dir / "checkpoints" / "best.ablation.csv")) == 2
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line(run_dir, tiny, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     cases = [
@@ -289,6 +295,7 @@ def test_bad_input_is_one_line(run_dir, tiny, tmp_path, capsys):
     assert code == 2 and "needs a transformer trunk" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_fpt_eval_with_ablate_layers_reports_the_drop_per_block(run_dir, capsys):
     code = fpt_main(["eval", f"ckpt={run_dir / 'checkpoints' / 'best.ckpt'}", "ablate.layers=[0,1]"])
     out = capsys.readouterr().out

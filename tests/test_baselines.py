@@ -30,6 +30,7 @@ def small(tiny, model: str, *overrides: str):
     return build_model(tiny_cfg(tiny, "gpt2", f"model={model}", *SMALL[model], *overrides), SEQ)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model, star, expected", [
     ("lstm", False, {"rnn", "ln"}),
     ("lstm_star", False, {"rnn", "ln", "pos"}),
@@ -111,6 +112,7 @@ def test_paper_lstm_and_lstm_star_shapes(tiny):
     assert isinstance(build_model(old, SEQ).trunk.rnn, torch.nn.LSTM)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["lstm", "lstm_star", "lstm_plain", "linformer"])
 @pytest.mark.parametrize("readout", ["last", "mean"])
 def test_padding_appended_changes_nothing(tiny, model, readout):
@@ -150,6 +152,7 @@ def test_linformer_k_is_capped_and_max_len_checked(tiny):
         build_model(tiny_cfg(tiny, "gpt2", "model=linformer", "model.hidden=16", "model.heads=4", "model.max_len=32"), SEQ)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model, option, needle", [
     ("lstm", "model.dropout=1.0", "model.dropout must be in [0, 1), got 1.0"),
     ("lstm", "model.layers=0", "model.layers must be a positive integer, got 0"),
@@ -169,6 +172,7 @@ def test_bad_options_are_one_line_errors(tiny, model, option, needle):
     assert str(e.value).endswith(needle) and "\n" not in str(e.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model, freeze", [("lstm", "ln"), ("lstm_star", "none"), ("linformer", "none")])
 def test_short_run_trains_every_tensor_but_the_frozen(tiny, tmp_path, model, freeze):
     cfg = tiny_cfg(tiny, "gpt2", f"model={model}", *SMALL[model], f"freeze={freeze}",
@@ -188,6 +192,7 @@ def test_short_run_trains_every_tensor_but_the_frozen(tiny, tmp_path, model, fre
     assert changed == {n for n, _ in before.model.named_parameters()} - frozen
 
 
+@pytest.mark.slow
 def test_linformer_learns_bit_xor(tiny, tmp_path):
     cfg = tiny_cfg(tiny, "gpt2", "model=linformer", "model.hidden=32", "model.heads=4", "model.dropout=0.0",
                    "model.input_dropout=0.0", "optim.lr=3e-3", "trainer.max_steps=300", "trainer.val_check_interval=25",

@@ -43,6 +43,7 @@ def bench_run(tiny, tmp_path_factory) -> tuple[dict, str]:
     return {(r["variant"], r["precision"]): r for r in lines}, printed.getvalue()
 
 
+@pytest.mark.slow
 def test_one_line_per_variant_and_precision_with_positive_numbers(bench_run):
     lines, _ = bench_run
     assert sorted(lines) == sorted((v, p) for v in ("fpt", "full", "lstm", "lstm_plain", "bare", "fpt_gc") for p in ("32-true", "bf16-mixed"))
@@ -159,6 +160,7 @@ def test_verdicts_print_only_with_a_targets_file(bench_run):
     assert "FPT/full step" in text and "MISSED" not in text and "target" not in text
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option, needle", [
     ("bench.btach=8", "btach"),  # a typo: Hydra's own one-line error
     ("bench.rounds=0", "bench.rounds"),

@@ -40,6 +40,7 @@ def fpt(capsys, *args) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
+@pytest.mark.slow
 def test_train_as_typed_then_eval_reproduces_it(tiny, tmp_path):
     """The real command: out= is the run directory; a log file gets plain progress lines; eval run=DIR re-tests."""
     run_dir = tmp_path / "run"
@@ -121,6 +122,7 @@ def test_one_output_key_for_every_command(tmp_path):
         command_line("train", ["hydra.sweep.dir=x"], writes="run")
 
 
+@pytest.mark.slow
 def test_multirun_sweeps_keeps_list_syntax_and_writes_under_out(tiny, tmp_path, capsys):
     code, _, err = fpt(capsys, "train", "--multirun", "seed=0,1", "freeze=[attn,ffn]", "trunk=gpt2", f"trunk.path={tiny['gpt2']}",
                        *FAST, "trainer.max_steps=4", "trainer.val_check_interval=2", f"out={tmp_path}")

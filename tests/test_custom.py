@@ -31,6 +31,7 @@ def _task(path, **task):
     return build_task(cfg.task, 0, cfg.data)
 
 
+@pytest.mark.slow
 def test_regression_run_beats_the_variance_of_its_test_targets(tiny, tmp_path):
     x, s = _data()
     y = 5.0 + 3.0 * s  # data units: the metrics must come back in them
@@ -43,6 +44,7 @@ def test_regression_run_beats_the_variance_of_its_test_targets(tiny, tmp_path):
     assert json.loads((tmp_path / "run" / "results.json").read_text())["val/mse"] == res["val/mse"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["classification", "multilabel"])
 def test_classification_and_multilabel_learn(tiny, tmp_path, kind):
     x, s = _data()

@@ -22,6 +22,7 @@ def lora_run(tiny, tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 def test_results_record_the_peft_method(lora_run):
     res = json.loads((lora_run / "results.json").read_text())
     assert (res["peft"], res["peft_r"]) == ("lora", R)

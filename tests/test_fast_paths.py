@@ -16,6 +16,7 @@ SEQ = TaskSpec(seq_len=20, vocab_size=17, pad_id=0, num_classes=10, readout="las
 
 
 # --- only the work the readout reads ------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["gpt2", "bert"])
 @pytest.mark.parametrize("spec", [BITS, SEQ], ids=["last_k", "last"])
 def test_the_last_block_at_the_read_positions_gives_the_same_logits(tiny, arch, spec):
@@ -73,6 +74,7 @@ def test_bf16_storage_halves_the_frozen_trunk_and_keeps_the_trained_tensors_fp32
     assert lit16.fingerprint()["dtype"] == "bfloat16" and lit32.fingerprint()["dtype"] == "float32"
 
 
+@pytest.mark.slow
 def test_a_bf16_run_trains_evaluates_to_the_same_number_and_records_its_precision(tiny, tmp_path):
     res = train(tiny_cfg(tiny, "gpt2", "trainer.precision=bf16-mixed", "trainer.max_steps=20", "trainer.val_check_interval=10"), tmp_path)
     assert res["precision"] == "bf16-mixed" and res["trunk_dtype"] == "bf16"

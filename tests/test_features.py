@@ -33,6 +33,7 @@ def _cfg(tiny, tmp_path, *more):
     return tiny_cfg(tiny, "gpt2", *OUT_ONLY, f"features.dir={tmp_path / 'cache'}", *more)
 
 
+@pytest.mark.slow
 def test_trunk_runs_once_per_example_then_never_again(tiny, tmp_path, trunk_calls):
     res = train(_cfg(tiny, tmp_path), tmp_path / "a")
     assert res["feature_cache"]["hit"] is False
@@ -62,6 +63,7 @@ def test_cached_features_are_the_models_own(tiny, tmp_path):
     assert torch.equal(y[:n], batch["y"])
 
 
+@pytest.mark.slow
 def test_test_accuracy_on_cached_features_equals_the_full_model(tiny, tmp_path):
     from fpt.train import make_trainer
 
@@ -74,6 +76,7 @@ def test_test_accuracy_on_cached_features_equals_the_full_model(tiny, tmp_path):
     assert full["test/acc"] == pytest.approx(res["test/acc"], abs=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("change", ["trunk.init=random", "task.n_bits=4", "data.train_size=48", "seed=1"])
 def test_a_change_to_trunk_task_data_or_seed_gets_a_new_cache(tiny, tmp_path, change):
     base, _ = build(_cfg(tiny, tmp_path))

@@ -29,6 +29,7 @@ def test_the_synthetic_file_has_the_real_layout_and_the_ett_split(ett):
     assert len(task.val_dataloader().dataset) == (2880 + 96 - 96 - 96 + 1) * 7  # every window x channel
 
 
+@pytest.mark.slow
 def test_a_forecast_run_reports_test_mse_and_mae(tiny, ett, tmp_path):
     fast = [o for o in FAST if not o.startswith("task.")]
     cfg = compose_cfg("trunk=gpt2", f"trunk.path={tiny['gpt2']}", *fast, "task=forecast", "data.name=ETTh1", f"data.root={ett}",

@@ -215,6 +215,7 @@ def test_options_are_checked():
     assert (spec.vocab_size, spec.pad_id, spec.num_classes, spec.seq_len, spec.readout, spec.truncatable) == (30, 0, 1195, 1024, "mean", True)
 
 
+@pytest.mark.slow
 def test_trains_end_to_end_on_a_tiny_bert(tiny, both, tmp_path):
     from fpt.train import train
 

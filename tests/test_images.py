@@ -341,6 +341,7 @@ def _whole(x: float) -> bool:
     return abs(x - round(x)) < 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["mnist", "cifar10"])
 def test_patch_tasks_train_end_to_end_on_a_tiny_trunk(tiny, root, tmp_path, task):
     res = _run(tiny["gpt2"], task, root, tmp_path, "task.batch_size=8", f"task.val_size={N_VAL}",

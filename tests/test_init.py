@@ -42,6 +42,7 @@ def test_standardized_rescales_only_the_chosen_group_to_xavier(tiny):
         _trunk_state(tiny, "gpt2", "trunk.init=standardized", "trunk.standardize=posn")
 
 
+@pytest.mark.slow
 def test_init_from_a_toolkit_run_takes_the_trunk_it_trained(tiny, tmp_path):
     src = tmp_path / "bitmem"
     train(tiny_cfg(tiny, "gpt2", "freeze=none", "trainer.max_steps=6", "trainer.val_check_interval=3"), src)

@@ -39,6 +39,7 @@ def _input(*overrides):
     return build(cfg, cached=False)[1].model.input.weight.detach()
 
 
+@pytest.mark.slow
 def test_listops_rows_are_the_mean_of_minilms_token_rows(root, minilm):
     tok, table = minilm
     w = _input("trunk=minilm", "task=listops", f"data.root={root}", "model.input_init=trunk_tokens")
@@ -52,6 +53,7 @@ def test_listops_rows_are_the_mean_of_minilms_token_rows(root, minilm):
     assert not torch.allclose(default[TOKENS.index("7")], w[TOKENS.index("7")])
 
 
+@pytest.mark.slow
 def test_standardize_input_rescales_to_xaviers_range_keeping_direction(root):
     raw = _input("trunk=minilm", "task=listops", f"data.root={root}", "model.input_init=trunk_tokens")
     w = _input("trunk=minilm", "task=listops", f"data.root={root}", "model.input_init=trunk_tokens", "trunk.standardize=[input]")

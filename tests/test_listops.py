@@ -140,6 +140,7 @@ print(json.dumps([hash("[MIN"), t.TOKENS, t.tokenize("( ( [SM 1 ) ( ( [MED 7 ) 3
 """
 
 
+@pytest.mark.slow
 def test_vocabulary_keeps_closers_and_is_fixed_across_processes(tmp_path):
     assert len(TOKENS) == 17 and TOKENS[:2] == ("<pad>", "<unk>") and "]" in TOKENS
     assert tokenize("( ( ( [MAX 2 ) 9 ) ] )") == [TOKENS.index(t) for t in ("[MAX", "2", "9", "]")]
@@ -271,6 +272,7 @@ def test_write_data_rejects_bad_options():
         check_data_options(ListOps, {"min_len": 10, "max_len": 11}, "listops")
 
 
+@pytest.mark.slow
 def test_train_end_to_end_writes_test_accuracy(tiny, root, tmp_path):
     from fpt.train import build, train
 

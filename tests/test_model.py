@@ -31,6 +31,7 @@ def test_input_layer_is_orthogonal_linear_or_embedding(tiny):
     assert isinstance(emb, torch.nn.Embedding) and emb.padding_idx == 0 and emb.num_embeddings == 17
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["gpt2", "bert", "t5"])
 @pytest.mark.parametrize("readout", ["last", "mean"])
 def test_padded_batch_predicts_as_the_example_alone(tiny, arch, readout):
@@ -68,6 +69,7 @@ def test_task_longer_than_the_trunk_is_refused_or_cut(tiny):
     assert build_model(tiny_cfg(tiny, "t5"), fixed).spec.seq_len == 100  # relative positions: no limit
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["gpt2", "bert", "t5"])
 def test_grad_checkpointing_gives_the_same_gradients(tiny, arch):
     grads = []

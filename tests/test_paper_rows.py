@@ -31,6 +31,7 @@ def test_scratch_trains_every_tensor_but_the_token_table_of_a_random_trunk(tiny,
     assert {r[0] for r in rows if r[-1] == "trainable"} >= {"trunk.h.0.attn.c_attn.weight", "trunk.h.1.mlp.c_fc.weight"}
 
 
+@pytest.mark.slow
 def test_scratch_results_say_random_init_and_nothing_frozen(tiny, tmp_path):
     res = train(tiny_cfg(tiny, "gpt2", "variant=scratch", "trainer.max_steps=4", "trainer.val_check_interval=2"), tmp_path)
     assert res["init"] == "random" and res["freeze"] == []
@@ -86,6 +87,7 @@ def short_run(tiny, tmp_path_factory):
     return d, res
 
 
+@pytest.mark.slow
 def test_a_run_shorter_than_its_validation_interval_validates_and_checkpoints_at_its_last_step(short_run):
     d, res = short_run
     assert res["steps"] == 20 and res["val/acc"] is not None
@@ -96,6 +98,7 @@ def test_a_run_shorter_than_its_validation_interval_validates_and_checkpoints_at
     assert val_steps == ["19"] or val_steps == ["20"]
 
 
+@pytest.mark.slow
 def test_a_short_run_works_with_eval_and_analyze(short_run, capsys):
     d, res = short_run
     code, out, err = fpt(capsys, "eval", f"ckpt={d / 'checkpoints' / 'best.ckpt'}")
@@ -106,6 +109,7 @@ def test_a_short_run_works_with_eval_and_analyze(short_run, capsys):
     assert (d / "analysis" / "attention_stats.csv").is_file()
 
 
+@pytest.mark.slow
 def test_a_run_ending_between_evaluations_validates_at_its_end(tiny, tmp_path):
     res = train(tiny_cfg(tiny, "gpt2", "trainer.max_steps=25", "trainer.val_check_interval=10", "stop_at_val_acc=null"), tmp_path)
     rows = (tmp_path / "metrics.csv").read_text().splitlines()
@@ -150,6 +154,7 @@ def test_results_hold_train_accuracy_of_the_selected_checkpoint(short_run):
 
 
 # --- long inputs are never cut silently -------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_run_that_cuts_sequences_records_how_much_and_warns(tiny, tmp_path, capsys):
     from tasks.listops import ListOps
 

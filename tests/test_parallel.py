@@ -23,6 +23,7 @@ def test_ddp_ranks_draw_different_bit_batches_rank0_the_single_process_ones():
     assert not torch.equal(r0["x"], r1["x"])
 
 
+@pytest.mark.slow
 def test_cpu_ddp_spawn_two_processes_trains_and_writes_results(tiny, tmp_path):
     """Two gloo processes on CPU: XOR still learned, results.json complete, the replicas end identical."""
     cfg = tiny_cfg(tiny, "gpt2", *LEARN, "trainer.max_steps=300", "trainer.devices=2", "trainer.strategy=ddp_spawn",
@@ -36,6 +37,7 @@ def test_cpu_ddp_spawn_two_processes_trains_and_writes_results(tiny, tmp_path):
     assert ckpt["global_step"] == res["steps"]
 
 
+@pytest.mark.slow
 def test_bf16_mixed_precision_trains_on_cpu(tiny, tmp_path):
     cfg = tiny_cfg(tiny, "gpt2", *LEARN, "trainer.max_steps=20", "trainer.val_check_interval=10",
                    "trainer.precision=bf16-mixed")
@@ -45,6 +47,7 @@ def test_bf16_mixed_precision_trains_on_cpu(tiny, tmp_path):
     assert all(v.dtype == torch.float32 for v in ckpt["state_dict"].values() if v.is_floating_point())  # fp32 master weights
 
 
+@pytest.mark.slow
 def test_compile_gives_the_same_logits_and_checkpoint_keys(tiny):  # about 30 s: inductor compiles C++ on CPU
     fp32 = ("trunk.dropout=0.0", "trainer.precision=32-true")  # exact comparison: bf16 rounds differently when fused
     plain = build(tiny_cfg(tiny, "gpt2", *fp32))[1].model.eval()

@@ -88,6 +88,7 @@ def test_ln_tuning_bitfit_ia3_train_what_they_name(tiny):
     assert scaled == {f"encoder.layer.{i}.{p}" for i in (0, 1) for p in ("attention.self.key", "attention.self.value", "output.dense")}
 
 
+@pytest.mark.slow
 def test_lora_trains_slim_evals_and_exports_a_merged_model(tiny, tmp_path):
     from fpt.adapters import merged_trunk
 
@@ -124,6 +125,7 @@ def _err(args, capsys, tmp_path):
     return lines[0]
 
 
+@pytest.mark.slow
 def test_peft_bad_input_is_one_line(tiny, llama, tmp_path, capsys):
     assert "peft.r must be a positive integer, got 0" in _err(["train", "variant=lora", "peft.r=0"], capsys, tmp_path)
     assert "does not apply to model.kind=lstm" in _err(["train", "variant=lora", "model=lstm"], capsys, tmp_path)

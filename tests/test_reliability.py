@@ -54,6 +54,7 @@ def _preempt_and_resume(cfg, tmp_path, sigterm_at, step):
     return whole
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("step", [11, 17])
 def test_sigterm_between_checkpoints_then_rerun_gives_the_uninterrupted_numbers_bits(tiny, tmp_path, sigterm_at, step):
     cfg = tiny_cfg(tiny, "gpt2", "trunk.dropout=0.1", "stop_at_val_acc=null", "trainer.max_steps=30",
@@ -67,6 +68,7 @@ def _file_task_cfg(tiny, *overrides):
     return compose_cfg("trunk=gpt2", f"trunk.path={tiny['gpt2']}", *fast, *overrides)
 
 
+@pytest.mark.slow
 def test_exact_resume_mid_epoch_on_an_augmented_image_task(tiny, tmp_path, sigterm_at):
     from tasks.images import Cifar10
 
@@ -76,6 +78,7 @@ def test_exact_resume_mid_epoch_on_an_augmented_image_task(tiny, tmp_path, sigte
     _preempt_and_resume(cfg, tmp_path, sigterm_at, 17)  # 12 batches an epoch: step 17 is in the middle of the second
 
 
+@pytest.mark.slow
 def test_exact_resume_mid_epoch_on_a_sequence_task(tiny, tmp_path, sigterm_at):
     from tasks.listops import ListOps
 
@@ -118,6 +121,7 @@ def test_sigterm_on_minilm_exits_143_and_the_rerun_matches_the_uninterrupted_run
 HOLD = "import sys, time; from fpt.runlock import RunLock; l = RunLock(sys.argv[1]).__enter__(); print('held', flush=True); time.sleep(60)"
 
 
+@pytest.mark.slow
 def test_a_second_process_on_a_live_run_directory_is_refused_naming_the_holder(tiny, tmp_path, capsys):
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "run")], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
@@ -192,6 +196,7 @@ def _snapshot(d):
     return {p.relative_to(d): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_a_resume_that_changes_the_optimisation_is_refused_and_changes_no_file(tiny, tmp_path, capsys):
     run = tmp_path / "run"
     args = ["train", "trunk=gpt2", f"trunk.path={tiny['gpt2']}", *FAST, "stop_at_val_acc=null", "trainer.val_check_interval=2",
@@ -215,6 +220,7 @@ def test_a_resume_that_changes_the_optimisation_is_refused_and_changes_no_file(t
 
 
 # --- a full disk -------------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_removes_its_temporary_file_and_keeps_the_old_checkpoint(tiny, tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     args = ["train", "trunk=gpt2", f"trunk.path={tiny['gpt2']}", *FAST, "stop_at_val_acc=null", "trainer.val_check_interval=2",

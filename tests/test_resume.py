@@ -31,6 +31,7 @@ def _step(ckpt_path) -> int:
         return -1
 
 
+@pytest.mark.slow
 def test_sigkill_then_rerun_ends_with_the_uninterrupted_numbers(tiny, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     whole = subprocess.run(_cmd(tiny, tmp_path / "whole"), capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
@@ -110,6 +111,7 @@ def test_nan_skip_policy_trains_through_bad_batches(tiny, tmp_path, nan_loss):
     assert res["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_resuming_with_another_configuration_is_refused_naming_it(tiny, tmp_path):
     train(tiny_cfg(tiny, "gpt2", "trainer.max_steps=4", "trainer.val_check_interval=2"), tmp_path)
     cases = (("freeze=none", "freeze"), ("trunk=bert", "trunk.arch"), ("task=bit_memory task.n_bits=20 task.patch=5", "task.name"),

@@ -28,6 +28,7 @@ def test_every_shipped_config_passes_the_schemas(group):
         check_task(cfg.task)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", TASKS)
 def test_every_task_yaml_passes_its_class_schema_whose_defaults_are_the_class_defaults(task):
     cfg = compose([f"task={task}"])

@@ -34,6 +34,7 @@ def swept(tiny, tmp_path_factory):
     return sweep_dir
 
 
+@pytest.mark.slow
 def test_two_by_two_sweep_gives_four_rows(swept):
     rows = _rows(swept)
     assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"}
@@ -41,6 +42,7 @@ def test_two_by_two_sweep_gives_four_rows(swept):
     assert all(0.0 <= float(r["test/acc"]) <= 1.0 for r in rows)
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_runs_and_redoes_a_deleted_one(tiny, swept):
     victim = next(d for d in swept.iterdir() if d.is_dir() and "variant=full" in d.name and "seed=1" in d.name)
     keep = {d: (d / "results.json").stat().st_mtime_ns for d in swept.iterdir() if d.is_dir() and d != victim and (d / "results.json").exists()}
@@ -63,6 +65,7 @@ def test_report_has_the_table_the_configs_and_plots(swept):
     assert (swept / "plots" / "accuracy_bars.png").stat().st_size > 5000
 
 
+@pytest.mark.slow
 def test_report_writes_where_out_says_and_knows_each_tasks_chance(swept, tmp_path, capsys):
     from fpt.cli import main
     from fpt.report import task_chances
@@ -74,6 +77,7 @@ def test_report_writes_where_out_says_and_knows_each_tasks_chance(swept, tmp_pat
     assert task_chances(collect(swept)) == {"bit_xor": 0.5}  # the chance line of its accuracy plots
 
 
+@pytest.mark.slow
 def test_one_failing_run_does_not_stop_the_others(tiny, tmp_path):
     p = _sweep(tiny, tmp_path, "model.depth=1,9")  # the tiny trunk has 2 blocks: depth 9 fails when built
     assert p.returncode == 1  # the sweep reports that not every run finished
@@ -105,6 +109,7 @@ def test_report_rows_follow_the_sweeps_variant_order_not_the_alphabet(tmp_path):
     assert sorted(rows, key=sweep_order(tmp_path / "no_sweep_here")) == rows  # no multirun.yaml: as found
 
 
+@pytest.mark.slow
 def test_scaling_sweep_has_one_row_per_variant_size_and_seed_and_a_size_plot(tiny, tmp_path):
     from fpt.report import report
 
@@ -121,6 +126,7 @@ def test_scaling_sweep_has_one_row_per_variant_size_and_seed_and_a_size_plot(tin
     assert (tmp_path / "plots" / "accuracy_vs_train_size.png").stat().st_size > 5000
 
 
+@pytest.mark.slow
 def test_seed0_protocol_chooses_the_lr_on_seed_0_then_runs_the_other_seeds_at_it(tiny, tmp_path):
     from fpt.report import report
     from fpt.sweep import collect

@@ -20,6 +20,7 @@ def xor_run(tiny, tmp_path_factory):
     return run_dir, train(tiny_cfg(tiny, "gpt2", *LEARN), run_dir)
 
 
+@pytest.mark.slow
 def test_bit_xor_accuracy_rises_far_above_chance(xor_run):
     _, res = xor_run
     assert res["test/acc"] >= 0.95  # chance is 0.5
@@ -51,6 +52,7 @@ def test_eval_reproduces_the_runs_test_accuracy(xor_run):
     assert (run_dir / "checkpoints" / "best.eval.json").is_file()
 
 
+@pytest.mark.slow
 def test_fpt_keeps_the_trunk_frozen_and_the_checkpoint_slim(tiny, tmp_path):
     cfg = tiny_cfg(tiny, "gpt2", "trainer.max_steps=20", "trainer.val_check_interval=10")
     _, before = build(cfg)
@@ -66,6 +68,7 @@ def test_fpt_keeps_the_trunk_frozen_and_the_checkpoint_slim(tiny, tmp_path):
     assert res["steps"] == 20
 
 
+@pytest.mark.slow
 def test_same_seed_same_numbers_other_seed_other_numbers(tiny, tmp_path):
     args = ("trainer.max_steps=30", "trainer.val_check_interval=15")
     r = [train(tiny_cfg(tiny, "bert", *args, f"seed={s}"), tmp_path / f"r{i}") for i, s in enumerate((5, 5, 6))]
@@ -74,6 +77,7 @@ def test_same_seed_same_numbers_other_seed_other_numbers(tiny, tmp_path):
     assert r[0]["test/loss"] != r[2]["test/loss"]
 
 
+@pytest.mark.slow
 def test_checkpoint_refuses_a_different_frozen_trunk(tiny, tmp_path):
     train(tiny_cfg(tiny, "gpt2", "trunk.init=random", "trainer.max_steps=10", "trainer.val_check_interval=10"), tmp_path)
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "best.ckpt")
@@ -89,6 +93,7 @@ def test_corrupt_checkpoint_is_one_line(tmp_path):
         load_checkpoint(bad)
 
 
+@pytest.mark.slow
 def test_lstm_and_bit_memory_run_through_the_same_pipeline(tiny, tmp_path):
     cfg = tiny_cfg(tiny, "gpt2", "model=lstm", "model.hidden=16", "model.layers=2", "task=bit_memory",
                    "task.n_bits=40", "task.patch=8", "trainer.max_steps=6", "trainer.val_check_interval=3")
@@ -111,6 +116,7 @@ def test_optimizer_holds_trainable_tensors_only_and_no_decay_on_1d(tiny):
     assert type(lit.configure_optimizers()) is torch.optim.Adam
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("logger", ["tensorboard", "wandb"])
 def test_other_loggers_write_beside_metrics_csv(tiny, tmp_path, logger):
     train(tiny_cfg(tiny, "gpt2", f"logger={logger}", "trainer.max_steps=4", "trainer.val_check_interval=2"), tmp_path)

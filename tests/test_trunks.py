@@ -95,11 +95,6 @@ def test_missing_package_names_the_pip_install():
         load_trunk(_cfg(name="x", package="no_such_trunk_pkg"), get_arch("bert"))
 
 
-def test_unknown_init_lists_modes(tiny):
-    with pytest.raises(FPTError, match="pretrained, random"):
-        load_trunk(_cfg(path=str(tiny["gpt2"]), init="pretrianed"), get_arch("gpt2"))
-
-
 
 @pytest.mark.parametrize("arch, key, other", [("gpt2", "attn_pdrop", "resid_pdrop"), ("bert", "attention_probs_dropout_prob", "hidden_dropout_prob")])
 def test_attn_dropout_sets_attention_dropout_alone(tiny, arch, key, other):
@@ -209,6 +204,7 @@ def test_every_shipped_trunk_config_has_a_tiny_model_in_the_table(zoo):
     assert {family.get(name, name) for name in shipped} <= set(TABLE) <= set(zoo)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", sorted(TABLE))
 def test_structure_finds_blocks_groups_positions_causality_and_the_fpt_trainable_set(zoo, family):
     from fpt.model import build_model
@@ -226,6 +222,7 @@ def test_structure_finds_blocks_groups_positions_causality_and_the_fpt_trainable
     assert (s.input_width, s.hidden, model.input.out_features, model.output.in_features) == (width, 16, width, 16)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", sorted(TABLE))
 def test_a_few_steps_on_bit_xor_move_only_the_trainable_tensors_and_lower_the_loss(zoo, family):
     import torch.nn.functional as F
@@ -250,6 +247,7 @@ def test_a_few_steps_on_bit_xor_move_only_the_trainable_tensors_and_lower_the_lo
     assert moved == _trainable(model)  # every trainable tensor gets a gradient (DDP would reject an unused one)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", sorted(TABLE))
 def test_the_mask_reaches_every_trunk_a_padded_example_reads_as_alone(zoo, family):
     from fpt.model import build_model
@@ -403,6 +401,7 @@ def _bad_cases(zoo, tmp):
     ]
 
 
+@pytest.mark.slow
 def test_bad_auto_trunk_inputs_fail_in_one_line_with_exit_2(zoo, tmp_path, capsys):
     for args, needles in _bad_cases(zoo, tmp_path):
         t0 = time.perf_counter()
@@ -506,6 +505,7 @@ def test_output_only_on_an_auto_trunk_trains_on_cached_features(zoo, tmp_path):
     assert res["feature_cache"] is not None and res["params_trainable"] == 16 * 2 + 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["llama", "vit", "longformer"])
 def test_grad_checkpointing_gives_the_same_logits_and_gradients(zoo, family):
     from fpt.model import build_model
@@ -624,6 +624,7 @@ def test_minilm_through_auto_reproduces_trunk_minilms_bit_xor_run(tmp_path):
         assert auto[key] == hand[key], key
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["qwen2", "vit"])
 def test_every_fpt_analyze_command_and_fpt_eval_ablation_on_an_auto_trunk_run(zoo, family, tmp_path, capsys):
     import csv
@@ -655,6 +656,7 @@ def test_every_fpt_analyze_command_and_fpt_eval_ablation_on_an_auto_trunk_run(zo
     assert code == 0 and "skipped block" in out, err
 
 
+@pytest.mark.slow
 def test_fpt_bench_runs_on_an_auto_trunk(zoo, tmp_path, capsys):
     import json
 
