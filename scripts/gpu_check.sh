@@ -20,8 +20,8 @@ if [[ -z "${GPU_CHECK_SMALL:-}" ]] && "$py" -c 'import sys, torch; sys.exit(not 
   form=gpu; steps=300; every=100
   bench=(bench.batch=64 bench.seq_len=1024 'bench.precisions=[bf16-mixed]' model.compile=true bench.rounds=10 bench.warmup=2)
 else
-  form=cpu; steps=120; every=60
-  bench=(bench.batch=2 bench.seq_len=128 bench.rounds=3 bench.warmup=1 bench.min_run_time=0.05 bench.device=cpu)
+  form=cpu; steps=60; every=30
+  bench=(bench.batch=2 bench.seq_len=128 bench.rounds=2 bench.warmup=1 bench.min_run_time=0.05 bench.device=cpu)
 fi
 train=(trainer.max_steps=$steps trainer.val_check_interval=$every eval.train_examples=500 trainer.enable_progress_bar=false
        trainer.enable_model_summary=false)

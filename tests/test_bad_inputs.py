@@ -175,6 +175,7 @@ CASES = [
 # The real command in a subprocess, as a user types it: a config error, a failure inside Hydra's job, a checkpoint
 # error, and a hub id with no network (HF_HUB_OFFLINE must be set before transformers is imported).
 SUBPROCESS = {"freeze typo", "listops files missing", "eval truncated checkpoint"}
+SLOW_SUBPROCESS = {"listops files missing", "eval truncated checkpoint"}  # ~10 s each: they import the task or torch.load
 assert SUBPROCESS <= {c[0] for c in CASES}
 NO_NETWORK = ("hub id with no network", ["train", "trunk=gpt2"], ["could not load trunk 'gpt2'", "trunk.path=DIR", "no network"], QUICK)
 
@@ -226,8 +227,9 @@ def test_bad_input(files, tmp_path, capsys, monkeypatch, name, args, needles, bu
     assert sorted(p.name for p in tmp_path.iterdir()) in (["keep.txt"], ["keep.txt", "run"])  # nothing written elsewhere
 
 
-@pytest.mark.parametrize("name, args, needles, budget", [c for c in CASES if c[0] in SUBPROCESS] + [NO_NETWORK],
-                         ids=[c[0] for c in CASES if c[0] in SUBPROCESS] + [NO_NETWORK[0]])
+@pytest.mark.parametrize("name, args, needles, budget", [
+    pytest.param(*c, id=c[0], marks=[pytest.mark.slow] if c[0] in SLOW_SUBPROCESS else [])
+    for c in [c for c in CASES if c[0] in SUBPROCESS] + [NO_NETWORK]])
 def test_bad_input_in_a_real_process(files, tmp_path, name, args, needles, budget):
     args = _args(args, files, tmp_path)
     (tmp_path / "keep.txt").write_text("finished work")

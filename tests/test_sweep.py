@@ -55,6 +55,7 @@ def test_rerun_skips_finished_runs_and_redoes_a_deleted_one(tiny, swept):
     assert len(_rows(swept)) == 4
 
 
+@pytest.mark.slow
 def test_report_has_the_table_the_configs_and_plots(swept):
     from fpt.report import report
 
