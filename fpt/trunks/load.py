@@ -66,9 +66,7 @@ def _keep_option(mcfg) -> tuple[str, list] | None:
         items = list(blocks) if OmegaConf.is_list(blocks) or isinstance(blocks, (list, tuple)) else [blocks]
         check_blocks(items, 10**9)  # types and repeats now, the range once the trunk is loaded
         return "model.blocks", items
-    if depth is not None:
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-            raise FPTError(f"model.depth must be a positive integer or null, got {depth!r}")
+    if depth is not None:  # a positive integer: fpt.sections.FPTModelOptions
         return "model.depth", list(range(depth))
     return None
 
