@@ -140,6 +140,13 @@ class LSTMOptions(ModelCommon):
     positions: Flag = False
 
 
+def _heads_divide_hidden(self):
+    """model.heads divides model.hidden (attention splits the width into heads)."""
+    if self.hidden % self.heads:
+        raise Invalid(f"model.heads must be a positive integer dividing model.hidden={self.hidden}, got {self.heads}")
+    return self
+
+
 class LinformerOptions(ModelCommon):
     hidden: Count = 768
     depth: Count = 3
@@ -148,11 +155,7 @@ class LinformerOptions(ModelCommon):
     max_len: CountOrNull = None
     dropout: Dropout = 0.1
 
-    @model_validator(mode="after")
-    def _heads_divide_hidden(self):
-        if self.hidden % self.heads:
-            raise Invalid(f"model.heads must be a positive integer dividing model.hidden={self.hidden}, got {self.heads}")
-        return self
+    _heads_divide_hidden = model_validator(mode="after")(_heads_divide_hidden)
 
 
 class NoTrunkOptions(ModelCommon):
@@ -163,11 +166,7 @@ class OneLayerOptions(NoTrunkOptions):
     heads: Count = 12
     dropout: Dropout = 0.1
 
-    @model_validator(mode="after")
-    def _heads_divide_hidden(self):
-        if self.hidden % self.heads:
-            raise Invalid(f"model.heads must be a positive integer dividing model.hidden={self.hidden}, got {self.heads}")
-        return self
+    _heads_divide_hidden = model_validator(mode="after")(_heads_divide_hidden)
 
 
 MODELS: dict[str, type[ModelCommon]] = {"fpt": FPTModelOptions, "lstm": LSTMOptions, "linformer": LinformerOptions,

@@ -50,8 +50,8 @@ class ArrayTask(Task):
     eval_batch_size = 256
 
     def load(self) -> dict[str, dict[str, np.ndarray]]:
-        """The three splits' arrays (train, val, test)."""
-        raise NotImplementedError
+        """The three splits' arrays (train, val, test): each subclass (uea, custom, forecast) reads its files here."""
+        raise NotImplementedError(f"{type(self).__name__} must define load(): the task's train/val/test arrays")
 
     def arrays(self) -> dict[str, dict[str, np.ndarray]]:
         if getattr(self, "_arrays", None) is None:

@@ -107,12 +107,7 @@ def load_trunk(cfg, arch: Arch | None = None) -> nn.Module:
         if cfg.get("keep"):  # pretrained pieces (e.g. positions) in the fresh trunk
             _keep(model, cls, src, local, config, kwargs, arch, cfg)
     else:
-        if not local:
-            require_hub(src)
-        try:
-            model = cls.from_pretrained(src, config=config, **kwargs)
-        except (OSError, ValueError) as e:
-            raise FPTError(hub_hint(src, local, e)) from None
+        model = _from_pretrained(cls, src, local, config, kwargs)
         if init == "stats":
             from fpt.trunks.init import stats_only
 
@@ -129,16 +124,21 @@ def load_trunk(cfg, arch: Arch | None = None) -> nn.Module:
     return model.train()  # from_pretrained returns eval mode; dropout (trunk.dropout) applies in training
 
 
+def _from_pretrained(cls, src: str, local: bool, config, kwargs: dict) -> nn.Module:
+    """The pretrained weights from a local folder or the hub; one-line errors with the way out."""
+    if not local:
+        require_hub(src)
+    try:
+        return cls.from_pretrained(src, config=config, **kwargs)
+    except (OSError, ValueError) as e:
+        raise FPTError(hub_hint(src, local, e)) from None
+
+
 def _keep(model, cls, src: str, local: bool, config, kwargs: dict, arch: Arch, cfg) -> None:
     """trunk.keep: copy these groups' pretrained tensors into the fresh `model`; trunk.standardize rescales them."""
     from fpt.trunks.init import keep_pretrained, standardize
 
-    if not local:
-        require_hub(src)
-    try:
-        pretrained = cls.from_pretrained(src, config=config, **kwargs)
-    except (OSError, ValueError) as e:
-        raise FPTError(hub_hint(src, local, e)) from None
+    pretrained = _from_pretrained(cls, src, local, config, kwargs)
     blocks = arch.blocks or find_blocks(model)
     names = [n for n, _ in model.named_parameters()]
     groups = map_groups(names, arch.groups) if arch.groups is not None else structure_groups(model, blocks, _extra_groups(cfg, arch))
