@@ -17,23 +17,18 @@ real token, <sep>) is the paper's choice, kept as a switch. On the fixture neith
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import pickle
-import sys
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from fpt.errors import FPTError
 from fpt.schema import Count, CountOrNull, NonNegative, Options, SequenceReadout, choice, rule
-from tasks.base import Task, TaskOptions, TaskSpec
-from tasks.loading import SafeUnpickler, loader
-from tasks.sampling import bucketed_batches, epoch_batches
+from tasks.base import TaskOptions, TaskSpec
+from tasks.loading import SafeUnpickler
+from tasks.sequences import Ragged, SequenceTask, cached
 
 # TAPE's IUPAC vocabulary (tape.tokenizers.IUPAC_VOCAB): ids are fixed, never derived from the data.
 IUPAC_VOCAB = ("<pad>", "<mask>", "<cls>", "<sep>", "<unk>", *"ABCDEFGHIKLMNOPQRSTUVWXYZ")
@@ -41,6 +36,7 @@ PAD, MASK, CLS, SEP, UNK = range(5)
 NUM_FOLDS = 1195
 SPLITS = ("train", "valid", "test_fold_holdout", "test_superfamily_holdout", "test_family_holdout")
 EXTRA_TESTS = {"test_superfamily": "test_superfamily_holdout", "test_family": "test_family_holdout"}
+TAPE_NAMES = {"train": "train", "val": "valid", "test": "test_fold_holdout", **EXTRA_TESTS}  # the toolkit's split -> TAPE's
 FORMATS = ("auto", "json", "lmdb")
 LMDB_URL = "http://s3.amazonaws.com/songlabdata/proteindata/data_pytorch/remote_homology.tar.gz"
 JSON_URL = "http://s3.amazonaws.com/songlabdata/proteindata/data_raw_pytorch/remote_homology.tar.gz"
@@ -120,25 +116,7 @@ def _unpickle(raw: bytes | None, path: Path, key) -> object:
 
 
 # --- tokenizing once, caching ---------------------------------------------------------------------
-@dataclass(frozen=True)
-class Tokenized:
-    """One split: every sequence's ids back to back (<cls> ... <sep>), where each starts, its label."""
-
-    tokens: np.ndarray  # (sum of lengths,) uint8
-    offsets: np.ndarray  # (n + 1,) int64: sequence i is tokens[offsets[i]:offsets[i + 1]]
-    labels: np.ndarray  # (n,) int64 fold labels
-    source: Path
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    @property
-    def lengths(self) -> np.ndarray:
-        """Tokens per sequence, <cls> and <sep> included, before any truncation."""
-        return np.diff(self.offsets)
-
-
-def tokenize(records: list, path: Path) -> Tokenized:
+def tokenize(records: list, path: Path) -> Ragged:
     """Validate and encode every record of `path` (vectorised: one lookup over all residues)."""
     for i, r in enumerate(records):
         _check_record(r, path, i)
@@ -151,7 +129,7 @@ def tokenize(records: list, path: Path) -> Tokenized:
     is_residue = np.ones(offsets[-1], dtype=bool)
     is_residue[offsets[:-1]] = is_residue[offsets[1:] - 1] = False
     tokens[offsets[:-1]], tokens[offsets[1:] - 1], tokens[is_residue] = CLS, SEP, ids
-    return Tokenized(tokens, offsets, np.asarray(labels, dtype=np.int64), path)
+    return Ragged(tokens, offsets, np.asarray(labels, dtype=np.int64), path)
 
 
 def _check_record(r, path: Path, i: int) -> None:
@@ -165,81 +143,10 @@ def _check_record(r, path: Path, i: int) -> None:
             raise FPTError(f"{path} record {i}: '{field}' is {type(r[field]).__name__}, expected {what}")
 
 
-def content_hash(path: Path) -> str:
-    """Hash of the file's bytes (an LMDB directory: its data.mdb) and of the tokenizer settings."""
-    h = hashlib.blake2b(f"{CACHE_VERSION}|{','.join(IUPAC_VOCAB)}|".encode(), digest_size=12)
-    with open(path / "data.mdb" if path.is_dir() else path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def cache_file(path: Path, key: str) -> Path:
-    """Where the tokenized split of `path` is kept: <its folder>/.cache/<name>.<key>.npz."""
-    return path.parent / ".cache" / f"{path.name}.{key}.npz"
-
-
-def load_split(path: Path) -> Tokenized:
-    """The tokenized split: from the cache when the file is unchanged, else read, tokenized and cached."""
-    cached = cache_file(path, content_hash(path))
-    if cached.is_file():
-        try:
-            with np.load(cached) as z:
-                return Tokenized(z["tokens"], z["offsets"], z["labels"], path)
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged cache is rebuilt below
-    tok = tokenize(read_records(path), path)
-    _save(cached, tok)
-    return tok
-
-
-def _save(cached: Path, tok: Tokenized) -> None:
-    """Write atomically (concurrent runs may share a data dir) and drop caches of older file contents."""
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, tokens=tok.tokens, offsets=tok.offsets, labels=tok.labels)
-        os.replace(tmp, cached)
-        for old in cached.parent.glob(f"{tok.source.name}.*.npz"):
-            if old != cached:
-                old.unlink(missing_ok=True)
-    except OSError as e:  # a read-only data dir still trains, it just tokenizes every run
-        print(f"note: cannot cache the tokenized {tok.source.name} in {cached.parent}: {e.strerror}", file=sys.stderr)
-
-
-# --- batches --------------------------------------------------------------------------------------
-class Sequences(Dataset):
-    """(ids, label) pairs, each cut to `max_len` tokens as <cls> + first residues + <sep>."""
-
-    def __init__(self, tok: Tokenized, max_len: int, limit: int | None = None):
-        self.tok, self.max_len = tok, max_len
-        self.n = len(tok) if limit is None else min(len(tok), limit)
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
-        s, e = self.tok.offsets[i], self.tok.offsets[i + 1]
-        ids = self.tok.tokens[s:e]
-        if len(ids) > self.max_len:
-            ids = np.append(ids[: self.max_len - 1], SEP)
-        return ids, int(self.tok.labels[i])
-
-    def lengths(self) -> np.ndarray:
-        """Tokens per example after truncation."""
-        return np.minimum(self.tok.lengths[: self.n], self.max_len)
-
-
-def collate(rows: list[tuple[np.ndarray, int]]) -> dict[str, torch.Tensor]:
-    """Right-pad to the batch's longest sequence; mask is False on pads."""
-    longest = max(len(ids) for ids, _ in rows)
-    x = torch.full((len(rows), longest), PAD, dtype=torch.long)  # (B, T)
-    for b, (ids, _) in enumerate(rows):
-        x[b, : len(ids)] = torch.from_numpy(ids.astype(np.int64))
-    mask = torch.arange(longest)[None, :] < torch.tensor([len(ids) for ids, _ in rows])[:, None]  # (B, T)
-    y = torch.tensor([label for _, label in rows], dtype=torch.long)[:, None]  # (B, 1)
-    return {"x": x, "mask": mask, "y": y}
+def load_split(path: Path) -> Ragged:
+    """The tokenized split: from `<its folder>/.cache/` when the file (an LMDB: its data.mdb) is unchanged, else
+    read, tokenized and cached (tasks/sequences.py)."""
+    return cached(path, "tape", f"{CACHE_VERSION}|{','.join(IUPAC_VOCAB)}", lambda: tokenize(read_records(path), path))
 
 
 # --- the task -------------------------------------------------------------------------------------
@@ -266,7 +173,7 @@ class HomologyFixtureOptions(Options):
     seed: NonNegative = 0
 
 
-class RemoteHomology(Task):
+class RemoteHomology(SequenceTask):
     """TAPE remote homology: IUPAC tokens (30 ids) -> one of 1195 folds; test on the fold holdout."""
 
     Options = HomologyOptions
@@ -277,11 +184,11 @@ class RemoteHomology(Task):
                  test_size: int | None = None, seed: int = 0, data=None):
         super().__init__(batch_size, seed, data)
         self.fmt, self.max_len, self.bucket = format, int(max_len), int(bucket)
-        self.eval_batch_size = int(eval_batch_size)
+        self.eval_batch_size, self.end_id, self.min_len = int(eval_batch_size), SEP, 3  # a cut keeps <cls> ... <sep>
         self.val_size, self.test_size = val_size, test_size
         self.spec = TaskSpec(seq_len=self.max_len, num_classes=int(num_classes), readout=readout,
                              vocab_size=len(IUPAC_VOCAB), pad_id=PAD, truncatable=True)
-        self._splits: dict[str, Tokenized] | None = None
+        self._splits: dict[str, Ragged] | None = None
 
     # -- data on disk --
     def paths(self) -> dict[str, Path | None]:
@@ -317,52 +224,22 @@ class RemoteHomology(Task):
         return (f"remote homology data missing: {names} (looked in {where}); download {get} and unpack it into {self.root}, "
                 f"or write a small fixture: fpt data remote_homology out={self.root}")
 
-    def split(self, name: str) -> Tokenized:
-        """A tokenized split (loads and checks all splits on first use)."""
+    def split(self, name: str) -> Ragged:
+        """A whole split by TAPE's name (loads and checks all splits on first use)."""
         if self._splits is None:
             self.check()
         return self._splits[name]
 
-    def fit_to(self, seq_len: int) -> None:
-        """Cut sequences to `seq_len` tokens (<cls> + first residues + <sep>); none is dropped."""
-        if seq_len < 3:
-            raise FPTError(f"cannot cut proteins to {seq_len} tokens: <cls>, a residue and <sep> need 3")
-        self.max_len = min(self.max_len, int(seq_len))
-        self.spec = replace(self.spec, seq_len=self.max_len)
-
-    def raw_lengths(self, split: str) -> np.ndarray:
-        """Tokens per protein (<cls> and <sep> included) before the cut to max_len."""
-        name = {"train": "train", "val": "valid", "test": "test_fold_holdout"}[split]
-        limit = {"val": self.val_size, "test": self.test_size}.get(split)
-        return self.split(name).lengths[:limit]
-
-    # -- loaders --
-
-    def train_dataloader(self) -> DataLoader:
-        """Shuffled batches of similar length (pools of task.bucket batches), a function of (seed, epoch): resumable."""
-        ds = Sequences(self.split("train"), self.max_len)
-        if self.trainer is not None and self.trainer.world_size > 1:  # Lightning shards a plain sampler over the ranks
-            return loader(ds, self.data, batch_size=self.batch_size, shuffle=True, collate_fn=collate,
-                          generator=torch.Generator().manual_seed(self.seed))
-        lengths = ds.lengths()
-        order = epoch_batches(self.trainer, lambda epoch: bucketed_batches(lengths, self.batch_size, self.seed, epoch, self.bucket))
-        return loader(ds, self.data, batch_sampler=order, collate_fn=collate)
-
-    def _eval_loader(self, split: str, limit: int | None) -> DataLoader:
-        ds = Sequences(self.split(split), self.max_len, limit)
-        order = np.argsort(ds.lengths(), kind="stable").tolist()  # similar lengths together: less padding
-        return loader(ds, self.data, batch_size=self.eval_batch_size, sampler=order, collate_fn=collate)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._eval_loader("valid", self.val_size)
-
-    def test_dataloader(self) -> DataLoader:
-        """The fold holdout: the headline number."""
-        return self._eval_loader("test_fold_holdout", self.test_size)
+    def read(self, split: str) -> Ragged:
+        """train, val (TAPE's valid), test (the fold holdout: the headline) or an extra test; val_size/test_size
+        keep the first examples."""
+        data = self.split(TAPE_NAMES[split])
+        limit = None if split == "train" else self.val_size if split == "val" else self.test_size
+        return data if limit is None or limit >= len(data) else data.subset(np.arange(limit))
 
     def extra_test_dataloaders(self) -> dict[str, DataLoader]:
         """The superfamily and family holdouts, by the name their metrics get (test_superfamily/acc, ...)."""
-        return {name: self._eval_loader(split, self.test_size) for name, split in EXTRA_TESTS.items()}
+        return {name: self.eval_dataloader(name) for name in EXTRA_TESTS}
 
     # -- fixture --
     @classmethod

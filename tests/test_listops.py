@@ -156,22 +156,22 @@ def test_paper_compat_drops_every_bracket_and_caps_at_512(root):
     task = _task(root, paper_compat=True)
     assert task.spec.seq_len == 512
     task.setup("test")
-    ds = task.sets["test"]
+    ds = task.dataset("test")
     fixed = _task(root)
     fixed.setup("test")
     close = TOKENS.index("]")
-    assert not (ds.data.tokens == close).any() and (fixed.sets["test"].data.tokens == close).any()
+    assert not (ds.data.tokens == close).any() and (fixed.dataset("test").data.tokens == close).any()
     # the same tokens minus the closers
-    assert ds[0][0].tolist() == [t for t in fixed.sets["test"][0][0].tolist() if t != close]
+    assert ds[0][0].tolist() == [t for t in fixed.dataset("test")[0][0].tolist() if t != close]
 
 
 def test_fit_to_keeps_the_first_tokens(root):
     task = _task(root, batch_size=8)
     task.setup("fit")
-    full = task.sets["val"][0][0].copy()
+    full = task.dataset("val")[0][0].copy()
     task.fit_to(16)
     assert task.spec.seq_len == 16
-    assert task.sets["val"][0][0].tolist() == full[:16].tolist()
+    assert task.dataset("val")[0][0].tolist() == full[:16].tolist()
     assert next(iter(task.val_dataloader()))["x"].shape[1] == 16
 
 
@@ -194,7 +194,7 @@ def test_data_train_size_takes_a_seeded_nested_subset(root):
     def train_rows(n):
         task = _task(root, data={"train_size": n})
         task.setup("fit")
-        ds = task.sets["train"]
+        ds = task.dataset("train")
         return [tuple(ds[i][0].tolist()) for i in range(len(ds))]
 
     five, ten, again = train_rows(5), train_rows(10), train_rows(5)
@@ -210,7 +210,7 @@ def test_cache_is_reused_and_invalidated_when_the_file_changes(tmp_path, monkeyp
     real = lo.tokenize_file
     monkeypatch.setattr(lo, "tokenize_file", lambda *a: calls.append(a) or real(*a))
     first = lo.load_split(path, False)
-    assert len(calls) == 1 and len(list((path.parent / ".cache").glob("basic_val.lra.*.npz"))) == 1
+    assert len(calls) == 1 and len(list((path.parent / ".cache").glob("basic_val.tsv.lra.*.npz"))) == 1
     again = lo.load_split(path, False)
     assert len(calls) == 1 and np.array_equal(first.tokens, again.tokens)
     lo.load_split(path, True)  # other settings: their own cache
@@ -219,7 +219,7 @@ def test_cache_is_reused_and_invalidated_when_the_file_changes(tmp_path, monkeyp
         f.write("( ( ( [MAX 2 ) 9 ) ] )\t9\n")
     changed = lo.load_split(path, False)
     assert len(calls) == 3 and len(changed.labels) == len(first.labels) + 1
-    assert len(list((path.parent / ".cache").glob("basic_val.lra.*.npz"))) == 1  # the stale one is gone
+    assert len(list((path.parent / ".cache").glob("basic_val.tsv.lra.*.npz"))) == 1  # the stale one is gone
 
 
 def test_files_directly_in_data_root_are_accepted(tmp_path):
