@@ -110,6 +110,7 @@ class Trunk(Options):
     dropout: DropoutOrNull = None
     attn_dropout: DropoutOrNull = None
     dtype: choice("auto", "bf16", "fp32") = "auto"
+    fused_gelu: Flag = True  # GPT-2's elementwise tanh-GELU as one fused kernel (fpt/trunks/fused.py); false: transformers' own
     groups: Annotated[dict[str, list[str]], Field(description="a map of group name to a list of patterns")] = {}
 
 

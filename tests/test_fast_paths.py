@@ -80,3 +80,20 @@ def test_a_bf16_run_trains_evaluates_to_the_same_number_and_records_its_precisio
     assert res["precision"] == "bf16-mixed" and res["trunk_dtype"] == "bf16"
     out = evaluate(str(tmp_path / "checkpoints" / "best.ckpt"))
     assert out["test/acc"] == pytest.approx(res["test/acc"], abs=1e-7)
+
+
+def test_gpt2_gelu_runs_fused_with_the_same_outputs_and_the_flag_keeps_transformers_modules(tiny):
+    from fpt.trunks.load import load_trunk
+
+    def trunk(fused: bool):
+        cfg = tiny_cfg(tiny, "gpt2", "trunk.init=random", f"trunk.fused_gelu={str(fused).lower()}")
+        return load_trunk(cfg.trunk).eval()
+
+    fused, plain = trunk(True), trunk(False)
+    kinds = lambda m: sorted({type(a).__name__ for a in m.modules() if "GELU" in type(a).__name__})
+    assert kinds(fused) == ["GELUTanh"] and kinds(plain) == ["NewGELUActivation"]
+    x = torch.randn(3, 10, fused.config.n_embd, generator=torch.Generator().manual_seed(0)) * 3
+    with torch.no_grad():
+        a, b = fused(inputs_embeds=x).last_hidden_state, plain(inputs_embeds=x).last_hidden_state
+    assert torch.equal(fused.h[0].mlp.c_fc.weight, plain.h[0].mlp.c_fc.weight)  # same init: only the kernel differs
+    assert 0 < (a - b).abs().max() < 1e-5  # the same function up to float rounding, and truly another kernel

@@ -16,6 +16,7 @@ from fpt.errors import FPTError
 from fpt.kinds import has_trunk
 from fpt.schema import is_run_path
 from fpt.trunks.base import Arch, dropout_overrides
+from fpt.trunks.fused import fuse_gelu
 from fpt.trunks.discover import (RELATIVE_POS, block_list, check_blocks, describe, find_blocks, map_groups,
                                  select_blocks, structure_groups)
 from fpt.trunks.registry import get_arch
@@ -94,7 +95,10 @@ def load_trunk(cfg, arch: Arch | None = None) -> nn.Module:
     arch = arch or get_arch(str(cfg.arch))
     init = str(cfg.get("init", "pretrained"))
     if is_run_path(init):  # trunk.init's values are checked by fpt.sections.Trunk
-        return from_run(init, arch.name).train()
+        model = from_run(init, arch.name)
+        if cfg.get("fused_gelu", True):
+            fuse_gelu(model)
+        return model.train()
     _quiet_transformers()
     src, local = resolve_source(cfg)
     config = _config(src, local, arch, cfg, offline_ok=init == "random")
@@ -121,6 +125,8 @@ def load_trunk(cfg, arch: Arch | None = None) -> nn.Module:
             standardize(model, groups, [g for g in cfg.get("standardize") or ["pos"] if g != "input"])  # input: fpt/input_init.py
     if hasattr(model.config, "use_cache"):  # no key/value cache: FPT never generates, and kept blocks renumber
         model.config.use_cache = False
+    if cfg.get("fused_gelu", True):
+        fuse_gelu(model)
     return model.train()  # from_pretrained returns eval mode; dropout (trunk.dropout) applies in training
 
 
