@@ -18,7 +18,7 @@ def test_ragged_of_subset_and_lengths():
     assert len(r.subset([])) == 0 and r.subset([]).offsets.tolist() == [0]
 
 
-def test_cache_is_keyed_by_bytes_and_settings_and_survives_damage(tmp_path, capsys):
+def test_cache_is_keyed_by_bytes_and_settings_and_survives_damage(tmp_path):
     src = tmp_path / "train.txt"
     src.write_text("a b\n")
     calls = []
