@@ -40,16 +40,24 @@ def section(cells: list[dict], rows: list[dict], plots: Path, title: str) -> tup
 
 
 def plot(cells: list[dict], plots: Path, title: str) -> Path:
-    """One panel per task: test accuracy (mean, error bars: std over seeds) vs trainable values used (log scale)."""
+    """One panel per task: test accuracy (mean, error bars: std over seeds) vs trainable values used (log scale).
+    Each variant keeps one colour and marker in every panel; one legend below the panels, so no point hides behind it."""
     plt = pyplot()
     tasks = list(dict.fromkeys(c["task"] for c in cells))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4.2), squeeze=False)
+    variants = list(dict.fromkeys(c["variant"] for c in sorted(cells, key=lambda c: c["params_used"])))
+    colours, markers = plt.get_cmap("tab20").colors, "osD^vP*Xh<>p"
+    style = {v: dict(color=colours[(2 * i) % 20 + (i // 10) % 2], marker=markers[i % len(markers)]) for i, v in enumerate(variants)}
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4.6), squeeze=False)
+    handles = {}
     for ax, task in zip(axes[0], tasks):
         for c in (c for c in cells if c["task"] == task):
-            ax.errorbar([c["params_used"]], [100 * c["test_mean"]], yerr=[100 * c["test_std"]], marker="o", capsize=3,
-                        label=c["variant"])
-            ax.annotate(c["variant"], (c["params_used"], 100 * c["test_mean"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            h = ax.errorbar([c["params_used"]], [100 * c["test_mean"]], yerr=[100 * c["test_std"]], capsize=3, markersize=7,
+                            linestyle="none", **style[c["variant"]])
+            handles.setdefault(c["variant"], h)
         ax.set(title=task, xscale="log", xlabel="trainable values used (log)", ylabel="test accuracy (%)")
-        ax.legend(fontsize=6)
-    fig.suptitle(f"{title}\ntest accuracy vs trainable values", fontsize=10)
-    return save(fig, plots / "accuracy_vs_params.png")
+        ax.grid(alpha=0.3)
+    fig.legend([handles[v] for v in variants if v in handles], [v for v in variants if v in handles],
+               loc="lower center", ncol=min(4, len(handles)), fontsize=8, frameon=False)
+    fig.suptitle(f"{title}\ntest accuracy vs trainable values (std over seeds)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06 + 0.04 * ((len(handles) - 1) // 4), 1, 1))
+    return save(fig, plots / "accuracy_vs_params.png", tight=False)
