@@ -91,14 +91,20 @@ def _extra_groups(tcfg, arch: Arch) -> dict:
 
 
 def load_trunk(cfg, arch: Arch | None = None) -> nn.Module:
-    """Build the trunk that `cfg` names: pretrained weights, or the same architecture freshly initialised."""
-    arch = arch or get_arch(str(cfg.arch))
+    """Build the trunk that `cfg` names: pretrained weights, or the same architecture freshly initialised; in train mode
+    (from_pretrained returns eval mode; dropout, trunk.dropout, applies in training), its GELU fused unless
+    trunk.fused_gelu=false."""
+    model = _build(cfg, arch or get_arch(str(cfg.arch)))
+    if cfg.get("fused_gelu", True):
+        fuse_gelu(model)
+    return model.train()
+
+
+def _build(cfg, arch: Arch) -> nn.Module:
+    """The trunk's modules and weights: from a toolkit run, pretrained, or freshly initialised."""
     init = str(cfg.get("init", "pretrained"))
     if is_run_path(init):  # trunk.init's values are checked by fpt.sections.Trunk
-        model = from_run(init, arch.name)
-        if cfg.get("fused_gelu", True):
-            fuse_gelu(model)
-        return model.train()
+        return from_run(init, arch.name)
     _quiet_transformers()
     src, local = resolve_source(cfg)
     config = _config(src, local, arch, cfg, offline_ok=init == "random")
@@ -125,9 +131,7 @@ def load_trunk(cfg, arch: Arch | None = None) -> nn.Module:
             standardize(model, groups, [g for g in cfg.get("standardize") or ["pos"] if g != "input"])  # input: fpt/input_init.py
     if hasattr(model.config, "use_cache"):  # no key/value cache: FPT never generates, and kept blocks renumber
         model.config.use_cache = False
-    if cfg.get("fused_gelu", True):
-        fuse_gelu(model)
-    return model.train()  # from_pretrained returns eval mode; dropout (trunk.dropout) applies in training
+    return model
 
 
 def _from_pretrained(cls, src: str, local: bool, config, kwargs: dict) -> nn.Module:
