@@ -7,6 +7,8 @@ bool (True = real token), `y` (N, n) targets (long class ids, 0/1 labels or floa
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -44,14 +46,14 @@ def random_split(n: int, seed: int, fractions=(0.8, 0.1, 0.1)) -> np.ndarray:
     return names
 
 
-class ArrayTask(Task):
+class ArrayTask(Task, ABC):
     """A task whose splits are `self.arrays()` (dict split -> arrays, built once by `load()`); resumable shuffled batches."""
 
     eval_batch_size = 256
 
+    @abstractmethod
     def load(self) -> dict[str, dict[str, np.ndarray]]:
         """The three splits' arrays (train, val, test): each subclass (uea, custom, forecast) reads its files here."""
-        raise NotImplementedError(f"{type(self).__name__} must define load(): the task's train/val/test arrays")
 
     def arrays(self) -> dict[str, dict[str, np.ndarray]]:
         if getattr(self, "_arrays", None) is None:

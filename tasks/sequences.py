@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from fpt.errors import FPTError
 from tasks.base import Task
 from tasks.loading import loader
 from tasks.sampling import bucketed_batches, epoch_batches
@@ -166,7 +168,7 @@ class PadCollate:
 
 
 # --- the task ----------------------------------------------------------------------------------------------
-class SequenceTask(Task):
+class SequenceTask(Task, ABC):
     """A task of variable-length token sequences, one label each. Subclasses define `read(split) -> Ragged` and set
     `spec` and `max_len`; `bucket` (batches per length-sorted pool; 1: plain shuffle), `end_id` (kept last when a
     sequence is cut) and `eval_batch_size` are optional. Splits are named train, val, test, plus any extra tests."""
@@ -176,16 +178,19 @@ class SequenceTask(Task):
     min_len: int = 1  # the shortest cut that still makes an example
     eval_batch_size: int | None = None  # None: twice the training batch (no gradients)
 
+    def __init__(self, batch_size: int, seed: int = 0, data=None):
+        super().__init__(batch_size, seed, data)
+        self._ragged: dict[str, Ragged] = {}
+
+    @abstractmethod
     def read(self, split: str) -> Ragged:
         """The tokenized split (usually through `cached`)."""
-        raise NotImplementedError(f"{type(self).__name__} must define read(split): the split's tokens and labels")
 
     def split_data(self, split: str) -> Ragged:
         """`read(split)` once per task object."""
-        memo = self.__dict__.setdefault("_ragged", {})
-        if split not in memo:
-            memo[split] = self.read(split)
-        return memo[split]
+        if split not in self._ragged:
+            self._ragged[split] = self.read(split)
+        return self._ragged[split]
 
     def dataset(self, split: str) -> Examples:
         return Examples(self.split_data(split), self.max_len, self.end_id)
@@ -194,12 +199,10 @@ class SequenceTask(Task):
     def prepare_data(self) -> None:
         """Tokenize and cache every split once (rank 0), so the other ranks only load."""
         for split in ("train", "val", "test"):
-            self.read(split)
+            self.split_data(split)
 
     def fit_to(self, seq_len: int) -> None:
         """Cut every sequence to `seq_len` tokens (a trunk's position limit); none is dropped."""
-        from fpt.errors import FPTError
-
         if seq_len < self.min_len:
             raise FPTError(f"cannot cut {type(self).__name__} sequences to {seq_len} tokens: an example needs {self.min_len}")
         self.max_len = min(self.max_len, int(seq_len))
