@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from fpt.errors import FPTError
-from tasks.homology import CLS, PAD, SEP, SPLITS, RemoteHomology, encode, write_json, write_lmdb
+from tasks.homology import CLS, PAD, SEP, SPLITS, RemoteHomology, encode
+from tasks.homology_fixture import write_json, write_lmdb
 from tests.conftest import tiny_cfg
 
 SMALL = dict(n_train=48, n_valid=16, n_test=16, n_folds=4, long_frac=0.1)
