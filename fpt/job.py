@@ -79,6 +79,8 @@ def run_job(cfg: DictConfig) -> float | None:
         return None
     m = res["metric"]
     base = "".join(f"  {k} {v:.4f}" for k, v in res.items() if k.startswith("baseline/") and isinstance(v, float))
+    if note := res.get("baseline/note"):  # a baseline that did not run says why, on the console too
+        print(f"note: {note}")
     print(f"test/{m} {res[f'test/{m}']:.4f}  val/{m} {_fmt(res[f'val/{m}'])}{base}  steps {res['steps']} (the tested checkpoint: "
           f"step {res.get('best_step', res['steps'])})  {res['wall_seconds']:.0f}s  -> {run_dir}/results.json")
     return res[f"test/{m}"]

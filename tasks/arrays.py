@@ -13,9 +13,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from fpt.errors import FPTError
 from tasks.base import Task
 from tasks.loading import loader
-from tasks.sampling import epoch_batches, shuffled_batches
+from tasks.sampling import epoch_batches, nested_order, shuffled_batches
 
 SPLITS = ("train", "val", "test")
 
@@ -50,6 +51,7 @@ class ArrayTask(Task, ABC):
     """A task whose splits are `self.arrays()` (dict split -> arrays, built once by `load()`); resumable shuffled batches."""
 
     eval_batch_size = 256
+    split_seed = 0  # seeds the data.train_size subsets (tasks with a `task.split_seed` option set their own)
 
     @abstractmethod
     def load(self) -> dict[str, dict[str, np.ndarray]]:
@@ -66,8 +68,18 @@ class ArrayTask(Task, ABC):
     def _set(self, split: str) -> Arrays:
         arrays = self.arrays()[split]
         if split == "train" and self.train_size is not None:
-            arrays = {k: v[: self.train_size] for k, v in arrays.items()}
+            keep = self.subset(arrays["y"], self.train_size)
+            arrays = {k: v[keep] for k, v in arrays.items()}
         return Arrays(arrays)
+
+    def subset(self, y: np.ndarray, size: int) -> np.ndarray:
+        """The rows (in file order) of the `data.train_size=size` training subset: seeded by `split_seed`, stratified
+        by class for single-target classification, and nested (the subset for N lies inside the one for 2N)."""
+        if size > len(y):
+            raise FPTError(f"data.train_size={size} is more than the {len(y)} training examples; choose at most "
+                           f"{len(y)} (or null for all)")
+        labels = y[:, 0] if self.spec.objective == "classification" and y.shape[1] == 1 else None
+        return np.sort(nested_order(len(y), self.split_seed, labels)[:size])
 
     def train_dataloader(self) -> DataLoader:
         ds = self._set("train")

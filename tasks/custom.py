@@ -3,8 +3,10 @@
 Columns: `x` (N, T, D) floats or (N, T) integer token ids; `y` (N,) integers (classification), (N,) floats
 (regression) or (N, K) of 0/1 (multi-label); optional `mask` (N, T) (True/1 = real token) and optional `split`
 (N,) of train/val/test (without it: a seeded 80/10/10 split). A `datasets` folder (`save_to_disk`) holds the same
-columns, in one Dataset or a DatasetDict whose split names are train/val(idation)/test. `task.objective` overrides
-the guess from y. Every check names the file and what to change, in one line.
+columns, in one Dataset or a DatasetDict whose split names are train/val(idation)/test (not both val and validation).
+`task.objective` overrides the guess from y. `data.train_size=N` trains on a seeded, class-stratified subset of the
+training split (nested: the subset for N lies inside the one for 2N; tasks/arrays.py). Every check names the file and
+what to change, in one line.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ def _read_datasets(path: Path) -> dict[str, np.ndarray]:
     except (FileNotFoundError, ValueError) as e:
         raise FPTError(f"{path}: not a datasets save_to_disk folder ({str(e).splitlines()[0]})") from None
     if isinstance(ds, datasets.DatasetDict):
+        if "val" in ds and "validation" in ds:
+            raise FPTError(f"{path}: has both a 'val' and a 'validation' split; keep one (merge or drop the other) so the "
+                           f"validation set is unambiguous")
         parts = {("val" if k == "validation" else k): d for k, d in ds.items()}
         cols = [_columns(d, path) for d in parts.values()]
         out = {k: _stack([c[k] for c in cols], k, path) for k in cols[0]}

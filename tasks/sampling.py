@@ -5,6 +5,9 @@ from `batches_of(epoch)`, never from a generator whose state carries across epoc
 the middle of epoch e skips the batches it already trained on and goes on with exactly the rest. Keys are
 `(index, epoch)` pairs when the dataset asks for them (`with_epoch`): augmentation can then be seeded per
 example and epoch (see `example_seed`), not by whatever the global generator holds.
+
+Which examples a split holds is seeded here too: `stratified_holdout` (a validation carve that keeps every class in
+training) and `nested_order` (the `data.train_size` subsets: stratified, and each one inside every larger one).
 """
 
 from __future__ import annotations
@@ -15,6 +18,35 @@ import numpy as np
 from torch.utils.data import Sampler
 
 from fpt.seeds import mix64
+
+
+def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Which examples to hold out (bool, per example): of each class's n_c, round(fraction * n_c) drawn by `seed`,
+    but never its last one (at most n_c - 1); at least one in all when some class has two."""
+    rng = np.random.default_rng(seed)
+    held = np.zeros(len(labels), dtype=bool)
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        held[idx[: min(int(np.floor(fraction * len(idx) + 0.5)), len(idx) - 1)]] = True
+    if not held.any():  # a tiny fraction of a tiny file: one example of the largest class
+        values, counts = np.unique(labels, return_counts=True)
+        if counts.max() > 1:
+            held[rng.choice(np.flatnonzero(labels == values[counts.argmax()]))] = True
+    return held
+
+
+def nested_order(n: int, seed: int, labels: np.ndarray | None = None) -> np.ndarray:
+    """A seeded order of range(n) whose first N are the `data.train_size=N` subset: smaller subsets are prefixes of
+    larger ones (nested), and with class labels every prefix holds each class in proportion: class c's examples,
+    shuffled, sit at (k + 0.5) / n_c for k = 0..n_c-1 (Sainte-Lague's apportionment), ties broken by the seed."""
+    rng = np.random.default_rng([seed, 1])  # a stream apart from the validation carve's
+    if labels is None:
+        return rng.permutation(n)
+    key = np.empty(n)
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        key[idx] = (np.arange(len(idx)) + 0.5) / len(idx)
+    return np.lexsort((rng.random(n), key))
 
 
 def shuffled_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:

@@ -5,6 +5,9 @@ Axes: n series, t time steps, d channels, p patches, l patch length.
 Normalisation (`task.norm`): `train` (each channel by the training split's mean and std), `instance` (each series
 and channel by its own: RevIN without the affine part) or `none`. Missing values (NaN, `?` in .ts files) and padding
 become 0 after normalisation (the channel's mean); padding is masked out.
+
+The archive's reference classifiers (`nn1_euclidean`, `nn1_dtw`) read the series as the files store them (the UCR
+files hold each series z-normalised already): the whole training file against the test file, missing values 0.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from einops import rearrange
 
 from fpt.errors import FPTError
@@ -115,3 +119,30 @@ def patches(x: np.ndarray, mask: np.ndarray, patch_len: int, stride: int) -> tup
     idx = np.arange(p)[:, None] * stride + np.arange(patch_len)[None, :]  # (p, l)
     tokens = rearrange(x[:, idx], "n p l d -> n p (l d)")
     return np.ascontiguousarray(tokens, dtype=np.float32), mask[:, idx].any(-1)
+
+
+def nn1_euclidean(train: list[np.ndarray], y_train: np.ndarray, test: list[np.ndarray], y_test: np.ndarray) -> float:
+    """1-NN test accuracy, Euclidean over every channel, series (d, t_i) as stored; unequal lengths are zero-padded to
+    the longest (0 is the mean of a z-normalised series), missing values are 0; ties go to the first training series."""
+    length = max(s.shape[1] for s in train + test)
+    a, b = (torch.from_numpy(np.nan_to_num(to_array(s, length)[0])).double().flatten(1) for s in (train, test))
+    nearest = y_train[torch.cdist(b, a).argmin(1).numpy()]
+    return float((nearest == y_test).mean())
+
+
+def dtw_cells(train: list[np.ndarray], test: list[np.ndarray]) -> int:
+    """The cost of full-window DTW 1-NN: series pairs x steps^2 x channels (cells of the DTW tables, summed)."""
+    length = max(s.shape[1] for s in train + test)
+    return len(train) * len(test) * length**2 * train[0].shape[0]
+
+
+def nn1_dtw(train: list[np.ndarray], y_train: np.ndarray, test: list[np.ndarray], y_test: np.ndarray) -> float:
+    """1-NN test accuracy with full-window DTW (aeon's; multivariate: dependent DTW, one warping for all channels),
+    series as stored, unequal lengths as they are, missing values 0. Raises ImportError without aeon and numba."""
+    from aeon.distances import dtw_pairwise_distance
+
+    a, b = ([np.nan_to_num(s).astype(np.float64) for s in part] for part in (train, test))
+    if len({s.shape[1] for s in a + b}) == 1:
+        a, b = np.stack(a), np.stack(b)  # (n, d, t): aeon's fast path for equal lengths
+    nearest = y_train[np.asarray(dtw_pairwise_distance(b, a, window=None)).argmin(1)]
+    return float((nearest == y_test).mean())

@@ -3,8 +3,13 @@
 Reads `<data.root>/NAME/NAME_TRAIN.ts` and `NAME_TEST.ts`; without them, the copy that the `aeon` package ships
 (JapaneseVowels, GunPoint, ArrowHead, BasicMotions, ItalyPowerDemand, OSULeaf, ...), found through the installed
 package without importing it. Uni- and multivariate, unequal lengths (padding masked) and missing values (`?`).
-Validation is carved from the training file (seeded by `task.split_seed`); the official test file is the test set,
-whole. results.json records the 1-nearest-neighbour Euclidean baseline on the same split (`baseline/1nn_acc`).
+Validation is carved from the training file, stratified: round(val_fraction * n_c) of each class (seeded by
+`task.split_seed`), never a class's last series. The official test file is the test set, whole. `data.train_size=N`
+trains on a stratified, nested subset of the rest (tasks/arrays.py). results.json records the archive's reference
+classifiers as timeseriesclassification.com publishes them: 1-nearest-neighbour on the whole training file against
+the test file, series as stored, Euclidean (`baseline/1nn_acc`) and full-window DTW through aeon
+(`baseline/1nn_dtw_acc`; null with a `baseline/note` saying why when aeon is missing or the cost exceeds
+`task.dtw_max_cells`).
 """
 
 from __future__ import annotations
@@ -13,14 +18,14 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from fpt.errors import FPTError
 from fpt.schema import Count, Fraction, NonNegative, SequenceReadout, choice
 from tasks.arrays import ArrayTask
 from tasks.base import TaskOptions
+from tasks.sampling import stratified_holdout
 from tasks.spec import TaskSpec
-from tasks.timeseries import NORMS, channel_stats, normalise, patches, read_ts, to_array
+from tasks.timeseries import NORMS, channel_stats, dtw_cells, nn1_dtw, nn1_euclidean, normalise, patches, read_ts, to_array
 
 
 def bundled_root() -> Path | None:
@@ -52,6 +57,7 @@ class UEAOptions(TaskOptions):
     readout: SequenceReadout = "mean"
     val_fraction: Fraction = 0.2
     split_seed: NonNegative = 0
+    dtw_max_cells: NonNegative = 2_000_000_000  # the DTW 1-NN baseline's budget (train x test pairs x steps^2 x channels)
 
 
 class UEA(ArrayTask):
@@ -60,11 +66,12 @@ class UEA(ArrayTask):
     Options = UEAOptions
 
     def __init__(self, batch_size: int = 16, eval_batch_size: int = 256, patch_len: int = 4, stride: int = 2,
-                 norm: str = "train", readout: str = "mean", val_fraction: float = 0.2, split_seed: int = 0, seed: int = 0,
-                 data=None):
+                 norm: str = "train", readout: str = "mean", val_fraction: float = 0.2, split_seed: int = 0,
+                 dtw_max_cells: int = 2_000_000_000, seed: int = 0, data=None):
         super().__init__(batch_size, seed, data)
         self.eval_batch_size, self.patch_len, self.stride, self.norm = int(eval_batch_size), int(patch_len), int(stride), norm
         self.readout, self.val_fraction, self.split_seed = readout, float(val_fraction), int(split_seed)
+        self.dtw_max_cells = int(dtw_max_cells)
 
     @property
     def name(self) -> str:
@@ -97,18 +104,28 @@ class UEA(ArrayTask):
         x, mask = to_array(tr + te, length)
         y = np.array([index[c] for c in tr_labels + te_labels], dtype=np.int64)[:, None]
         split = np.array(["train"] * len(tr) + ["test"] * len(te))
-        order = np.random.default_rng(self.split_seed).permutation(len(tr))
-        split[order[: max(1, round(self.val_fraction * len(tr)))]] = "val"
+        held = stratified_holdout(y[: len(tr), 0], self.val_fraction, self.split_seed)
+        if not held.any():
+            raise FPTError(f"{train_path}: no class has two training series, so validation cannot be carved without "
+                           f"removing a class from training; add series (or use a larger file)")
+        split[np.flatnonzero(held)] = "val"
+        self.stored = {"train": (tr, y[: len(tr), 0]), "test": (te, y[len(tr) :, 0])}  # as in the files: the 1-NN baselines
         stats = channel_stats(x[split == "train"], mask[split == "train"])
         x = normalise(x, mask, self.norm, stats)
-        self.series = {s: (x[split == s], y[split == s, 0]) for s in ("train", "test")}  # for the 1-NN baseline
         tokens, tmask = patches(x, mask, self.patch_len, self.stride)
         return {s: {"x": tokens[split == s], "mask": tmask[split == s], "y": y[split == s]} for s in ("train", "val", "test")}
 
     def baselines(self) -> dict:
-        """1-nearest-neighbour, Euclidean, on the normalised zero-padded series: train (less validation) vs test."""
+        """The archive's reference classifiers, whole training file vs test file, series as stored: 1-NN Euclidean and
+        1-NN full-window DTW (null, with `baseline/note` saying why, without aeon or beyond task.dtw_max_cells)."""
         self.arrays()
-        (xa, ya), (xb, yb) = self.series["train"], self.series["test"]
-        dist = torch.cdist(torch.from_numpy(xb.reshape(len(xb), -1)).double(), torch.from_numpy(xa.reshape(len(xa), -1)).double())
-        nearest = ya[dist.argmin(1).numpy()]
-        return {"baseline/1nn_acc": round(float((nearest == yb).mean()), 4)}
+        (a, ya), (b, yb) = self.stored["train"], self.stored["test"]
+        out = {"baseline/1nn_acc": round(nn1_euclidean(a, ya, b, yb), 4), "baseline/1nn_dtw_acc": None}
+        if (cells := dtw_cells(a, b)) > self.dtw_max_cells:
+            out["baseline/note"] = f"1nn_dtw_acc skipped: {cells:.2g} DTW cells exceed task.dtw_max_cells={self.dtw_max_cells:.2g}"
+            return out
+        try:
+            out["baseline/1nn_dtw_acc"] = round(nn1_dtw(a, ya, b, yb), 4)
+        except ImportError as e:
+            out["baseline/note"] = f"1nn_dtw_acc needs aeon and its dependencies ({e}): pip install aeon (fpt's [timeseries] extra)"
+        return out

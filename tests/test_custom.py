@@ -92,3 +92,62 @@ def test_bad_files_are_one_line_errors_naming_the_file(tmp_path, arrays, says):
     with pytest.raises(FPTError) as e:
         _task(tmp_path / "bad.npz").check()
     assert says in str(e.value) and "bad.npz" in str(e.value) and "\n" not in str(e.value)
+
+
+def _sorted_by_class(tmp_path, n_per=(150, 100, 100, 60, 60, 30, 30, 20, 20, 10)):
+    """A class-sorted file (class 0's rows first, then class 1's, ...): a prefix holds only the first classes."""
+    y = np.repeat(np.arange(len(n_per)), n_per)
+    x = np.random.default_rng(0).normal(size=(len(y), 4, 2)).astype(np.float32)
+    split = np.where(np.arange(len(y)) % 10 == 3, "val", np.where(np.arange(len(y)) % 10 == 7, "test", "train"))
+    np.savez(tmp_path / "sorted.npz", x=x, y=y, split=split)
+    return y[split == "train"]
+
+
+def _subset_task(path, size, *more):
+    cfg = compose_cfg("task=custom", f"data.path={path}", f"data.train_size={size}", *more)
+    return build_task(cfg.task, 0, cfg.data)
+
+
+def test_train_size_on_a_class_sorted_file_trains_on_every_class_in_proportion(tmp_path):
+    y = _sorted_by_class(tmp_path)
+    task = _subset_task(tmp_path / "sorted.npz", 100)
+    seen = np.concatenate([b["y"][:, 0].numpy() for b in task.train_dataloader()])
+    assert len(seen) == 100 and sorted(set(seen.tolist())) == list(range(10))
+    expected = 100 * np.bincount(y) / len(y)  # the file's class proportions, scaled to 100
+    assert np.abs(np.bincount(seen, minlength=10) - expected).max() <= 1
+
+
+def test_train_size_subsets_are_nested_and_seeded(tmp_path):
+    _sorted_by_class(tmp_path)
+    y = _subset_task(tmp_path / "sorted.npz", 50).arrays()["train"]["y"]
+    rows = {n: set(_subset_task(tmp_path / "sorted.npz", n).subset(y, n).tolist()) for n in (25, 50, 100, 200)}
+    assert rows[25] < rows[50] < rows[100] < rows[200]  # the subset for N lies inside the one for 2N
+    other = set(_subset_task(tmp_path / "sorted.npz", 100, "task.split_seed=1").subset(y, 100).tolist())
+    assert other != rows[100] and len(other) == 100
+
+
+def test_train_size_of_regression_targets_is_a_seeded_nested_sample_not_the_first_rows(tmp_path):
+    x, s = _data(n=200)
+    np.savez(tmp_path / "reg.npz", x=x, y=s, split=np.array(["train"] * 180 + ["val"] * 10 + ["test"] * 10))
+    task = _subset_task(tmp_path / "reg.npz", 40)
+    y = task.arrays()["train"]["y"]
+    small, large = task.subset(y, 40), task.subset(y, 80)
+    assert set(small) < set(large) and small.tolist() != list(range(40)) and small.max() > 100
+    assert np.allclose(task._set("train").t["y"].numpy(), y[small])
+
+
+def test_train_size_beyond_the_training_split_is_one_line(tmp_path):
+    _sorted_by_class(tmp_path)
+    with pytest.raises(FPTError) as e:
+        _subset_task(tmp_path / "sorted.npz", 5000).train_dataloader()
+    assert "data.train_size=5000 is more than the 464 training examples" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_datasets_folder_with_both_val_and_validation_is_one_line(tmp_path):
+    import datasets
+
+    part = datasets.Dataset.from_dict({"x": [[1, 2], [3, 4]], "y": [0, 1]})
+    datasets.DatasetDict({"train": part, "val": part, "validation": part, "test": part}).save_to_disk(str(tmp_path / "ds"))
+    with pytest.raises(FPTError) as e:
+        _task(tmp_path / "ds").check()
+    assert "both a 'val' and a 'validation' split" in str(e.value) and "ds" in str(e.value) and "\n" not in str(e.value)

@@ -13,12 +13,13 @@ HEADER = "# a comment\n@problemName Toy\n@timeStamps false\n@missing true\n@univ
          "@equalLength false\n@classLabel true a b\n@data\n"
 
 
-def _write(root, name="Toy", train=None, test=None):
+def _write(root, name="Toy", train=None, test=None, classes="a b"):
     folder = root / name
     folder.mkdir(parents=True, exist_ok=True)
     rows = train or ["1,2,3:10,20,30:a", "4,5:40,50:b", "1,?,3,4:1,1,1,1:a", "9,9,9:9,9,9:b", "1,2,3:1,2,3:a"]
-    (folder / f"{name}_TRAIN.ts").write_text(HEADER + "\n".join(rows) + "\n")
-    (folder / f"{name}_TEST.ts").write_text(HEADER + "\n".join(test or ["1,2:3,4:a", "5,6,7:8,9,1:b"]) + "\n")
+    header = HEADER.replace("@classLabel true a b", f"@classLabel true {classes}")
+    (folder / f"{name}_TRAIN.ts").write_text(header + "\n".join(rows) + "\n")
+    (folder / f"{name}_TEST.ts").write_text(header + "\n".join(test or ["1,2:3,4:a", "5,6,7:8,9,1:b"]) + "\n")
 
 
 def _task(root, name="Toy", *more):
@@ -70,3 +71,56 @@ def test_bundled_copies_are_found_through_the_installed_package(tmp_path, monkey
     task = _task(tmp_path / "empty_root", "Bundled")
     assert task.data_files()[0] == fake / "datasets" / "data" / "Bundled" / "Bundled_TRAIN.ts"
     assert len(task.arrays()["test"]["y"]) == 2
+
+
+def _bundled(name, *more):
+    from tasks.uea import bundled_root
+
+    if bundled_root() is None or not (bundled_root() / name).is_dir():
+        pytest.skip("aeon's bundled UCR copies are not installed (pip install aeon)")
+    cfg = compose_cfg("task=uea", f"data.name={name}", "data.root=/nonexistent", *more)
+    return build_task(cfg.task, 0, cfg.data)
+
+
+# the archive's published accuracies (timeseriesclassification.com / UCR 2018): 1-NN Euclidean and full-window DTW
+PUBLISHED = {"GunPoint": (0.913, 0.907), "ItalyPowerDemand": (0.955, 0.950), "ArrowHead": (0.800, 0.703)}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_1nn_euclidean_is_the_archives_published_number(name, monkeypatch):
+    monkeypatch.setitem(sys.modules, "aeon.distances", None)  # DTW unavailable: its absence must be said, not silent
+    res = _bundled(name).baselines()
+    assert round(res["baseline/1nn_acc"], 3) == PUBLISHED[name][0]
+    assert res["baseline/1nn_dtw_acc"] is None and "1nn_dtw_acc needs aeon" in res["baseline/note"]
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_1nn_dtw_is_the_archives_published_number(name):
+    try:
+        from aeon.distances import dtw_pairwise_distance  # noqa: F401 - needs aeon with numba, not only its data
+    except ImportError:
+        pytest.skip("aeon's distances need aeon installed with its dependencies (numba)")
+    res = _bundled(name).baselines()
+    assert round(res["baseline/1nn_dtw_acc"], 3) == PUBLISHED[name][1] and "baseline/note" not in res
+
+
+def test_dtw_beyond_its_budget_is_skipped_with_a_note():
+    res = _bundled("GunPoint", "task.dtw_max_cells=1000").baselines()
+    assert res["baseline/1nn_dtw_acc"] is None
+    assert res["baseline/note"] == "1nn_dtw_acc skipped: 1.7e+08 DTW cells exceed task.dtw_max_cells=1e+03"
+
+
+def test_validation_is_stratified_and_never_takes_a_class_last_series(tmp_path):
+    rows = ["1,2:3,4:a"] * 10 + ["5,6:7,8:b"] + ["9,9:9,9:c"] * 3  # a: 10 series, b: one, c: three
+    _write(tmp_path, train=rows, classes="a b c")
+    for fraction, val in ((0.2, [0, 0, 2]), (0.5, [0] * 5 + [2] * 2), (0.9, [0] * 9 + [2] * 2)):
+        a = _task(tmp_path, "Toy", f"task.val_fraction={fraction}").arrays()
+        assert sorted(a["val"]["y"][:, 0].tolist()) == val  # round(f * n_c), at most n_c - 1, per class
+        assert sorted(set(a["train"]["y"][:, 0].tolist())) == [0, 1, 2]
+
+
+def test_a_file_with_no_class_of_two_cannot_carve_validation(tmp_path):
+    _write(tmp_path, train=["1,2:3,4:a", "5,6:7,8:b"])
+    with pytest.raises(FPTError) as e:
+        _task(tmp_path).check()
+    assert "no class has two training series" in str(e.value) and "\n" not in str(e.value)
