@@ -1,4 +1,5 @@
-"""The parameter-efficiency part of `fpt report`: test accuracy against the trainable values a run uses
+"""The parameter-efficiency part of `fpt report`: each task's test metric (accuracy, F1, mAP in %; MSE, MAE as they
+are; its direction marked) against the trainable values a run uses
 (results.json's params_used), for every row of a sweep, as a table and one chart per task, so FPT, LoRA,
 LN tuning, BitFit, IA3, full finetuning, scratch and the ablations sit side by side; and the note lines that
 say what the ablation rows show."""
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fpt.objectives import MODES, PERCENT
 from fpt.plots import pyplot, save
 
 # model.kind -> what its row shows (printed under the table when the sweep has such a row)
@@ -27,10 +29,11 @@ def section(cells: list[dict], rows: list[dict], plots: Path, title: str) -> tup
         return [], None
     have.sort(key=lambda c: (c["task"], c["params_used"]))
     lines = ["", "## Parameter efficiency", "",
-             "Test accuracy (%) of the selected learning rate against the trainable values the run uses "
-             "(results.json's params_used: values that get a gradient), one row per variant and task.", "",
-             "| task | variant | trainable values used | test accuracy (%) |", "|---|---|---|---|"]
-    lines += [f"| {c['task']} | {c['variant']} | {c['params_used']:,} | {c['cell']} |" for c in have]
+             "Each task's test metric at the selected learning rate against the trainable values the run uses "
+             "(results.json's params_used: values that can change the output), one row per variant and task.", "",
+             "| task | variant | trainable values used | test value | metric |", "|---|---|---|---|---|"]
+    lines += [f"| {c['task']} | {c['variant']} | {c['params_used']:,} | {c['cell']} | {axis_label(metric_of(c))} |"
+              for c in have]
     kinds = {r["run_dir"]: r.get("model") for r in rows}
     shown = dict.fromkeys(kinds.get(c["runs"][0]) for c in have)
     notes = [NOTES[k] for k in shown if k in NOTES]
@@ -39,8 +42,18 @@ def section(cells: list[dict], rows: list[dict], plots: Path, title: str) -> tup
     return lines, plot(have, plots, title)
 
 
+def metric_of(cell: dict) -> str:
+    """The metric a cell's test value is in (cells from before objectives carried one: accuracy)."""
+    return cell.get("metric") or "acc"
+
+
+def axis_label(metric: str) -> str:
+    """`acc (%) ↑`, `mse ↓`: the metric, percent only where reports show it so, and its better direction."""
+    return f"{metric}{' (%)' if metric in PERCENT else ''} {'↑' if MODES.get(metric, 'max') == 'max' else '↓'}"
+
+
 def plot(cells: list[dict], plots: Path, title: str) -> Path:
-    """One panel per task: test accuracy (mean, error bars: std over seeds) vs trainable values used (log scale).
+    """One panel per task: its test metric (mean, error bars: std over seeds) vs trainable values used (log scale).
     Each variant keeps one colour and marker in every panel; one legend below the panels, so no point hides behind it."""
     plt = pyplot()
     tasks = list(dict.fromkeys(c["task"] for c in cells))
@@ -50,14 +63,17 @@ def plot(cells: list[dict], plots: Path, title: str) -> Path:
     fig, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4.6), squeeze=False)
     handles = {}
     for ax, task in zip(axes[0], tasks):
-        for c in (c for c in cells if c["task"] == task):
-            h = ax.errorbar([c["params_used"]], [100 * c["test_mean"]], yerr=[100 * c["test_std"]], capsize=3, markersize=7,
+        mine = [c for c in cells if c["task"] == task]
+        metric = metric_of(mine[0])
+        k = 100 if metric in PERCENT else 1
+        for c in mine:
+            h = ax.errorbar([c["params_used"]], [k * c["test_mean"]], yerr=[k * c["test_std"]], capsize=3, markersize=7,
                             linestyle="none", **style[c["variant"]])
             handles.setdefault(c["variant"], h)
-        ax.set(title=task, xscale="log", xlabel="trainable values used (log)", ylabel="test accuracy (%)")
+        ax.set(title=task, xscale="log", xlabel="trainable values used (log)", ylabel=f"test {axis_label(metric)}")
         ax.grid(alpha=0.3)
     fig.legend([handles[v] for v in variants if v in handles], [v for v in variants if v in handles],
                loc="lower center", ncol=min(4, len(handles)), fontsize=8, frameon=False)
-    fig.suptitle(f"{title}\ntest accuracy vs trainable values (std over seeds)", fontsize=10)
+    fig.suptitle(f"{title}\ntest metric vs trainable values (std over seeds)", fontsize=10)
     fig.tight_layout(rect=(0, 0.06 + 0.04 * ((len(handles) - 1) // 4), 1, 1))
     return save(fig, plots / "accuracy_vs_params.png", tight=False)

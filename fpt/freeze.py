@@ -116,11 +116,11 @@ def inspect_table(model, groups: Mapping[str, str]) -> str:
 
 
 def used_line(model) -> str:
-    """How many trainable values the task can reach (see count_used), beside the trainable count."""
+    """How many trainable values can change the output (see count_used), beside the trainable count."""
     trainable, total = count_params(model)
     used = count_used(model)
     return (f"used by this task {used:,} of {trainable:,} trainable || used% {100 * used / max(total, 1):.4f} "
-            f"(position rows beyond the task's length and never-indexed table rows get no gradient)")
+            f"(position rows beyond the task's length, never-indexed table rows and key biases change no output)")
 
 
 def summary_line(model) -> str:
@@ -129,40 +129,72 @@ def summary_line(model) -> str:
     return f"trainable {trainable:,} || all {total:,} || trainable% {100 * trainable / max(total, 1):.4f}"
 
 
-def count_used(model) -> int:
-    """Trainable values the task can reach: those with a nonzero gradient for one full-length synthetic input
-    (every position real, every token id present). Position-table rows beyond the task's length, token-type
-    rows never indexed and the padding row of an input Embedding count as trainable but unused."""
+USED_TOL = 1e-12  # float64 leaves an analytically zero gradient below ~1e-16 of the largest; real ones sit far above
+
+
+def count_used(model, tol: float = USED_TOL) -> int:
+    """How many trainable values can change the output (see used_values)."""
+    return int(sum(int(m.sum()) for m in used_values(model, tol).values()))
+
+
+def used_values(model, tol: float = USED_TOL) -> dict:
+    """{trainable parameter name: bool mask of its values that can change the output}: |gradient| > tol x the largest
+    |gradient| for one full-length synthetic input (every position real, every token id present) under either of two
+    random output weightings, on a float64 copy with jittered values (_probe_copy), so neither rounding nor the
+    pretrained values decide: the same for every seed. Left out: position rows beyond the task's length, token-type
+    rows never indexed, an input Embedding's padding row and key-projection biases (softmax ignores a shift shared by
+    all keys: BERT's key.bias, the key slice of GPT-2's c_attn.bias)."""
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    used = {}
+    for grads in (_probe_grads(_probe_copy(model), names) if names else []):
+        top = max(float(g.abs().max()) for g in grads)
+        for n, g in zip(names, grads):
+            used[n] = (g.abs() > tol * top) | used.get(n, False)
+    return used
+
+
+def _probe_copy(model, jitter: float = 0.1):
+    """A float64 copy in eval mode (no dropout: a dropped unit is not an unused one), computing eagerly without autocast
+    whatever the original stores (a bf16 trunk: fpt/precision.py) or compiles. Every tensor gets noise of `jitter` x its
+    RMS (0.02 where it is all zero): a value that is zero or vanishing now (LoRA's B, MiniLM's dead last-LayerNorm
+    dimensions, ~1e-33) does not hide what it feeds, since training moves it; structural zeros stay exactly zero."""
+    import copy
+
     import torch
 
-    spec = model.spec
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        return 0
-    device = params[0].device
+    probe = copy.deepcopy(model).double().eval()
+    for m in probe.modules():  # a compiled module's call still points at the original module: run the copy eagerly
+        m.__dict__.pop("_compiled_call_impl", None)
+    if hasattr(probe, "compute_dtype"):
+        probe.compute_dtype = None
+    gens = {}  # one seeded generator per device: the same jitter for every run of this model
+    with torch.no_grad():
+        for p in probe.parameters():
+            if p.is_floating_point() and p.numel():
+                if p.device not in gens:
+                    gens[p.device] = torch.Generator(device=p.device).manual_seed(0)
+                gen, scale = gens[p.device], jitter * float(p.square().mean().sqrt()) or 0.02
+                p.add_(torch.randn(p.shape, generator=gen, dtype=p.dtype, device=p.device), alpha=scale)
+    return probe
+
+
+def _probe_grads(probe, names: Sequence[str], weightings: int = 2) -> list[list]:
+    """One forward of the synthetic input, then the gradients of `names` for each random weighting of the outputs."""
+    import torch
+
+    spec, params = probe.spec, dict(probe.named_parameters())
+    ps = [params[n] for n in names]
+    device, gen = ps[0].device, torch.Generator().manual_seed(1)
     rows = 1 if spec.vocab_size is None else -(-spec.vocab_size // spec.seq_len)  # enough rows to show every id
-    # a zero-initialised tensor (LoRA's B) blocks the gradient of what feeds it (LoRA's A) at step 0 only: give it values
-    zeros = {p: p.detach().clone() for p in params if p.dim() >= 2 and not p.any()}
-    with torch.random.fork_rng(devices=[]), torch.enable_grad():
-        torch.manual_seed(0)
-        was_training = model.training
-        model.eval()  # no dropout: a dropped unit is not an unused one
-        try:
-            with torch.no_grad():
-                for p in zeros:
-                    p.normal_()
-            if spec.vocab_size is None:
-                x = torch.randn(rows, spec.seq_len, spec.token_dim, device=device)
-            else:
-                x = (torch.arange(rows * spec.seq_len, device=device) % spec.vocab_size).view(rows, spec.seq_len)
-            out = model(x, torch.ones(x.shape[:2], dtype=torch.bool, device=device))
-            grads = torch.autograd.grad((out * torch.randn_like(out)).sum(), params, allow_unused=True)
-        finally:
-            model.train(was_training)
-            with torch.no_grad():
-                for p, saved in zeros.items():
-                    p.copy_(saved)
-    return int(sum(int((g != 0).sum()) for g in grads if g is not None))
+    if spec.vocab_size is None:
+        x = torch.randn(rows, spec.seq_len, spec.token_dim, generator=gen, dtype=torch.float64).to(device)
+    else:
+        x = (torch.arange(rows * spec.seq_len, device=device) % spec.vocab_size).view(rows, spec.seq_len)
+    with torch.random.fork_rng(devices=[]), torch.enable_grad(), torch.autocast(device.type, enabled=False):
+        out = probe(x, torch.ones(x.shape[:2], dtype=torch.bool, device=device))
+        ws = [torch.randn(out.shape, generator=gen, dtype=out.dtype).to(device) for _ in range(weightings)]
+        grads = [torch.autograd.grad((out * w).sum(), ps, allow_unused=True, retain_graph=True) for w in ws]
+    return [[torch.zeros_like(p) if g is None else g for g, p in zip(gs, ps)] for gs in grads]
 
 
 def count_params(model) -> tuple[int, int]:

@@ -13,9 +13,10 @@ and values. With right padding, an example's logits are then the same whatever i
 to (position i always meets rows i of the projections and of `wpe`).
 
 Sizes. heads: 12 at hidden 768 (GPT-2 base's head size 64) and 12 at hidden 384 (MiniLM-L6's
-head size 32), the transformers the baseline stands beside. k (the projected length, 256 as in
-the package and the Linformer paper) is capped at the sequence length: beyond it the projection
-only adds rows.
+head size 32), the transformers the baseline stands beside. `model.k` (the projected length, 256 as
+in the package and the Linformer paper, at least 1) is capped at the sequence length: beyond it the
+projection only adds rows. So on sequences no longer than k the (t, t) projection is full rank and
+the Linformer's attention is no low-rank approximation: only tasks longer than k see the compression.
 
 Axes: b batch, t tokens, h hidden size.
 """

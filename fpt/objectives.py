@@ -5,7 +5,8 @@ selection, early stopping, steps_to, results.json, sweeps, `fpt report`) reads t
 
 Logits arrive as (b, n, c) from the model's head (n targets per example, c outputs per target):
 - classification: c classes; y (b, n) long class ids; cross-entropy; accuracy.
-- multilabel: n labels, c = 1; y (b, n) of 0/1; binary cross-entropy; micro-F1 and mean average precision.
+- multilabel: n labels, c = 1; y (b, n) of 0/1; binary cross-entropy; micro-F1 and mean average precision over the
+  labels with a positive in the split (`map`; a label without one has no AP: `map_labels_left_out` counts them).
 - regression: n targets, c = 1; y (b, n) standardised floats; MSE loss; MSE and MAE in the data's own units
   (predictions and targets mapped back with the task's `target_loc` / `target_scale`).
 - forecast: n = horizon values, c = 1; y (b, n) on the training set's standardised scale; MSE loss; MSE and MAE on
@@ -15,12 +16,14 @@ Logits arrive as (b, n, c) from the model's head (n targets per example, c outpu
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torchmetrics import MeanAbsoluteError, MeanSquaredError, Metric
 from torchmetrics.classification import MulticlassAccuracy, MultilabelAveragePrecision, MultilabelF1Score
+from torchmetrics.utilities.data import dim_zero_cat
 
 OBJECTIVES = ("classification", "multilabel", "regression", "forecast")
 MODES = {"acc": "max", "f1": "max", "map": "max", "mse": "min", "mae": "min"}  # every metric's better direction
@@ -45,7 +48,7 @@ class Objective:
         if self.name == "multilabel":
             k = spec.targets_per_position
             return {"f1": MultilabelF1Score(num_labels=k, average="micro", validate_args=False),
-                    "map": MultilabelAveragePrecision(num_labels=k, average="macro", validate_args=False)}
+                    "map": PositiveLabelsAP(k), "map_labels_left_out": LabelsLeftOut(k)}
         return {"mse": MeanSquaredError(), "mae": MeanAbsoluteError()}
 
     def score(self, logits: torch.Tensor, batch: dict, spec, metrics: dict[str, Metric]) -> torch.Tensor:
@@ -68,6 +71,37 @@ class Objective:
         for m in metrics.values():
             m.update(pred.flatten(), true.flatten())
         return loss
+
+
+class PositiveLabelsAP(MultilabelAveragePrecision):
+    """Mean average precision over the labels with a positive among the targets seen. A label without one has no AP
+    (recall is 0/0); torchmetrics scores it 0 and averages it in, which would pull mAP down by the split's luck."""
+
+    def __init__(self, num_labels: int):
+        super().__init__(num_labels=num_labels, average=None, validate_args=False)
+
+    def compute(self) -> torch.Tensor:
+        with warnings.catch_warnings():  # its warning names what this class handles: no positive for a label
+            warnings.filterwarnings("ignore", message="No positive samples found in target")
+            per_label = super().compute()
+        has_positive = dim_zero_cat(self.target).sum(0) > 0
+        return per_label[has_positive].mean()  # nan when no label has a positive
+
+
+class LabelsLeftOut(Metric):
+    """How many labels had no positive among the targets seen: left out of PositiveLabelsAP's mean."""
+
+    full_state_update = False
+
+    def __init__(self, num_labels: int):
+        super().__init__()
+        self.add_state("positives", torch.zeros(num_labels), dist_reduce_fx="sum")
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        self.positives += target.sum(0)
+
+    def compute(self) -> torch.Tensor:
+        return (self.positives == 0).sum().float()
 
 
 DEFAULT_METRIC = {"classification": "acc", "multilabel": "map", "regression": "mse", "forecast": "mse"}

@@ -152,7 +152,7 @@ class LinformerOptions(ModelCommon):
     hidden: Count = 768
     depth: Count = 3
     heads: Count = 12
-    k: Count = 256
+    k: Count = 256  # the projected sequence length (Linformer paper: 256); full rank on tasks no longer than k
     max_len: CountOrNull = None
     dropout: Dropout = 0.1
 

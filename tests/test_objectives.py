@@ -48,6 +48,23 @@ def test_multilabel_uses_bce_and_reports_f1_and_map():
     assert obj.metric == "map" and obj.mode == "max"
 
 
+def test_map_leaves_out_a_label_without_a_positive_and_counts_it():
+    spec = TaskSpec(seq_len=4, num_classes=1, token_dim=2, targets_per_position=3, objective="multilabel")
+    obj = objective("multilabel")
+    m = _metrics(obj, spec)
+    logits = torch.tensor([[[2.0], [-1.0], [0.5]], [[-2.0], [1.0], [0.0]], [[1.0], [2.0], [-0.5]]])
+    y = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 0]])  # label 2 has no positive
+    obj.score(logits[:2], {"y": y[:2]}, spec, m)
+    obj.score(logits[2:], {"y": y[2:]}, spec, m)  # the positives are counted over every batch, not per batch
+    # label 0: its one positive ranks first (AP 1); label 1: it ranks second of three (AP 1/2); torchmetrics alone: 1/2
+    assert float(m["map"].compute()) == pytest.approx(0.75)
+    assert float(m["map_labels_left_out"].compute()) == 1.0
+    m["map"].reset()
+    m["map_labels_left_out"].reset()
+    obj.score(logits, {"y": torch.tensor([[1, 0, 1], [0, 1, 0], [0, 0, 0]])}, spec, m)
+    assert float(m["map_labels_left_out"].compute()) == 0.0 and float(m["map"].compute()) == pytest.approx((1 + 0.5 + 1) / 3)
+
+
 def test_best_step_and_selection_follow_the_metrics_direction():
     assert best_step([(10, 0.5), (20, 0.3), (30, 0.3)], "min") == 20
     assert best_step([(10, 0.5), (20, 0.3)], "max") == 10

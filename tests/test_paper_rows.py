@@ -136,6 +136,22 @@ def test_minilm_on_bit_xor_uses_a_small_share_of_its_trainable_values():
     assert count_used(lit.model) == 768 + 770 + 10 * 384 + 384 + 13 * 2 * 384
 
 
+# --- the Linformer row projects to model.k rows, 256 as in the Linformer paper ------------------------------------
+def test_linformer_projects_keys_and_values_to_model_k_rows(tiny):
+    from fpt.errors import FPTError
+    from fpt.model import build_model
+    from fpt.sections import validate
+    from tasks.spec import TaskSpec
+
+    spec, small = TaskSpec(seq_len=40, token_dim=3, num_classes=2), ("model=linformer", "model.hidden=16", "model.heads=4")
+    assert compose_cfg("variant=linformer").model.k == 256 and compose_cfg("variant=linformer_cpu").model.k == 256
+    for k, rows in [(8, 8), (32, 32), (256, 40)]:  # k >= the task's 40 tokens: a full-rank (40, 40) projection
+        attn = build_model(tiny_cfg(tiny, "gpt2", *small, f"model.k={k}"), spec).trunk.net.net.layers[0][0].fn
+        assert attn.proj_k.shape == attn.proj_v.shape == (40, rows)
+    with pytest.raises(FPTError, match=r"model\.k must be a positive integer, got 0$"):
+        validate(tiny_cfg(tiny, "gpt2", *small, "model.k=0"))
+
+
 # --- one regime for output-only runs ----------------------------------------------------------------------------
 def test_output_only_runs_keep_the_trunk_in_eval_mode_while_training(tiny):
     _, lit = build(tiny_cfg(tiny, "gpt2", "variant=output_only", "features.cache=false"))

@@ -166,3 +166,26 @@ def test_report_sets_accuracy_against_trainable_values_with_the_ablations_note(t
     assert table.index("| notrunk | 130 | 50.0") < table.index("| lora | 3,202 | 90.0") < table.index("| fpt | 5,570 | 100.0")
     assert "note: no trunk: the input layer, the readout and the output layer alone" in table
     assert (tmp_path / "plots" / "accuracy_vs_params.png").stat().st_size > 10_000
+
+
+def test_parameter_efficiency_shows_an_error_metric_as_it_is_with_its_direction(tmp_path, monkeypatch):
+    """An MSE task: the table and the plot show MSE (not x100, not 'accuracy'), lower is better."""
+    import json as _json
+
+    from fpt import efficiency
+    from fpt.report import report
+
+    for name, used, mse in [("fpt", 5570, 0.25), ("lora", 3202, 0.5)]:
+        d = tmp_path / name
+        d.mkdir()
+        (d / "results.json").write_text(_json.dumps({
+            "status": "ok", "task": "sines", "model": "fpt", "seed": 0, "lr": 1e-3, "metric": "mse", "mode": "min",
+            "val/mse": mse, "test/mse": mse, "params_used": used, "label": name, "overrides": {"variant": name}}))
+    figs = []
+    monkeypatch.setattr(efficiency, "save", lambda fig, path, tight=True: figs.append(fig) or path)
+    table = report(tmp_path).read_text().split("## Parameter efficiency")[1]
+    assert "| sines | lora | 3,202 | 0.5 ± 0 (n=1) | mse ↓ |" in table and "accuracy" not in table.split("\n\n")[1]
+    ax = figs[0].axes[0]
+    assert ax.get_ylabel() == "test mse ↓"
+    assert {float(line.get_ydata()[0]) for line in ax.lines} == {0.25, 0.5}  # markers and caps, not x100
+    assert efficiency.axis_label("map") == "map (%) ↑"
