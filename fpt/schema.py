@@ -74,7 +74,8 @@ Text = Annotated[str, Field(description="a string")]
 TextOrNull = Annotated[Optional[str], Field(description="a string or null")]
 
 Indices = Annotated[Union[int, list[int], Literal["all"], None], Field(description="an index, a list of indices ([0,5]) or all")]
-READOUTS = ("last_k", "last", "mean")  # last_k: the last k positions; last: the last real token; mean: over real tokens
+READOUTS = ("last_k", "last", "mean", "flatten")  # last_k: the last k positions; last: the last real token; mean: over real
+# tokens; flatten: every position side by side (fixed-length tasks that declare it, task=forecast: One Fits All's head)
 Readout = choice(*READOUTS)
 SequenceReadout = choice("last", "mean")  # one label per sequence
 INIT_MODES = ("pretrained", "random", "stats", "standardized")  # or a toolkit run dir / checkpoint (is_run_path)

@@ -4,6 +4,9 @@ Kept apart from the builders (fpt/model.py), which import the baselines that imp
 
 Axes: b batch, t tokens, d token features (task side), h hidden size (trunk side),
 k read positions, n targets per example, c classes.
+
+Readouts: last_k (b, k, h), last and mean (b, h), flatten (b, t*h): every position side by side, so the output
+layer reads seq_len x hidden (One Fits All's forecasting head; fixed-length tasks that declare it only).
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ class FPTModel(nn.Module):
         self.readout = readout or spec.readout
         if self.readout == "last_k" and spec.readout != "last_k":
             raise FPTError(f"model.readout=last_k needs a task with per-position targets; this task reads '{spec.readout}'")
+        if self.readout == "flatten" and spec.readout != "flatten":
+            raise FPTError(f"model.readout=flatten needs a task whose examples all have the same length and that declares it "
+                           f"(task=forecast: task.readout=flatten); this task reads '{spec.readout}': leave model.readout null")
         if spec.vocab_size is not None:
             self.input = nn.Embedding(spec.vocab_size, width, padding_idx=spec.pad_id)
         else:
@@ -45,7 +51,9 @@ class FPTModel(nn.Module):
             nn.init.zeros_(self.input.bias)
         self.input_drop = nn.Dropout(float(input_dropout))  # the 2021 code's Dropout(0.1) after the input layer
         self.trunk = trunk
-        self.output = nn.Linear(hidden, spec.targets_per_position * spec.num_classes)
+        reads = spec.seq_len if self.readout == "flatten" else 1  # flatten: the output layer sees every position
+        self.head_drop = nn.Dropout(spec.head_dropout) if spec.head_dropout > 0 else nn.Identity()  # Identity: no RNG draw
+        self.output = nn.Linear(hidden * reads, spec.targets_per_position * spec.num_classes)
         self.trunk_groups = groups  # trunk parameter name -> group, from the trunk's own map
         self._body_forward = body_forward
         self.fixed_features = False  # set by build_model when only the output layer trains
@@ -99,9 +107,14 @@ class FPTModel(nn.Module):
         return torch.autocast(device_type, dtype=self.compute_dtype)
 
     def read(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(b, t, h) -> (b, k, h) for last_k, else (b, h)."""
+        """(b, t, h) -> (b, k, h) for last_k, (b, t*h) for flatten, else (b, h)."""
         if self.readout == "last_k":
             return h[:, -self.spec.k :]
+        if self.readout == "flatten":
+            if h.shape[1] != self.spec.seq_len:
+                raise FPTError(f"the flatten readout reads exactly {self.spec.seq_len} positions, got a batch of {h.shape[1]}; "
+                               f"it needs fixed-length examples: use the mean readout")
+            return rearrange(h * mask.unsqueeze(-1).to(h.dtype), "b t h -> b (t h)")  # pads (none in forecast) read as zeros
         if self.readout == "mean":
             m = mask.unsqueeze(-1).to(h.dtype)
             return reduce(h * m, "b t h -> b h", "sum") / m.sum(1).clamp_min(1)
@@ -110,7 +123,7 @@ class FPTModel(nn.Module):
 
     def head(self, r: torch.Tensor) -> torch.Tensor:
         """Readout features -> logits (b, n, c)."""
-        c = self.spec.num_classes
+        c, r = self.spec.num_classes, self.head_drop(r)
         if r.dim() == 3:
             return rearrange(self.output(r), "b k (p c) -> b (k p) c", c=c)
         return rearrange(self.output(r), "b (p c) -> b p c", c=c)

@@ -9,6 +9,8 @@ Every channel is standardised by the training rows' statistics; MSE and MAE are 
 An example is a window of `seq_len` input steps and the next `horizon` steps; with `channel_independent` (One Fits
 All) each channel of a window is its own example (tokens: patches of `patch_len` steps), else all channels share the
 tokens. `norm=instance` (RevIN) normalises each input window by its own mean and std and maps the predictions back.
+`readout=flatten` (One Fits All's head, the default) puts every patch's output side by side into one Linear(patches x
+hidden, horizon); `mean` averages the patches first (a Linear(hidden, horizon): patches times fewer weights).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 from einops import rearrange, repeat
 
 from fpt.errors import FPTError
-from fpt.schema import Count, CountOrNull, Flag, NonNegative, Options, choice
+from fpt.schema import Count, CountOrNull, Dropout, Flag, NonNegative, Options, choice
 from tasks.arrays import ArrayTask
 from tasks.base import TaskOptions
 from tasks.spec import TaskSpec
@@ -91,7 +93,8 @@ class ForecastOptions(TaskOptions):
     stride: Count = 8
     norm: choice("instance", "none") = "instance"  # instance: RevIN (One Fits All); every channel is standardised first
     channel_independent: Flag = True
-    readout: choice("last", "mean") = "mean"
+    readout: choice("flatten", "mean", "last") = "flatten"  # flatten: One Fits All's Linear(patches x hidden, horizon)
+    head_dropout: Dropout = 0.0  # before the output layer; One Fits All's long-term forecasting code has none there
 
 
 class ForecastData(Options):
@@ -145,11 +148,11 @@ class Forecast(ArrayTask):
 
     def __init__(self, batch_size: int = 64, eval_batch_size: int = 512, seq_len: int = 336, horizon: int = 96,
                  patch_len: int = 16, stride: int = 8, norm: str = "instance", channel_independent: bool = True,
-                 readout: str = "mean", seed: int = 0, data=None):
+                 readout: str = "flatten", head_dropout: float = 0.0, seed: int = 0, data=None):
         super().__init__(batch_size, seed, data)
         self.eval_batch_size, self.seq_len, self.horizon = int(eval_batch_size), int(seq_len), int(horizon)
         self.patch_len, self.stride, self.norm, self.readout = int(patch_len), int(stride), norm, readout
-        self.channel_independent = bool(channel_independent)
+        self.channel_independent, self.head_dropout = bool(channel_independent), float(head_dropout)
 
     @property
     def name(self) -> str:
@@ -165,7 +168,7 @@ class Forecast(ArrayTask):
         c = 1 if self.channel_independent else self.arrays()["train"].shape[1]
         return TaskSpec(seq_len=(self.seq_len + self.stride - self.patch_len) // self.stride + 1, num_classes=1,
                         token_dim=self.patch_len * c, targets_per_position=self.horizon * c, readout=self.readout,
-                        objective="forecast")
+                        objective="forecast", head_dropout=self.head_dropout)
 
     def load(self) -> dict[str, np.ndarray]:
         path = find_csv(self.name, self.root)

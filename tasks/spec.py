@@ -17,7 +17,8 @@ class TaskSpec:
 
     seq_len: int  # tokens per example (the maximum, for variable-length tasks)
     num_classes: int  # classes per target
-    readout: str = "last"  # one of READOUTS: last_k: the last k positions; last: last real token; mean: mean over real tokens
+    readout: str = "last"  # one of READOUTS: last_k: the last k positions; last: last real token; mean: mean over real tokens;
+    # flatten: all seq_len positions side by side (fixed length: the output layer reads seq_len x hidden)
     token_dim: int | None = None  # continuous tokens: features per token (through a Linear)
     vocab_size: int | None = None  # discrete tokens: vocabulary size (through an Embedding)
     pad_id: int | None = None  # discrete tokens: the padding id
@@ -28,12 +29,15 @@ class TaskSpec:
     objective: str = "classification"  # classification | multilabel | regression | forecast (fpt/objectives.py)
     target_loc: float = 0.0  # regression: targets were standardised as (y - loc) / scale; metrics map them back
     target_scale: float = 1.0
+    head_dropout: float = 0.0  # dropout on the readout features, before the output layer
 
     def __post_init__(self):
         if (self.token_dim is None) == (self.vocab_size is None):
             raise ValueError("a TaskSpec sets exactly one of token_dim and vocab_size")
         if self.objective not in ("classification", "multilabel", "regression", "forecast"):
             raise ValueError(f"unknown objective {self.objective!r}")
+        if self.readout == "flatten" and self.truncatable:
+            raise ValueError("the flatten readout needs fixed-length examples; a truncatable task has variable lengths")
 
     @property
     def n_targets(self) -> int:
