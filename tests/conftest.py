@@ -65,6 +65,9 @@ def zoo_configs() -> dict:
     h = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, vocab_size=32)
     decoder = dict(**h, intermediate_size=32, max_position_embeddings=64, num_key_value_heads=1)
     encoder = dict(**h, intermediate_size=32, max_position_embeddings=64)
+    vit = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, image_size=28,
+               patch_size=4, num_channels=1)  # a 7x7 patch grid: 49 task tokens at most
+    dino = {**{k: v for k, v in vit.items() if k != "intermediate_size"}, "mlp_ratio": 2}  # DINOv2 sizes its MLP by ratio
     return {
         "gpt2": ("GPT2Config", dict(n_layer=2, n_head=2, n_embd=16, n_positions=64, vocab_size=32, bos_token_id=0, eos_token_id=0)),
         "bert": ("BertConfig", encoder),
@@ -85,8 +88,12 @@ def zoo_configs() -> dict:
                                                norm_rel_ebd="layer_norm", share_att_key=True)),  # as DeBERTa-v3
         "longformer": ("LongformerConfig", {**encoder, "max_position_embeddings": 66, "attention_window": 4}),
         "albert": ("AlbertConfig", dict(**encoder, embedding_size=8)),  # one shared layer group, run twice
-        "vit": ("ViTConfig", dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                                  image_size=28, patch_size=4, num_channels=1)),
+        "vit": ("ViTConfig", vit),
+        "deit": ("DeiTConfig", vit),  # CLS + distillation token
+        "beit": ("BeitConfig", dict(**vit, use_relative_position_bias=True)),  # as microsoft/beit-*: relative bias per
+        #                                                                       block, mean pooling, layer scale
+        "dinov2": ("Dinov2Config", dino),
+        "dinov2_with_registers": ("Dinov2WithRegistersConfig", dict(**dino, num_register_tokens=2)),
     }
 
 
@@ -108,6 +115,6 @@ def save_tiny(root: Path, family: str, **changes) -> Path:
 
 @pytest.fixture(scope="session")
 def zoo(tmp_path_factory) -> dict[str, Path]:
-    """{family: folder} of tiny saved models of 17 architectures."""
+    """{family: folder} of tiny saved models of 21 architectures."""
     root = tmp_path_factory.mktemp("zoo")
     return {family: save_tiny(root, family) for family in zoo_configs()}

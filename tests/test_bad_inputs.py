@@ -40,7 +40,17 @@ def _files(tiny, tmp):
     import numpy as np
 
     np.savez(tmp / "labels.npz", x=np.zeros((4, 3, 2), np.float32), y=np.array([0, 1, -1, 2]))
-    return {"gpt2": str(tiny["gpt2"]), "tmp": str(tmp)}
+    return {"gpt2": str(tiny["gpt2"]), "tmp": str(tmp), **_image_models(tmp)}
+
+
+def _image_models(tmp) -> dict[str, str]:
+    """Tiny image models FPT refuses as trunks: a hierarchical transformer (Swin) and a convolutional net (ConvNeXt)."""
+    import transformers
+
+    small = dict(image_size=32, patch_size=4, num_channels=1)
+    transformers.SwinModel(transformers.SwinConfig(**small, embed_dim=8, depths=[1, 1], num_heads=[1, 2], window_size=4)).save_pretrained(tmp / "swin")
+    transformers.ConvNextModel(transformers.ConvNextConfig(num_channels=1, num_stages=2, hidden_sizes=[8, 16], depths=[1, 1])).save_pretrained(tmp / "convnext")
+    return {"swin": str(tmp / "swin"), "convnext": str(tmp / "convnext")}
 
 
 CASES = [
@@ -87,7 +97,7 @@ CASES = [
     ("logger kind unknown", ["train", "logger.kind=mlflow"], ["logger.kind must be csv, tensorboard or wandb"], QUICK),
     ("resume missing", ["train", "resume=/no/such/run"], ["resume", "/no/such/run"], QUICK),
     # --- model, per kind
-    ("readout unknown", ["train", "model.readout=first"], ["model.readout must be last_k, last, mean or null"], QUICK),
+    ("readout unknown", ["train", "model.readout=first"], ["model.readout must be last_k, last, mean, flatten or null"], QUICK),
     ("depth zero", ["train", "model.depth=0"], ["model.depth"], QUICK),
     ("input dropout out of range", ["train", "model.input_dropout=1.5"], ["model.input_dropout must be in [0, 1)"], QUICK),
     ("input gain zero", ["train", "model.input_gain=0"], ["model.input_gain must be a positive number"], QUICK),
@@ -163,6 +173,10 @@ CASES = [
     ("linformer shorter than the task", ["train", "model=linformer", "model.max_len=5"], ["model=linformer: the task has 10 tokens but model.max_len=5"], LOADED),
     ("freeze group absent from the model", ["train", "model=lstm", "freeze=attn"], ["'attn' matches no parameter"], LOADED),
     ("accelerator absent", ["train", "trunk=gpt2", "trunk.path={gpt2}", "trainer.accelerator=gpu"], ["trainer options rejected"], LOADED),
+    ("hierarchical image trunk", ["inspect", "trunk=auto", "trunk.path={swin}"],
+     ["SwinModel (model_type swin) merges patches between stages", "token count changes", "deit, beit, dinov2"], LOADED),
+    ("convolutional image trunk", ["train", "trunk=auto", "trunk.path={convnext}"],
+     ["ConvNextModel (model_type convnext) is a convolutional network", "use a ViT-style image encoder"], LOADED),
     ("eval truncated checkpoint", ["eval", "ckpt={tmp}/trunc.ckpt"], ["cannot read checkpoint", "truncated or not a PyTorch checkpoint"], LOADED),
     ("eval foreign checkpoint", ["eval", "ckpt={tmp}/alien.ckpt"], ["not an fpt checkpoint"], LOADED),
     # --- time series and your own data (issue 17)

@@ -124,7 +124,7 @@ def test_long_sequence_with_attention_dropout_on_cpu_says_how_to_fuse(tmp_path, 
     assert "attn_dropout" not in capsys.readouterr().err
 
 
-# --- any Hugging Face trunk: 16 architectures read from their structure ------------------------------------
+# --- any Hugging Face trunk: 21 architectures read from their structure ------------------------------------
 from tests.conftest import FAST, compose_cfg, save_tiny  # noqa: E402
 
 IO = {"input.weight", "input.bias", "output.weight", "output.bias"}
@@ -140,6 +140,11 @@ BERT_LIKE = {"embeddings.LayerNorm.weight", "embeddings.LayerNorm.bias", "embedd
              "embeddings.token_type_embeddings.weight"} | _blocks(
     "encoder.layer.{i}.attention.output.LayerNorm.weight", "encoder.layer.{i}.attention.output.LayerNorm.bias",
     "encoder.layer.{i}.output.LayerNorm.weight", "encoder.layer.{i}.output.LayerNorm.bias")
+VIT_LIKE = {"embeddings.position_embeddings", "layernorm.weight", "layernorm.bias"} | _blocks(
+    "layers.{i}.layernorm_before.weight", "layers.{i}.layernorm_before.bias",
+    "layers.{i}.layernorm_after.weight", "layers.{i}.layernorm_after.bias")
+DINO = {"embeddings.position_embeddings", "layernorm.weight", "layernorm.bias"} | _blocks(
+    "encoder.layer.{i}.norm1.weight", "encoder.layer.{i}.norm1.bias", "encoder.layer.{i}.norm2.weight", "encoder.layer.{i}.norm2.bias")
 RMS_DECODER = {"norm.weight"} | _blocks("layers.{i}.input_layernorm.weight", "layers.{i}.post_attention_layernorm.weight")
 
 # family -> (trunk.arch, model class, blocks, positions, limit, causal, trainable trunk tensors under freeze=attn,ffn)
@@ -175,10 +180,14 @@ TABLE = {
                         "embeddings.LayerNorm.weight", "embeddings.LayerNorm.bias", "embeddings.position_embeddings.weight",
                         "embeddings.token_type_embeddings.weight"})),
     "longformer": ("longformer", "LongformerModel", "encoder.layer", "learned", 64, False, BERT_LIKE),  # 66 rows, offset 2
-    "vit": ("vit", "ViTModel", "layers", "learned", 49, False,
-            {"embeddings.position_embeddings", "layernorm.weight", "layernorm.bias"} | _blocks(
-                "layers.{i}.layernorm_before.weight", "layers.{i}.layernorm_before.bias",
-                "layers.{i}.layernorm_after.weight", "layers.{i}.layernorm_after.bias")),
+    "vit": ("vit", "ViTModel", "layers", "learned", 49, False, VIT_LIKE),
+    "deit": ("auto", "DeiTModel", "layers", "learned", 49, False, VIT_LIKE),  # 51 rows: CLS, distillation, 49 patches
+    # relative bias per block; mean pooling: no final norm; layer scale lambda_1 is attn, lambda_2 ffn
+    "beit": ("auto", "BeitModel", "layers", "relative", 49, False, VIT_LIKE - {
+        "embeddings.position_embeddings", "layernorm.weight", "layernorm.bias"} | _blocks(
+            "layers.{i}.relative_position_bias.relative_position_bias_table")),
+    "dinov2": ("auto", "Dinov2Model", "encoder.layer", "learned", 49, False, DINO),
+    "dinov2_with_registers": ("auto", "Dinov2WithRegistersModel", "encoder.layer", "learned", 49, False, DINO),
 }
 
 
@@ -506,7 +515,7 @@ def test_output_only_on_an_auto_trunk_trains_on_cached_features(zoo, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["llama", "vit", "longformer"])
+@pytest.mark.parametrize("family", ["llama", "vit", "beit", "dinov2_with_registers", "longformer"])
 def test_grad_checkpointing_gives_the_same_logits_and_gradients(zoo, family):
     from fpt.model import build_model
 
@@ -586,7 +595,7 @@ def test_weights_analysis_on_an_auto_trunk_tags_every_tensor_with_its_group(zoo,
     assert any(",ffn," in r and r.startswith("embeddings_project.weight") for r in rows)  # the 8 -> 16 projection
 
 
-@pytest.mark.parametrize("family", ["gpt2", "vit", "longformer"])
+@pytest.mark.parametrize("family", ["gpt2", "vit", "beit", "longformer"])
 def test_a_model_on_an_auto_trunk_pickles_whole_as_ddp_spawn_sends_it(zoo, family):
     import pickle
 
@@ -668,7 +677,7 @@ def test_fpt_bench_runs_on_an_auto_trunk(zoo, tmp_path, capsys):
     assert lines and all(r["config"]["arch"] == "auto" for r in lines)
 
 
-@pytest.mark.parametrize("family", ["llama", "vit", "longformer"])
+@pytest.mark.parametrize("family", ["llama", "vit", "beit", "dinov2_with_registers", "longformer"])
 def test_frozen_trunk_in_bf16_runs_every_forward_kind_under_autocast(zoo, family):
     from fpt.train import build
 

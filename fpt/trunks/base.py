@@ -31,7 +31,8 @@ class Arch:
     groups: dict[str, list[str]] | None = None  # group -> regexes (re.fullmatch on parameter names); None: discovered
     blocks: str | None = None  # dotted path of the ModuleList of blocks; None: discovered
     forward: str = "embeds"  # fpt.trunks.forward.FORWARDS key; for AutoModel trunks chosen by model_type
-    dropout_keys: tuple[str, ...] | None = None  # config fields trunk.dropout sets; None: every dropout field
+    dropout_keys: tuple[str, ...] | None = None  # config fields trunk.dropout sets; None: every dropout field (and
+    #                                              stochastic depth, drop_path_rate: BEiT, DINOv2)
     attn_dropout_key: str | None = None  # the field of attention-probability dropout alone (None: found, if any)
     known_configs: dict[str, dict] = field(default_factory=dict)  # hub id -> config kwargs (random init offline)
     load_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -42,7 +43,7 @@ def dropout_keys(config, arch: Arch) -> tuple[tuple[str, ...], str | None]:
     if arch.dropout_keys is not None:
         return arch.dropout_keys, arch.attn_dropout_key
     fields = config.to_dict()
-    keys = tuple(k for k, v in fields.items() if re.search(r"dropout|pdrop", k) and not HEAD_DROPOUT.search(k)
+    keys = tuple(k for k, v in fields.items() if re.search(r"dropout|pdrop|drop_path", k) and not HEAD_DROPOUT.search(k)
                  and isinstance(v, (int, float)) and not isinstance(v, bool))
     attn = arch.attn_dropout_key or next((k for k in ATTN_DROPOUT_KEYS if k in keys), None)
     return keys, attn

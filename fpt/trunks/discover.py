@@ -10,9 +10,11 @@ The rules, for any Hugging Face model:
   ViT's table), learned relative biases or tables (`relative_attention_bias`, `rel_embeddings`, ...), and
   BERT-family `token_type_embeddings` (row 0 is added to every position). Rotary and ALiBi trunks have none;
 - emb: the token table (`get_input_embeddings()`: `wte`, `embed_tokens`, `word_embeddings`, ViT's patch
-  projection), and token rows such as ViT's `cls_token`; never trained;
+  projection), and token rows such as ViT's `cls_token`, DeiT's `distillation_token`, DINOv2's `register_tokens`;
+  never trained;
 - attn: the rest of a block's attention sub-module (a module on the way whose attribute name holds attn /
-  attention, or whose class name holds Attention / Attn); ffn: everything else inside a block (MLPs, experts,
+  attention, or whose class name holds Attention / Attn, and the attention branch's layer scale: BEiT's `lambda_1`,
+  DINOv2's `layer_scale1`); ffn: everything else inside a block (MLPs, experts,
   routers), and the linear maps between the embedding width and the hidden width outside the blocks
   (ELECTRA's `embeddings_project`, ALBERT's `embedding_hidden_mapping_in`, OPT's `project_in`/`project_out`);
 - anything else outside the blocks is an error naming it: give the trunk a map with `trunk.groups`.
@@ -39,6 +41,7 @@ PATCHES = {"patch_embeddings", "patch_embed", "patch_embedding"}
 PROJECTIONS = {"embeddings_project", "embedding_hidden_mapping_in", "project_in", "project_out"}
 ATTN_ATTR = re.compile(r"attn|attention", re.I)
 ATTN_CLASS = re.compile(r"Attention|Attn")
+ATTN_SCALE = {"lambda_1", "layer_scale1"}  # layer scale of the attention branch (BEiT, DINOv2); the FFN's is ffn
 LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
 MAP_HINT = ("give the trunk a map: trunk.groups.GROUP=[REGEX,...] (re.fullmatch on parameter names; "
             "+trunk.groups.ffn='[name\\..*]' on the command line), or a hand map in fpt/trunks/")
@@ -141,7 +144,8 @@ def _group(name: str, modules: dict[str, nn.Module], blocks: str, emb_path: str 
         inside = parts[len(blocks.split(".")) + 1 : -1]  # the attribute path from the block (excluded) to the owner
         path = f"{blocks}.{parts[len(blocks.split('.'))]}"
         chain = [modules[f"{path}.{'.'.join(inside[: i + 1])}"] for i in range(len(inside))]
-        if any(ATTN_ATTR.search(a) for a in inside) or any(ATTN_CLASS.search(type(m).__name__) for m in chain):
+        if any(ATTN_ATTR.search(a) for a in inside) or any(ATTN_CLASS.search(type(m).__name__) for m in chain) \
+                or {*inside, parts[-1]} & ATTN_SCALE:
             return "attn"
         return "ffn"
     if {*parts} & PROJECTIONS:
@@ -251,6 +255,10 @@ def describe(model: nn.Module, arch, blocks: str, groups: Mapping[str, str], kep
         from fpt.trunks.forward import longformer_window
 
         limit -= limit % longformer_window(model.config)
+    if forward == "vit":  # task tokens stand on the pretrained grid's patches (BEiT's relative bias has no table)
+        from fpt.trunks.vision import image_limit
+
+        limit = image_limit(model)
     never = tuple(n for n in seen["unused"] if groups.get(n) != "emb")  # the token table is never trained anyway
     return TrunkSpec(
         arch=arch.name, family=str(model.config.model_type), model_class=type(model).__name__,

@@ -1,11 +1,12 @@
 """How task embeddings go through a trunk: one module-level function per kind, chosen by name (TrunkSpec.forward).
 
 - embeds: every Hugging Face model that takes `inputs_embeds` (GPT-2, BERT, T5, Llama, ...);
-- vit: ViT's patch projection is bypassed. A [CLS] token with its pretrained position row 0 is prepended (the
-  trunk sees what it was pretrained on: CLS, then a sequence of tokens) and its output dropped, so outputs line
-  up with the task's tokens. Task token i gets row 1 + i of the position table: the table is read as a sequence
-  in raster order (row by row of the patch grid), so a task may be as long as the grid has patches (196 for
-  ViT-B/16 at 224) and the positions train like any other table;
+- vit: ViT-style image encoders (ViT, DeiT, BEiT, DINOv2; fpt/trunks/vision.py): the patch projection is
+  bypassed. The encoder's own tokens (CLS; DeiT's distillation token; DINOv2's registers) are prepended with their
+  pretrained position rows (the trunk sees what it was pretrained on) and their outputs dropped, so outputs line
+  up with the task's tokens. Task token i takes patch i's position (row 1 + i of ViT's table): the grid is read
+  as a sequence in raster order, so a task may be as long as the grid has patches (196 for ViT-B/16 at 224) and
+  the positions train like any other table;
 - longformer: sequences are right-padded (zeros, masked out) to a multiple of the sliding window inside the
   wrapper, and the outputs cut back, so Hugging Face's own padding (which embeds pad ids) never runs.
 
@@ -30,7 +31,7 @@ def embeds_forward(model: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> tor
 
 
 def vit_forward(model: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """ViT on task embeddings: (b, t, h) -> (b, t, h), CLS prepended and dropped."""
+    """A ViT-style encoder on task embeddings: (b, t, h) -> (b, t, h), its own tokens prepended and dropped."""
     return vit_outputs(model, x, mask).last_hidden_state
 
 
@@ -51,41 +52,12 @@ def outputs(model: nn.Module, forward: str, x: torch.Tensor, mask: torch.Tensor,
     return model(inputs_embeds=x, attention_mask=mask, output_hidden_states=True, output_attentions=attentions)
 
 
-# --- ViT ----------------------------------------------------------------------------------------------
-def vit_limit(model: nn.Module) -> int:
-    """Task tokens ViT can take: its position rows less the CLS row."""
-    return model.embeddings.position_embeddings.shape[1] - 1
-
-
+# --- ViT-style image encoders (ViT, DeiT, BEiT, DINOv2): one forward, one row per family in fpt/trunks/vision.py --
 def vit_outputs(model: nn.Module, x: torch.Tensor, mask: torch.Tensor, hidden_states: bool = False, attentions: bool = False):
-    """ViT's embeddings (CLS + positions + dropout), blocks and final norm on task embeddings, CLS cut from the outputs."""
-    from transformers.masking_utils import create_bidirectional_mask
+    """The encoder's own tokens (CLS, ...) prepended, task tokens on the patch positions, the own tokens cut after."""
+    from fpt.trunks.vision import image_outputs
 
-    emb = model.embeddings
-    b, t, _ = x.shape
-    cls = emb.cls_token.expand(b, -1, -1).to(x.dtype)  # (b, 1, h)
-    h = emb.dropout(torch.cat([cls, x], 1) + emb.position_embeddings[:, : t + 1])  # (b, 1 + t, h)
-    m = torch.cat([mask.new_ones(b, 1), mask], 1)  # CLS is always real
-    am = create_bidirectional_mask(config=model.config, inputs_embeds=h, attention_mask=m)
-    maps, hooks = [], []
-    if attentions:  # ViTLayer drops its attention's weights: catch them on the way out
-        hooks = [layer.attention.register_forward_hook(lambda mod, args, out: maps.append(out[1]))
-                 for layer in model.layers if hasattr(layer, "attention")]
-    states = [h]
-    try:
-        for layer in model.layers:
-            h = layer(h, am)
-            states.append(h)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    last = model.layernorm(h)
-    states[-1] = last  # the last hidden state after the final norm, as Hugging Face's text models return it
-    return SimpleNamespace(
-        last_hidden_state=last[:, 1:],
-        hidden_states=tuple(s[:, 1:] for s in states) if hidden_states else None,
-        attentions=tuple(a[:, :, 1:, 1:] for a in maps) if attentions else None,  # query and key CLS cut
-    )
+    return image_outputs(model, x, mask, hidden_states=hidden_states, attentions=attentions)
 
 
 # --- Longformer ---------------------------------------------------------------------------------------

@@ -22,9 +22,11 @@ from fpt.trunks.discover import (RELATIVE_POS, block_list, check_blocks, describ
 from fpt.trunks.registry import get_arch
 from fpt.trunks.spec import TrunkSpec
 from fpt.trunks.source import hub_hint, require_hub, resolve_source
+from fpt.trunks.vision import IMAGE_ENCODERS, refuse_image_model
 
 ENCODERS = {"t5": "T5EncoderModel", "mt5": "MT5EncoderModel", "umt5": "UMT5EncoderModel"}  # encoder-decoders: the encoder
-FORWARD_BY_TYPE = {"vit": "vit", "longformer": "longformer"}  # AutoModel trunks that need their own forward
+# AutoModel trunks that need their own forward: ViT-style image encoders (fpt/trunks/vision.py), Longformer
+FORWARD_BY_TYPE = {**dict.fromkeys(IMAGE_ENCODERS, "vit"), "longformer": "longformer"}
 
 
 @dataclass
@@ -171,9 +173,11 @@ def model_class(arch: Arch, config):
     from transformers import MODEL_MAPPING
 
     try:
-        return MODEL_MAPPING[type(config)]
+        cls = MODEL_MAPPING[type(config)]
     except KeyError:
         raise FPTError(f"trunk=auto: transformers has no base model for model_type '{config.model_type}'") from None
+    refuse_image_model(config, cls)  # Swin, ConvNeXt, ...: before any weights load
+    return cls
 
 
 def _pooling_kwargs(cls) -> dict:

@@ -31,7 +31,8 @@ class TrunkSpec:
     trained_len: int | None  # the context it was pretrained on, where the config says (rotary trunks)
     causal: bool  # a query sees only keys up to itself (found by a probe forward)
     block_output: str  # "tensor" or "tuple": what one block returns (tuple: side outputs, e.g. T5's position bias)
-    forward: str  # the body forward by name (fpt.trunks.forward.FORWARDS): embeds | vit | longformer
+    forward: str  # the body forward by name (fpt.trunks.forward.FORWARDS): embeds | vit (ViT-style image encoders:
+    #               ViT, DeiT, BEiT, DINOv2) | longformer
     unused: tuple[str, ...] = ()  # parameters the forward never touches (e.g. Longformer's global-attention
     #                               projections): never trained, whatever the freeze groups say
 
