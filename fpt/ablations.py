@@ -18,7 +18,7 @@ from torch import nn
 
 from fpt.freeze import assign_groups
 from fpt.wrapper import FPTModel, input_options
-from tasks.spec import TaskSpec
+from fpt.tasks.spec import TaskSpec
 
 GROUPS = {
     "pos": [r"wpe\.weight"],

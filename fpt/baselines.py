@@ -36,7 +36,7 @@ from torch import nn
 
 from fpt.freeze import assign_groups
 from fpt.wrapper import FPTModel, input_options
-from tasks.spec import TaskSpec
+from fpt.tasks.spec import TaskSpec
 
 CELLS = ("ln", "plain")
 LN_EPS = 1e-6  # the 2021 LayerNorm's epsilon

@@ -79,6 +79,19 @@ def load_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
+def canonical_impl(impl) -> str:
+    """A task `impl` as this version names it. Runs saved while tasks/ installed as a top-level package name
+    `tasks.X:Class`; that is the packaged `fpt.tasks.X:Class` when fpt.tasks has a module X (else left as written)."""
+    import importlib.util
+
+    module, sep, name = str(impl).partition(":")
+    try:  # finding the module imports only its package, fpt.tasks (no task code runs)
+        legacy = module.startswith("tasks.") and importlib.util.find_spec(f"fpt.{module}") is not None
+    except ModuleNotFoundError:  # tasks.a.b where fpt.tasks has no a
+        legacy = False
+    return f"fpt.{module}{sep}{name}" if legacy else str(impl)
+
+
 def registered_task_impl(name: str) -> str | None:
     """The `impl` the packaged task yaml `name` declares (following its defaults), or None if no such task."""
     from omegaconf import OmegaConf
@@ -110,7 +123,7 @@ def check_trusted(config: dict, path) -> None:
     if registered is None:
         raise FPTError(f"refusing checkpoint {path}: it names task {name!r}, which is not a registered task "
                        f"({', '.join(choices('task'))}); nothing was imported")
-    if impl != registered:
+    if canonical_impl(impl) != canonical_impl(registered):
         raise FPTError(f"refusing checkpoint {path}: its task {name!r} names the code {impl!r}, not the registered "
                        f"{registered!r}; nothing was imported")
     kind = (config.get("model") or {}).get("kind")

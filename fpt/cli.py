@@ -280,7 +280,7 @@ def _data(args: list[str]) -> int:
     from omegaconf import OmegaConf
 
     from fpt.sections import check_data_options
-    from tasks.base import task_class
+    from fpt.tasks.base import task_class
 
     cls = task_class(OmegaConf.load(config_dir() / "task" / f"{name}.yaml"))
     written = cls.write_data(Path(c.out).expanduser(), **check_data_options(cls, options, name))

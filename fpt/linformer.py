@@ -31,7 +31,7 @@ from torch import nn
 from fpt.errors import FPTError
 from fpt.freeze import assign_groups
 from fpt.wrapper import FPTModel, input_options
-from tasks.spec import TaskSpec
+from fpt.tasks.spec import TaskSpec
 
 # Anchored (re.fullmatch) patterns over LinformerBody parameter names. The package's blocks are
 # net.net.layers.N.0 (PreNorm(attention)) and net.net.layers.N.1 (PreNorm(feed-forward)).

@@ -16,7 +16,7 @@ from fpt.errors import FPTError
 from fpt.freeze import apply_freeze, parse_freeze, unfreeze_blocks
 from fpt.kinds import has_trunk, kind
 from fpt.wrapper import INPUT_DROPOUT, INPUT_GAIN, BodyForward, FPTModel, input_options
-from tasks.spec import TaskSpec
+from fpt.tasks.spec import TaskSpec
 
 __all__ = ["BodyForward", "FPTModel", "INPUT_DROPOUT", "INPUT_GAIN", "build_fpt", "build_model", "input_options"]
 

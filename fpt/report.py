@@ -173,7 +173,7 @@ def task_chances(rows: list[dict]) -> dict[str, float]:
         if r["status"] != "ok" or r["task"] in out or not (Path(r["run_dir"]) / "config.yaml").is_file():
             continue
         try:
-            from tasks.base import META_KEYS, task_class
+            from fpt.tasks.base import META_KEYS, task_class
 
             task = OmegaConf.to_container(OmegaConf.load(Path(r["run_dir"]) / "config.yaml").task)
             spec = task_class(task)(**{k: v for k, v in task.items() if k not in META_KEYS}, data={}).spec

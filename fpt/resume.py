@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fpt.checkpoint import canonical_impl
 from fpt.errors import FPTError
 
 # Keys a resumed run may change: the training length and what is logged, watched or stored where.
@@ -42,6 +43,9 @@ def _honoured(key: str) -> bool:
 def check_resume(saved: dict, current: dict, path) -> dict:
     """Refuse (FPTError) if `current` changes anything but HONOURED keys; return the recorded changes {key: [old, new]}."""
     a, b = flatten(saved), flatten(current)
+    for c in (a, b):  # a run saved as `tasks.X:Class` names the class this version calls fpt.tasks.X:Class
+        if "task.impl" in c:
+            c["task.impl"] = canonical_impl(c["task.impl"])
     for key in sorted(set(a) | set(b), key=lambda k: (FIRST.index(k) if k in FIRST else len(FIRST), k)):
         if _honoured(key) or a.get(key) == b.get(key):
             continue

@@ -265,7 +265,7 @@ def check_task(task) -> None:
     """A task section against its class's schema (Task.Options, next to the class; importing it imports Lightning)."""
     from omegaconf import DictConfig, OmegaConf
 
-    from tasks.base import META_KEYS, task_class
+    from fpt.tasks.base import META_KEYS, task_class
 
     task = OmegaConf.to_container(task, resolve=True) if isinstance(task, DictConfig) else dict(task)
     cls = task_class(task)

@@ -31,7 +31,7 @@ from fpt.metrics_log import MetricsCSV
 from fpt.model import build_model
 from fpt.precision import resolve_precision, store_frozen, trunk_dtype
 from fpt.resume import check_resume, resume_path
-from tasks.base import build_task, first_examples
+from fpt.tasks.base import build_task, first_examples
 
 
 def build(cfg: DictConfig, cached: bool = True):

@@ -19,7 +19,7 @@ from einops import rearrange, reduce
 from torch import nn
 
 from fpt.errors import FPTError
-from tasks.spec import TaskSpec
+from fpt.tasks.spec import TaskSpec
 
 BodyForward = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 INPUT_GAIN, INPUT_DROPOUT = 1.41, 0.1  # the 2021 code's orth_gain and dropout after the input layer

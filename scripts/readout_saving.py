@@ -21,7 +21,7 @@ from torch.utils import benchmark
 
 from fpt.config import compose
 from fpt.model import build_model
-from tasks.spec import TaskSpec
+from fpt.tasks.spec import TaskSpec
 
 CASES = [  # (label, trunk overrides, task spec)
     ("MiniLM, bit XOR (10 tokens, read 5)", ["trunk=minilm", "trunk.init=random"],

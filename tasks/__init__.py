@@ -1,4 +1,5 @@
 """Tasks: one module per task, each a LightningDataModule declaring a TaskSpec.
 
-The registry is `configs/task/`: each yaml names its class in `impl: module:Class`.
+Installed as `fpt.tasks` (the folder stays tasks/, as configs/ installs as fpt.configs). The registry is
+`configs/task/`: each yaml names its class in `impl: fpt.tasks.module:Class`.
 """

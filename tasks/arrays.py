@@ -14,9 +14,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from fpt.errors import FPTError
-from tasks.base import Task
-from tasks.loading import loader
-from tasks.sampling import epoch_batches, nested_order, shuffled_batches
+from fpt.tasks.base import Task
+from fpt.tasks.loading import loader
+from fpt.tasks.sampling import epoch_batches, nested_order, shuffled_batches
 
 SPLITS = ("train", "val", "test")
 

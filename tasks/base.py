@@ -14,7 +14,7 @@ import numpy as np
 
 from fpt.errors import FPTError
 from fpt.schema import Count, Options
-from tasks.spec import READOUTS, TaskSpec  # noqa: F401 - TaskSpec is part of the task API
+from fpt.tasks.spec import READOUTS, TaskSpec  # noqa: F401 - TaskSpec is part of the task API
 
 META_KEYS = ("impl", "name", "paper")  # task yaml keys about the task, not options of its class
 
@@ -122,8 +122,10 @@ def first_examples(loader, n: int | None):
 
 
 def task_class(task_cfg) -> type[Task]:
-    """The class named by the task yaml's `impl: module:Class`."""
-    module, _, cls_name = str(task_cfg["impl"]).partition(":")
+    """The class named by the task yaml's `impl: module:Class` (a legacy `tasks.X:Class` names fpt.tasks.X)."""
+    from fpt.checkpoint import canonical_impl
+
+    module, _, cls_name = canonical_impl(task_cfg["impl"]).partition(":")
     return getattr(importlib.import_module(module), cls_name)
 
 

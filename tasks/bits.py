@@ -21,7 +21,7 @@ from pydantic import model_validator
 from fpt.errors import FPTError
 from fpt.schema import Count, Dropout, Invalid, NonNegative
 from fpt.seeds import mix64, pack
-from tasks.base import Task, TaskOptions, TaskSpec
+from fpt.tasks.base import Task, TaskOptions, TaskSpec
 
 
 TRAIN, VAL, TEST, POOL = range(4)  # seed domains: the two low bits of every generator seed

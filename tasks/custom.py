@@ -17,9 +17,9 @@ import numpy as np
 
 from fpt.errors import FPTError
 from fpt.schema import Count, SequenceReadout, choice
-from tasks.arrays import SPLITS, ArrayTask, random_split
-from tasks.base import TaskOptions
-from tasks.spec import TaskSpec
+from fpt.tasks.arrays import SPLITS, ArrayTask, random_split
+from fpt.tasks.base import TaskOptions
+from fpt.tasks.spec import TaskSpec
 
 
 class CustomOptions(TaskOptions):

@@ -23,10 +23,10 @@ from einops import rearrange, repeat
 
 from fpt.errors import FPTError
 from fpt.schema import Count, CountOrNull, Dropout, Flag, NonNegative, Options, choice
-from tasks.arrays import ArrayTask
-from tasks.base import TaskOptions
-from tasks.spec import TaskSpec
-from tasks.uea import bundled_root
+from fpt.tasks.arrays import ArrayTask
+from fpt.tasks.base import TaskOptions
+from fpt.tasks.spec import TaskSpec
+from fpt.tasks.uea import bundled_root
 
 ETT_COLUMNS = ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
 MONTH = 30 * 24  # hourly rows in the ETT papers' month

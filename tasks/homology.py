@@ -25,9 +25,9 @@ from torch.utils.data import DataLoader
 
 from fpt.errors import FPTError
 from fpt.schema import Count, CountOrNull, NonNegative, Options, SequenceReadout, choice, rule
-from tasks.base import TaskOptions, TaskSpec
-from tasks.loading import SafeUnpickler
-from tasks.sequences import Ragged, SequenceTask, cached
+from fpt.tasks.base import TaskOptions, TaskSpec
+from fpt.tasks.loading import SafeUnpickler
+from fpt.tasks.sequences import Ragged, SequenceTask, cached
 
 # TAPE's IUPAC vocabulary (tape.tokenizers.IUPAC_VOCAB): ids are fixed, never derived from the data.
 IUPAC_VOCAB = ("<pad>", "<mask>", "<cls>", "<sep>", "<unk>", *"ABCDEFGHIKLMNOPQRSTUVWXYZ")
@@ -244,6 +244,6 @@ class RemoteHomology(SequenceTask):
     @classmethod
     def write_data(cls, out: Path, **options) -> list[Path]:
         """A small learnable fixture in TAPE's formats for all five splits (tasks/homology_fixture.py, HomologyFixtureOptions)."""
-        from tasks.homology_fixture import write_fixture
+        from fpt.tasks.homology_fixture import write_fixture
 
         return write_fixture(Path(out), **options)

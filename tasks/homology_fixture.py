@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from fpt.errors import FPTError
-from tasks.homology import SPLITS
+from fpt.tasks.homology import SPLITS
 
 
 def write_fixture(out: Path, format: str = "both", n_train: int = 480, n_valid: int = 96, n_test: int = 96,

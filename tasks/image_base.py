@@ -17,9 +17,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from fpt.errors import FPTError
 from fpt.schema import Count, CountOrNull, Flag, NonNegative, Options, SequenceReadout, rule
-from tasks.base import Task, TaskOptions
-from tasks.loading import loader
-from tasks.sampling import epoch_batches, example_seed, shuffled_batches
+from fpt.tasks.base import Task, TaskOptions
+from fpt.tasks.loading import loader
+from fpt.tasks.sampling import epoch_batches, example_seed, shuffled_batches
 
 FIXTURE_MARKER = "FPT_FIXTURE"  # written by `fpt data`: the folder is a small synthetic fixture
 LUMA = (0.2989, 0.587, 0.114)  # ITU-R 601-2, as PIL, torchvision and LRA's tf.image.rgb_to_grayscale

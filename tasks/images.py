@@ -31,10 +31,10 @@ from pydantic import model_validator
 
 from fpt.errors import FPTError
 from fpt.schema import Flag, FlagOrNull, Invalid, Options, choice
-from tasks.base import TaskSpec
-from tasks.image_base import (FIXTURE_MARKER, GrayIds, ImageOptions, ImageTask, PatchTokens, _claim, _first_line, _mark,
+from fpt.tasks.base import TaskSpec
+from fpt.tasks.image_base import (FIXTURE_MARKER, GrayIds, ImageOptions, ImageTask, PatchTokens, _claim, _first_line, _mark,
                               _refuse_fixture, channel_stats, patch_of, split_sizes)
-from tasks.loading import SafeUnpickler
+from fpt.tasks.loading import SafeUnpickler
 
 MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 MNIST_FILES = {True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

@@ -26,9 +26,9 @@ import numpy as np
 
 from fpt.errors import FPTError
 from fpt.schema import Count, CountOrNull, Flag, NonNegative, SequenceReadout
-from tasks.base import TaskOptions, TaskSpec
-from tasks.listops_gen import GENERATOR_DEFAULTS, OPERATORS, GeneratorOptions, evaluate, generate, lra_string, tree_length  # noqa: F401
-from tasks.sequences import Ragged, SequenceTask, cached
+from fpt.tasks.base import TaskOptions, TaskSpec
+from fpt.tasks.listops_gen import GENERATOR_DEFAULTS, OPERATORS, GeneratorOptions, evaluate, generate, lra_string, tree_length  # noqa: F401
+from fpt.tasks.sequences import Ragged, SequenceTask, cached
 
 # --- vocabulary and tokenizer ---------------------------------------------------------------
 CLOSE = "]"

@@ -29,9 +29,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from fpt.errors import FPTError
-from tasks.base import Task
-from tasks.loading import loader
-from tasks.sampling import bucketed_batches, epoch_batches
+from fpt.tasks.base import Task
+from fpt.tasks.loading import loader
+from fpt.tasks.sampling import bucketed_batches, epoch_batches
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,11 @@ import numpy as np
 
 from fpt.errors import FPTError
 from fpt.schema import Count, Fraction, NonNegative, SequenceReadout, choice
-from tasks.arrays import ArrayTask
-from tasks.base import TaskOptions
-from tasks.sampling import stratified_holdout
-from tasks.spec import TaskSpec
-from tasks.timeseries import NORMS, channel_stats, dtw_cells, nn1_dtw, nn1_euclidean, normalise, patches, read_ts, to_array
+from fpt.tasks.arrays import ArrayTask
+from fpt.tasks.base import TaskOptions
+from fpt.tasks.sampling import stratified_holdout
+from fpt.tasks.spec import TaskSpec
+from fpt.tasks.timeseries import NORMS, channel_stats, dtw_cells, nn1_dtw, nn1_euclidean, normalise, patches, read_ts, to_array
 
 
 def bundled_root() -> Path | None:

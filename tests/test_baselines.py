@@ -13,7 +13,7 @@ from fpt.errors import FPTError
 from fpt.linformer import LINFORMER_GROUPS
 from fpt.model import build_model
 from fpt.train import build, restore, train
-from tasks.base import TaskSpec
+from fpt.tasks.base import TaskSpec
 from tests.conftest import tiny_cfg
 
 SEQ = TaskSpec(seq_len=40, vocab_size=17, pad_id=0, num_classes=10, readout="last", truncatable=True)

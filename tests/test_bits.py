@@ -3,7 +3,7 @@
 import torch
 from einops import rearrange
 
-from tasks.bits import BitMemory, BitXor
+from fpt.tasks.bits import BitMemory, BitXor
 
 
 def _decode(x):  # +-1 -> {0,1}
@@ -54,7 +54,7 @@ def test_train_stream_is_fresh_seeded_and_resumable():
     assert torch.equal(next(again)["x"], b0["x"])  # same seed, same stream
     other = _first(BitXor(seed=4).train_dataloader())
     assert not torch.equal(other["x"], b0["x"])
-    from tasks.bits import _Stream
+    from fpt.tasks.bits import _Stream
 
     resumed = next(iter(_Stream(t.sample, t.batch_size, 3, start=1)))
     assert torch.equal(resumed["x"], b1["x"])  # a resumed run continues the same stream

@@ -7,8 +7,8 @@ import pytest
 
 from fpt.errors import FPTError
 from fpt.train import train
-from tasks.arrays import random_split
-from tasks.base import build_task
+from fpt.tasks.arrays import random_split
+from fpt.tasks.base import build_task
 from tests.conftest import FAST, compose_cfg
 
 RUN = ("task=custom", "trainer.precision=32-true", "freeze=none", "trunk.dropout=0.0", "optim.lr=3e-3",

@@ -8,7 +8,7 @@ from fpt.errors import FPTError
 from fpt.model import build_model
 from fpt.precision import cpu_has_bf16, resolve_precision, trunk_dtype
 from fpt.train import build, evaluate, train
-from tasks.base import TaskSpec
+from fpt.tasks.base import TaskSpec
 from tests.conftest import tiny_cfg
 
 BITS = TaskSpec(seq_len=12, token_dim=3, num_classes=2, readout="last_k", k=4)

@@ -13,8 +13,8 @@ from fpt.config import compose
 from fpt.errors import FPTError
 from fpt.model import build_model
 from fpt.train import train
-from tasks.base import build_task
-from tasks.forecast import Forecast, borders
+from fpt.tasks.base import build_task
+from fpt.tasks.forecast import Forecast, borders
 from tests.conftest import FAST, compose_cfg
 
 

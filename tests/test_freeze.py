@@ -25,7 +25,7 @@ FPT_TRAINABLE = {
 
 def _model(tiny, arch, freeze):
     from fpt.model import build_model
-    from tasks.base import TaskSpec
+    from fpt.tasks.base import TaskSpec
 
     cfg = tiny_cfg(tiny, arch, f"freeze={freeze}")
     return build_model(cfg, TaskSpec(seq_len=10, token_dim=1, num_classes=2, readout="last_k", k=5))
@@ -100,7 +100,7 @@ def test_parse_freeze_forms():
 
 def test_group_that_matches_nothing_is_an_error(tiny):
     from fpt.model import build_model
-    from tasks.base import TaskSpec
+    from fpt.tasks.base import TaskSpec
 
     cfg = tiny_cfg(tiny, "gpt2", "model=lstm", "model.hidden=8", "model.layers=1", "freeze=attn")
     with pytest.raises(FPTError, match="'attn' matches no parameter.*rnn"):

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from fpt.errors import FPTError
-from tasks.homology import CLS, PAD, SEP, SPLITS, RemoteHomology, encode
-from tasks.homology_fixture import write_json, write_lmdb
+from fpt.tasks.homology import CLS, PAD, SEP, SPLITS, RemoteHomology, encode
+from fpt.tasks.homology_fixture import write_json, write_lmdb
 from tests.conftest import tiny_cfg
 
 SMALL = dict(n_train=48, n_valid=16, n_test=16, n_folds=4, long_frac=0.1)
@@ -177,7 +177,7 @@ def test_lmdb_reads_numpy_fields_but_refuses_code(tmp_path):
 
 
 def test_cache_is_reused_and_invalidated_when_the_file_changes(tmp_path, monkeypatch):
-    import tasks.homology as hom
+    import fpt.tasks.homology as hom
 
     RemoteHomology.write_data(tmp_path, format="json", **SMALL)
     _task(tmp_path)

@@ -11,8 +11,8 @@ import torch
 from einops import rearrange
 
 from fpt.errors import FPTError
-from tasks.image_base import LUMA, carve, patchify
-from tasks.images import CIFAR_CLASSES, Cifar10, Cifar10Lra, Mnist
+from fpt.tasks.image_base import LUMA, carve, patchify
+from fpt.tasks.images import CIFAR_CLASSES, Cifar10, Cifar10Lra, Mnist
 from tests.conftest import compose_cfg
 
 N_TRAIN, N_TEST, N_VAL = 120, 30, 20

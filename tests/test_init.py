@@ -7,7 +7,7 @@ from fpt.errors import FPTError
 from fpt.model import build_model
 from fpt.train import build, train
 from fpt.trunks.init import xavier_std
-from tasks.base import TaskSpec
+from fpt.tasks.base import TaskSpec
 from tests.conftest import tiny_cfg
 
 XOR = TaskSpec(seq_len=10, token_dim=1, num_classes=2, readout="last_k", k=5)

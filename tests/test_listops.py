@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-import tasks.listops as lo
+import fpt.tasks.listops as lo
 from fpt.errors import FPTError
-from tasks.listops import TOKENS, ListOps, generate, tokenize
+from fpt.tasks.listops import TOKENS, ListOps, generate, tokenize
 from tests.conftest import tiny_cfg
 
 SMALL = dict(train_size=24, val_size=8, test_size=8, min_len=20, max_len=80, max_depth=6, max_args=5, seed=3)
@@ -135,7 +135,7 @@ FRESH = """
 import json, sys, types
 pl = types.ModuleType("lightning.pytorch"); pl.LightningDataModule = object
 sys.modules.update({"lightning": types.SimpleNamespace(pytorch=pl), "lightning.pytorch": pl})
-import tasks.listops as t
+import fpt.tasks.listops as t
 print(json.dumps([hash("[MIN"), t.TOKENS, t.tokenize("( ( [SM 1 ) ( ( [MED 7 ) 3 ) ] ) ] )")]))
 """
 
@@ -288,7 +288,7 @@ def test_train_end_to_end_writes_test_accuracy(tiny, root, tmp_path):
 
 
 def test_generated_listops_writes_its_files_once(tmp_path):
-    from tasks.listops import GeneratedListOps
+    from fpt.tasks.listops import GeneratedListOps
 
     gen = dict(train_size=30, val_size=5, test_size=5, min_len=6, max_len=30, max_depth=3, max_args=4, seed=1)
     t = GeneratedListOps(generate=gen, data={"root": str(tmp_path)})

@@ -5,7 +5,7 @@ import torch
 
 from fpt.errors import FPTError
 from fpt.model import build_model
-from tasks.base import TaskSpec
+from fpt.tasks.base import TaskSpec
 from tests.conftest import tiny_cfg
 
 BITS = TaskSpec(seq_len=60, token_dim=10, num_classes=2, readout="last_k", k=10, targets_per_position=10)

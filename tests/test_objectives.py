@@ -6,7 +6,7 @@ import torch
 from fpt.objectives import objective
 from fpt.sweep import select
 from fpt.train import best_step
-from tasks.spec import TaskSpec
+from fpt.tasks.spec import TaskSpec
 
 
 def _metrics(obj, spec):

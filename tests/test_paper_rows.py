@@ -10,7 +10,7 @@ import torch
 from fpt.cli import main as fpt_main
 from fpt.freeze import count_params, count_used
 from fpt.train import build, train
-from tasks.bits import TEST, VAL, BitMemory, batch_seeds, set_seed
+from fpt.tasks.bits import TEST, VAL, BitMemory, batch_seeds, set_seed
 from tests.conftest import compose_cfg, tiny_cfg
 
 
@@ -141,7 +141,7 @@ def test_linformer_projects_keys_and_values_to_model_k_rows(tiny):
     from fpt.errors import FPTError
     from fpt.model import build_model
     from fpt.sections import validate
-    from tasks.spec import TaskSpec
+    from fpt.tasks.spec import TaskSpec
 
     spec, small = TaskSpec(seq_len=40, token_dim=3, num_classes=2), ("model=linformer", "model.hidden=16", "model.heads=4")
     assert compose_cfg("variant=linformer").model.k == 256 and compose_cfg("variant=linformer_cpu").model.k == 256
@@ -172,7 +172,7 @@ def test_results_hold_train_accuracy_of_the_selected_checkpoint(short_run):
 # --- long inputs are never cut silently -------------------------------------------------------------------------
 @pytest.mark.slow
 def test_a_run_that_cuts_sequences_records_how_much_and_warns(tiny, tmp_path, capsys):
-    from tasks.listops import ListOps
+    from fpt.tasks.listops import ListOps
 
     ListOps.write_data(tmp_path / "data", train_size=64, val_size=16, test_size=16, min_len=70, max_len=200, max_depth=6)
     res = train(tiny_cfg(tiny, "gpt2", "task=listops", f"data.root={tmp_path / 'data'}", "trainer.max_steps=2",

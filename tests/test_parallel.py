@@ -7,14 +7,14 @@ import torch
 
 from fpt.checkpoint import load_checkpoint
 from fpt.train import build, train
-from tasks.bits import _Stream
+from fpt.tasks.bits import _Stream
 from tests.conftest import tiny_cfg
 
 LEARN = ("freeze=none", "optim.lr=3e-3", "trunk.dropout=0.0", "trainer.val_check_interval=50")
 
 
 def test_ddp_ranks_draw_different_bit_batches_rank0_the_single_process_ones():
-    from tasks.bits import BitXor
+    from fpt.tasks.bits import BitXor
 
     t = BitXor()
     single = next(iter(_Stream(t.sample, 16, seed=3)))

@@ -70,7 +70,7 @@ def _file_task_cfg(tiny, *overrides):
 
 @pytest.mark.slow
 def test_exact_resume_mid_epoch_on_an_augmented_image_task(tiny, tmp_path, sigterm_at):
-    from tasks.images import Cifar10
+    from fpt.tasks.images import Cifar10
 
     Cifar10.write_data(tmp_path / "data", n_train=200, n_test=64)
     cfg = _file_task_cfg(tiny, "task=cifar10", f"data.root={tmp_path / 'data'}", "task.patch=8", "stop_at_val_acc=null",
@@ -80,7 +80,7 @@ def test_exact_resume_mid_epoch_on_an_augmented_image_task(tiny, tmp_path, sigte
 
 @pytest.mark.slow
 def test_exact_resume_mid_epoch_on_a_sequence_task(tiny, tmp_path, sigterm_at):
-    from tasks.listops import ListOps
+    from fpt.tasks.listops import ListOps
 
     ListOps.write_data(tmp_path / "data", train_size=160, val_size=32, test_size=32, min_len=5, max_len=40, max_depth=3)
     cfg = _file_task_cfg(tiny, "task=listops", f"data.root={tmp_path / 'data'}", "trunk.dropout=0.1", "stop_at_val_acc=null",
@@ -166,9 +166,9 @@ def _crafted(tmp_path, **config) -> str:
 @pytest.mark.parametrize("config, needle", [
     ({"task": {"name": "bit_xor", "impl": "this:s"}, "model": {"kind": "fpt"}}, "names the code 'this:s'"),
     ({"task": {"name": "zen", "impl": "this:s"}, "model": {"kind": "fpt"}}, "not a registered task"),
-    ({"task": {"name": "bit_xor", "impl": "tasks.bits:BitXor"}, "model": {"kind": "fpt"},
+    ({"task": {"name": "bit_xor", "impl": "fpt.tasks.bits:BitXor"}, "model": {"kind": "fpt"},
       "trunk": {"package": "antigravity", "arch": "bert"}}, "trunk.package 'antigravity'"),
-    ({"task": {"name": "bit_xor", "impl": "tasks.bits:BitXor"}, "model": {"kind": "os.system"}}, "unknown model.kind"),
+    ({"task": {"name": "bit_xor", "impl": "fpt.tasks.bits:BitXor"}, "model": {"kind": "os.system"}}, "unknown model.kind"),
 ])
 def test_a_checkpoint_naming_code_is_refused_and_nothing_is_imported(tmp_path, capsys, config, needle):
     sys.modules.pop("this", None)
@@ -260,7 +260,7 @@ def test_out_of_memory_is_one_line_with_the_batch_size(tiny, tmp_path, monkeypat
 def test_every_epoch_has_its_own_order_and_augmentation_and_lightning_can_set_it(tmp_path):
     from lightning.fabric.utilities.data import _set_sampler_epoch  # private, on purpose: if Lightning changes how it finds set_epoch, this fails first
 
-    from tasks.images import Cifar10
+    from fpt.tasks.images import Cifar10
 
     Cifar10.write_data(tmp_path, n_train=64, n_test=16)
     task = Cifar10(batch_size=16, data={"root": str(tmp_path)})

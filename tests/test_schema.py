@@ -10,7 +10,7 @@ from fpt.errors import FPTError
 from fpt.kinds import KINDS
 from fpt.schema import check
 from fpt.sections import MODELS, Root, check_task, validate
-from tasks.base import task_class
+from fpt.tasks.base import task_class
 
 TASKS = choices("task")
 

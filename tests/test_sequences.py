@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.base import TaskSpec
-from tasks.sequences import Examples, PadCollate, Ragged, SequenceTask, cached
+from fpt.tasks.base import TaskSpec
+from fpt.tasks.sequences import Examples, PadCollate, Ragged, SequenceTask, cached
 
 
 def test_ragged_of_subset_and_lengths():
@@ -41,7 +41,7 @@ def test_cache_is_keyed_by_bytes_and_settings_and_survives_damage(tmp_path):
 def test_a_read_only_folder_tokenizes_every_run_with_one_note(tmp_path, capsys, monkeypatch):
     src = tmp_path / "x.txt"
     src.write_text("1\n")
-    import tasks.sequences as seq
+    import fpt.tasks.sequences as seq
 
     def refuse(*a, **k):
         raise PermissionError(13, "Permission denied")

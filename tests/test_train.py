@@ -52,6 +52,33 @@ def test_eval_reproduces_the_runs_test_accuracy(xor_run):
     assert (run_dir / "checkpoints" / "best.eval.json").is_file()
 
 
+def test_a_run_saved_as_tasks_x_still_loads_and_other_code_is_still_refused(xor_run, tmp_path):
+    """Runs saved while tasks/ installed as a top-level package name `tasks.bits:BitXor`: the trust check maps that
+    one legacy prefix to fpt.tasks, and refuses anything else as before."""
+    import sys
+
+    from fpt.resume import check_resume
+    from fpt.tasks.base import task_class
+    from fpt.tasks.bits import BitXor
+
+    run_dir, res = xor_run
+    ckpt = torch.load(run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["fpt"]["config"]["task"]["impl"] == "fpt.tasks.bits:BitXor"
+    assert task_class({"impl": "tasks.bits:BitXor"}) is BitXor
+    ckpt["fpt"]["config"]["task"]["impl"] = "tasks.bits:BitXor"
+    torch.save(ckpt, tmp_path / "legacy.ckpt")
+    out = evaluate(str(tmp_path / "legacy.ckpt"))
+    assert out["test/acc"] == pytest.approx(res["test/acc"], abs=1e-7)
+    assert "tasks" not in sys.modules or not hasattr(sys.modules["tasks"], "bits")  # resolved as fpt.tasks, not a 2nd copy
+    saved = dict(ckpt["fpt"]["config"])
+    assert check_resume(saved, {**saved, "task": {**saved["task"], "impl": "fpt.tasks.bits:BitXor"}}, run_dir) == {}
+    for impl in ("os:system", "tasks.bits:BitMemory", "tasks.os:system", "fpt.tasks.images:Mnist", "tasks.bits.x:BitXor"):
+        ckpt["fpt"]["config"]["task"]["impl"] = impl
+        torch.save(ckpt, tmp_path / "crafted.ckpt")
+        with pytest.raises(FPTError, match="not the registered 'fpt.tasks.bits:BitXor'"):
+            evaluate(str(tmp_path / "crafted.ckpt"))
+
+
 @pytest.mark.slow
 def test_fpt_keeps_the_trunk_frozen_and_the_checkpoint_slim(tiny, tmp_path):
     cfg = tiny_cfg(tiny, "gpt2", "trainer.max_steps=20", "trainer.val_check_interval=10")

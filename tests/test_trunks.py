@@ -113,7 +113,7 @@ def test_long_sequence_with_attention_dropout_on_cpu_says_how_to_fuse(tmp_path, 
     from transformers import GPT2Config, GPT2Model
 
     from fpt.model import build_model
-    from tasks.base import TaskSpec
+    from fpt.tasks.base import TaskSpec
     from tests.conftest import compose_cfg
 
     GPT2Model(GPT2Config(n_layer=1, n_head=2, n_embd=16, n_positions=512, vocab_size=8)).save_pretrained(tmp_path)
@@ -192,7 +192,7 @@ TABLE = {
 
 
 def _xor():
-    from tasks.base import TaskSpec
+    from fpt.tasks.base import TaskSpec
 
     return TaskSpec(seq_len=10, token_dim=1, num_classes=2, readout="last_k", k=5)
 
@@ -260,7 +260,7 @@ def test_a_few_steps_on_bit_xor_move_only_the_trainable_tensors_and_lower_the_lo
 @pytest.mark.parametrize("family", sorted(TABLE))
 def test_the_mask_reaches_every_trunk_a_padded_example_reads_as_alone(zoo, family):
     from fpt.model import build_model
-    from tasks.base import TaskSpec
+    from fpt.tasks.base import TaskSpec
 
     spec = TaskSpec(seq_len=12, vocab_size=11, pad_id=0, num_classes=3, readout="last", truncatable=True)
     model = build_model(_auto_cfg(zoo, family), spec).eval()
@@ -439,7 +439,7 @@ def test_a_parameter_no_rule_claims_names_itself_and_the_way_out(zoo):
 # --- the paper's other trunks end to end: Longformer on ListOps uncut, ViT on MNIST ----------------------------
 def test_longformer_runs_listops_at_2000_tokens_uncut(tmp_path):
     from fpt.train import train
-    from tasks.listops import ListOps
+    from fpt.tasks.listops import ListOps
 
     path = save_tiny(tmp_path, "longformer", max_position_embeddings=4098, attention_window=16)
     ListOps.write_data(tmp_path / "data", train_size=6, val_size=2, test_size=2, min_len=1200, max_len=1990,
@@ -455,7 +455,7 @@ def test_longformer_runs_listops_at_2000_tokens_uncut(tmp_path):
 
 def test_longformer_takes_cifar10_lra_at_1024_and_pads_to_its_window_inside(tmp_path):
     from fpt.model import build_model
-    from tasks.base import TaskSpec
+    from fpt.tasks.base import TaskSpec
 
     path = save_tiny(tmp_path, "longformer", max_position_embeddings=1026, attention_window=16)
     spec = TaskSpec(seq_len=1024, vocab_size=256, num_classes=10, readout="last")
@@ -469,7 +469,7 @@ def test_longformer_takes_cifar10_lra_at_1024_and_pads_to_its_window_inside(tmp_
 
 def test_vit_trains_on_mnist_its_tokens_bypassing_the_patch_projection(tmp_path):
     from fpt.train import build, train
-    from tasks.images import Mnist
+    from fpt.tasks.images import Mnist
 
     path = save_tiny(tmp_path, "vit")
     Mnist.write_data(tmp_path / "data", n_train=40, n_test=10)
@@ -489,7 +489,7 @@ def test_vit_trains_on_mnist_its_tokens_bypassing_the_patch_projection(tmp_path)
 def test_vit_prepends_cls_reads_position_rows_in_order_and_cuts_beyond_them(zoo):
     from fpt.model import build_model
     from fpt.trunks.forward import vit_outputs
-    from tasks.base import TaskSpec
+    from fpt.tasks.base import TaskSpec
 
     model = build_model(_auto_cfg(zoo, "vit"), _xor()).eval()
     trunk = model.trunk

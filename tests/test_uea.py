@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fpt.errors import FPTError
-from tasks.base import build_task
+from fpt.tasks.base import build_task
 from tests.conftest import compose_cfg
 
 HEADER = "# a comment\n@problemName Toy\n@timeStamps false\n@missing true\n@univariate false\n@dimensions 2\n" \
@@ -74,7 +74,7 @@ def test_bundled_copies_are_found_through_the_installed_package(tmp_path, monkey
 
 
 def _bundled(name, *more):
-    from tasks.uea import bundled_root
+    from fpt.tasks.uea import bundled_root
 
     if bundled_root() is None or not (bundled_root() / name).is_dir():
         pytest.skip("aeon's bundled UCR copies are not installed (pip install aeon)")

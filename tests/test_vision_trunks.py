@@ -31,7 +31,7 @@ def _cfg(path, *overrides):
 
 
 def _xor():
-    from tasks.base import TaskSpec
+    from fpt.tasks.base import TaskSpec
 
     return TaskSpec(seq_len=10, token_dim=1, num_classes=2, readout="last_k", k=5)
 
@@ -119,7 +119,7 @@ def test_kept_blocks_run_with_their_own_bias_and_path(zoo, family):
 
 def test_dinov2_with_registers_trains_on_mnist_with_fpt_train(tmp_path):
     from fpt.train import train
-    from tasks.images import Mnist
+    from fpt.tasks.images import Mnist
 
     path = save_tiny(tmp_path, "dinov2_with_registers")
     Mnist.write_data(tmp_path / "data", n_train=40, n_test=10)
