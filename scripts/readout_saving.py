@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch.utils import benchmark
 
 from fpt.config import compose
-from fpt.model import build_model
+from fpt.models.build import build_model
 from fpt.tasks.spec import TaskSpec
 
 CASES = [  # (label, trunk overrides, task spec)

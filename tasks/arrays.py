@@ -2,7 +2,7 @@
 
 A split is a dict of numpy arrays with the same first axis N: `x` (N, T, D) floats or (N, T) int ids, `mask` (N, T)
 bool (True = real token), `y` (N, n) targets (long class ids, 0/1 labels or floats), and optionally `loc` and `scale`
-(N, 1): a per-instance normalisation the objective maps predictions back with (fpt/objectives.py).
+(N, 1): a per-instance normalisation the objective maps predictions back with (fpt/run/objectives.py).
 """
 
 from __future__ import annotations

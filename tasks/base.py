@@ -13,7 +13,7 @@ import lightning.pytorch as pl
 import numpy as np
 
 from fpt.errors import FPTError
-from fpt.schema import Count, Options
+from fpt.config.schema import Count, Options
 from fpt.tasks.spec import READOUTS, TaskSpec  # noqa: F401 - TaskSpec is part of the task API
 
 META_KEYS = ("impl", "name", "paper")  # task yaml keys about the task, not options of its class
@@ -21,7 +21,7 @@ META_KEYS = ("impl", "name", "paper")  # task yaml keys about the task, not opti
 
 class TaskOptions(Options):
     """What every task takes. A task's own schema subclasses this, next to its class (`Options = ...`); the
-    options are checked there, once, when the config is composed (fpt.sections.check_task), not by the class."""
+    options are checked there, once, when the config is composed (fpt.run.preflight.check_task), not by the class."""
 
     batch_size: Count = 16
 
@@ -123,7 +123,7 @@ def first_examples(loader, n: int | None):
 
 def task_class(task_cfg) -> type[Task]:
     """The class named by the task yaml's `impl: module:Class` (a legacy `tasks.X:Class` names fpt.tasks.X)."""
-    from fpt.checkpoint import canonical_impl
+    from fpt.config.trust import canonical_impl
 
     module, _, cls_name = canonical_impl(task_cfg["impl"]).partition(":")
     return getattr(importlib.import_module(module), cls_name)

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, IterableDataset, TensorDataset
 from pydantic import model_validator
 
 from fpt.errors import FPTError
-from fpt.schema import Count, Dropout, Invalid, NonNegative
+from fpt.config.schema import Count, Dropout, Invalid, NonNegative
 from fpt.seeds import mix64, pack
 from fpt.tasks.base import Task, TaskOptions, TaskSpec
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from fpt.errors import FPTError
-from fpt.schema import Count, SequenceReadout, choice
+from fpt.config.schema import Count, SequenceReadout, choice
 from fpt.tasks.arrays import SPLITS, ArrayTask, random_split
 from fpt.tasks.base import TaskOptions
 from fpt.tasks.spec import TaskSpec

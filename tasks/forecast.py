@@ -22,7 +22,7 @@ import torch
 from einops import rearrange, repeat
 
 from fpt.errors import FPTError
-from fpt.schema import Count, CountOrNull, Dropout, Flag, NonNegative, Options, choice
+from fpt.config.schema import Count, CountOrNull, Dropout, Flag, NonNegative, Options, choice
 from fpt.tasks.arrays import ArrayTask
 from fpt.tasks.base import TaskOptions
 from fpt.tasks.spec import TaskSpec

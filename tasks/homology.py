@@ -24,7 +24,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from fpt.errors import FPTError
-from fpt.schema import Count, CountOrNull, NonNegative, Options, SequenceReadout, choice, rule
+from fpt.config.schema import Count, CountOrNull, NonNegative, Options, SequenceReadout, choice, rule
 from fpt.tasks.base import TaskOptions, TaskSpec
 from fpt.tasks.loading import SafeUnpickler
 from fpt.tasks.sequences import Ragged, SequenceTask, cached
@@ -246,4 +246,4 @@ class RemoteHomology(SequenceTask):
         """A small learnable fixture in TAPE's formats for all five splits (tasks/homology_fixture.py, HomologyFixtureOptions)."""
         from fpt.tasks.homology_fixture import write_fixture
 
-        return write_fixture(Path(out), **options)
+        return write_fixture(Path(out), SPLITS, **options)

@@ -14,18 +14,18 @@ from pathlib import Path
 import numpy as np
 
 from fpt.errors import FPTError
-from fpt.tasks.homology import SPLITS
 
 
-def write_fixture(out: Path, format: str = "both", n_train: int = 480, n_valid: int = 96, n_test: int = 96,
+def write_fixture(out: Path, splits: tuple[str, ...], format: str = "both", n_train: int = 480, n_valid: int = 96, n_test: int = 96,
                   n_folds: int = 8, long_frac: float = 0.03, seed: int = 0) -> list[Path]:
-    """The fixture's files under `out/remote_homology/` (json, lmdb or both); options as HomologyFixtureOptions."""
-    sizes = {"train": n_train, "valid": n_valid, **{s: n_test for s in SPLITS[2:]}}
+    """The fixture's files under `out/remote_homology/` (json, lmdb or both) for TAPE's `splits` (train, valid, the
+    test holdouts: fpt.tasks.homology.SPLITS); options as HomologyFixtureOptions."""
+    sizes = {"train": n_train, "valid": n_valid, **{s: n_test for s in splits[2:]}}
     folder = Path(out).expanduser() / "remote_homology"
     folder.mkdir(parents=True, exist_ok=True)
     motifs = _motifs(int(n_folds), int(seed))
     written = []
-    for k, split in enumerate(SPLITS):
+    for k, split in enumerate(splits):
         records = fixture_records(int(sizes[split]), motifs, float(long_frac), np.random.default_rng([int(seed), k]), split)
         if format in ("json", "both"):
             written.append(write_json(folder / f"remote_homology_{split}.json", records))

@@ -16,7 +16,7 @@ from einops import rearrange
 from torch.utils.data import DataLoader, Dataset
 
 from fpt.errors import FPTError
-from fpt.schema import Count, CountOrNull, Flag, NonNegative, Options, SequenceReadout, rule
+from fpt.config.schema import Count, CountOrNull, Flag, NonNegative, Options, SequenceReadout, rule
 from fpt.tasks.base import Task, TaskOptions
 from fpt.tasks.loading import loader
 from fpt.tasks.sampling import epoch_batches, example_seed, shuffled_batches

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from fpt.errors import FPTError
-from fpt.schema import Count, CountOrNull, Flag, NonNegative, SequenceReadout
+from fpt.config.schema import Count, CountOrNull, Flag, NonNegative, SequenceReadout
 from fpt.tasks.base import TaskOptions, TaskSpec
 from fpt.tasks.listops_gen import GENERATOR_DEFAULTS, OPERATORS, GeneratorOptions, evaluate, generate, lra_string, tree_length  # noqa: F401
 from fpt.tasks.sequences import Ragged, SequenceTask, cached

@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import model_validator
 
 from fpt.errors import FPTError
-from fpt.schema import Count, Invalid, NonNegative, Options, rule
+from fpt.config.schema import Count, Invalid, NonNegative, Options, rule
 
 OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
 

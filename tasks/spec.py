@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fpt.schema import READOUTS  # noqa: F401 - the readouts, declared once with the option schemas
+from fpt.config.schema import READOUTS  # noqa: F401 - the readouts, declared once with the option schemas
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class TaskSpec:
     k: int = 1  # positions read by `last_k`
     targets_per_position: int = 1  # e.g. 50 bits per position for bit memory
     truncatable: bool = False  # variable-length task: may be cut to a trunk's position limit (see Task.fit_to)
-    objective: str = "classification"  # classification | multilabel | regression | forecast (fpt/objectives.py)
+    objective: str = "classification"  # classification | multilabel | regression | forecast (fpt/run/objectives.py)
     target_loc: float = 0.0  # regression: targets were standardised as (y - loc) / scale; metrics map them back
     target_scale: float = 1.0
     head_dropout: float = 0.0  # dropout on the readout features, before the output layer

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from fpt.errors import FPTError
-from fpt.schema import Count, Fraction, NonNegative, SequenceReadout, choice
+from fpt.config.schema import Count, Fraction, NonNegative, SequenceReadout, choice
 from fpt.tasks.arrays import ArrayTask
 from fpt.tasks.base import TaskOptions
 from fpt.tasks.sampling import stratified_holdout

@@ -1,11 +1,11 @@
-"""The "does the trunk matter?" ablations (fpt/ablations.py) and the shuffled-order test (fpt/shuffle.py)."""
+"""The "does the trunk matter?" ablations (fpt/models/ablations.py) and the shuffled-order test (fpt/run/shuffle.py)."""
 
 import pytest
 import torch
 
-from fpt.config import preflight
-from fpt.shuffle import shuffle_tokens
-from fpt.train import build, train
+from fpt.run.preflight import preflight
+from fpt.run.shuffle import shuffle_tokens
+from fpt.run.train import build, train
 from tests.conftest import FAST, compose_cfg
 
 SMALL = ("model.hidden=32", "model.input_dropout=0.0", "trainer.precision=32-true")

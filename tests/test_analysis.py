@@ -14,8 +14,8 @@ from fpt.analysis.similarity import linear_cka, rsa
 from fpt.analysis.weights import analyze_weights
 from fpt.cli import main as fpt_main
 from fpt.errors import FPTError
-from fpt.model import build_model
-from fpt.train import train
+from fpt.models.build import build_model
+from fpt.run.train import train
 from fpt.trunks import get_arch
 from fpt.trunks.base import keep_blocks
 from fpt.tasks.base import TaskSpec

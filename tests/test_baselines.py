@@ -7,12 +7,12 @@ import torch
 import torch.nn.functional as F
 from omegaconf import open_dict
 
-from fpt.baselines import LSTM_GROUPS, LNLSTMCell
+from fpt.models.baselines import LSTM_GROUPS, LNLSTMCell
 from fpt.checkpoint import load_checkpoint
 from fpt.errors import FPTError
-from fpt.linformer import LINFORMER_GROUPS
-from fpt.model import build_model
-from fpt.train import build, restore, train
+from fpt.models.linformer import LINFORMER_GROUPS
+from fpt.models.build import build_model
+from fpt.run.train import build, restore, train
 from fpt.tasks.base import TaskSpec
 from tests.conftest import tiny_cfg
 
@@ -165,7 +165,7 @@ def test_linformer_k_is_capped_and_max_len_checked(tiny):
 ])
 def test_bad_options_are_one_line_errors(tiny, model, option, needle):
     """Each model kind's options, checked by its schema when the config is composed (not by the builder)."""
-    from fpt.sections import validate
+    from fpt.config.sections import validate
 
     with pytest.raises(FPTError) as e:
         validate(tiny_cfg(tiny, "gpt2", f"model={model}", *SMALL[model], option))

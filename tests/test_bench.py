@@ -125,7 +125,7 @@ def test_peaks_are_checked_against_float64_and_mfu_uses_the_steps_precision(benc
 def test_the_float64_check_catches_a_lower_precision_fp32_kernel():
     import torch
 
-    from fpt.measure import Kernel, check, peaks, rel_error
+    from fpt.study.measure import Kernel, check, peaks, rel_error
 
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(256, 256, generator=g), torch.randn(256, 256, generator=g)
@@ -151,7 +151,7 @@ def test_targets_file_gives_verdicts(bench_run):
 
 
 def test_verdicts_print_only_with_a_targets_file(bench_run):
-    from fpt.bench import ratios, table
+    from fpt.study.bench import ratios, table
 
     lines, _ = bench_run
     recs = [{k: v for k, v in r.items() if k not in ("targets", "all_ratios")} for r in lines.values()]
@@ -196,7 +196,7 @@ def test_help_shows_the_options(capsys):
 
 
 def test_task_shapes_come_from_the_task_classes_without_data():
-    from fpt.bench import task_spec
+    from fpt.study.bench import task_spec
 
     spec = task_spec(compose_cfg("task=bit_xor", "data.root=/nonexistent").task, "task")
     assert (spec.seq_len, spec.token_dim, spec.k) == (10, 1, 5)
@@ -210,7 +210,7 @@ def test_task_shapes_come_from_the_task_classes_without_data():
 def test_bare_loop_trains_the_toolkits_tensors(tiny):
     import torch
 
-    from fpt import bench
+    from fpt.study import bench
 
     cfg = bench.training_config(["trunk=gpt2", f"trunk.path={tiny['gpt2']}", "bench.batch=2",
                                   "bench.variants=[fpt,bare]", "bench.precisions=[32-true]"])

@@ -76,8 +76,8 @@ def test_train_size_draws_from_a_fixed_pool():
     import pytest
 
     from fpt.errors import FPTError
-    from fpt.schema import check
-    from fpt.sections import Data
+    from fpt.config.schema import check
+    from fpt.config.sections import Data
 
     with pytest.raises(FPTError, match="data.train_size must be a positive integer or null, got 0"):
         check(Data, {"train_size": 0}, "data")  # checked when the config is composed, not by the task

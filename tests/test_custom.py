@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fpt.errors import FPTError
-from fpt.train import train
+from fpt.run.train import train
 from fpt.tasks.arrays import random_split
 from fpt.tasks.base import build_task
 from tests.conftest import FAST, compose_cfg

@@ -1,4 +1,4 @@
-"""fpt export (fpt/export.py): a LoRA run's trunk, merged, reloads with plain transformers and computes what the run's
+"""fpt export (fpt/analysis/export.py): a LoRA run's trunk, merged, reloads with plain transformers and computes what the run's
 trunk computes; the input/output layers beside it are the run's; results.json records the PEFT method."""
 
 import json
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fpt.cli import main
-from fpt.train import train
+from fpt.run.train import train
 from tests.conftest import tiny_cfg
 
 R = 4

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from fpt.errors import FPTError
-from fpt.model import build_model
-from fpt.precision import cpu_has_bf16, resolve_precision, trunk_dtype
-from fpt.train import build, evaluate, train
+from fpt.models.build import build_model
+from fpt.run.precision import cpu_has_bf16, resolve_precision, trunk_dtype
+from fpt.run.train import build, evaluate, train
 from fpt.tasks.base import TaskSpec
 from tests.conftest import tiny_cfg
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from fpt.errors import FPTError
-from fpt.features import CachedFeatures
-from fpt.model import FPTModel
-from fpt.train import build, restore, train
+from fpt.run.features import CachedFeatures
+from fpt.models.build import FPTModel
+from fpt.run.train import build, restore, train
 from fpt.checkpoint import load_checkpoint
 from tests.conftest import tiny_cfg
 
@@ -65,7 +65,7 @@ def test_cached_features_are_the_models_own(tiny, tmp_path):
 
 @pytest.mark.slow
 def test_test_accuracy_on_cached_features_equals_the_full_model(tiny, tmp_path):
-    from fpt.train import make_trainer
+    from fpt.run.train import make_trainer
 
     res = train(_cfg(tiny, tmp_path), tmp_path / "run")
     _, task, lit = restore(load_checkpoint(res["best_checkpoint"]), cached=False)  # inputs through the whole model

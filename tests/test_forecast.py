@@ -11,8 +11,8 @@ from einops import rearrange
 
 from fpt.config import compose
 from fpt.errors import FPTError
-from fpt.model import build_model
-from fpt.train import train
+from fpt.models.build import build_model
+from fpt.run.train import train
 from fpt.tasks.base import build_task
 from fpt.tasks.forecast import Forecast, borders
 from tests.conftest import FAST, compose_cfg
@@ -128,7 +128,7 @@ def test_flatten_is_refused_where_examples_may_differ_in_length():
     with pytest.raises(FPTError) as e:  # bit_xor reads its last 5 positions; sequence tasks pad to their batch's longest
         build_model(compose_cfg("task=bit_xor", "model=no_trunk", "model.readout=flatten"), build_task(compose_cfg("task=bit_xor").task, 0).spec)
     assert "model.readout=flatten needs a task whose examples all have the same length" in str(e.value) and "\n" not in str(e.value)
-    from fpt.sections import check_task
+    from fpt.run.preflight import check_task
 
     with pytest.raises(FPTError, match="task.readout must be last or mean, got 'flatten'"):
         check_task(compose_cfg("task=uea", "task.readout=flatten").task)
@@ -144,7 +144,8 @@ def test_the_one_fits_all_experiment_composes_their_etth1_recipe():
     assert list(cfg.freeze) == ["attn", "ffn"] and cfg.optim.lr == 1e-4
     assert (cfg.trainer.max_steps, cfg.trainer.max_epochs, cfg.trainer.gradient_clip_val) == (-1, 10, None)
     assert dict(cfg.hydra.sweeper.params) == {"task.horizon": "96,192,336,720", "seed": "0,1,2"}
-    from fpt.sections import check_task, validate
+    from fpt.config.sections import validate
+    from fpt.run.preflight import check_task
 
     validate(cfg)  # every option within its schema
     check_task(cfg.task)

@@ -5,7 +5,8 @@ import re
 import pytest
 
 from fpt.errors import FPTError
-from fpt.freeze import GROUPS, inspect_table, parse_freeze
+from fpt.config.groups import GROUPS, parse_freeze
+from fpt.models.freeze import inspect_table
 from fpt.trunks import ARCHS, get_arch
 from tests.conftest import tiny_cfg
 
@@ -24,7 +25,7 @@ FPT_TRAINABLE = {
 
 
 def _model(tiny, arch, freeze):
-    from fpt.model import build_model
+    from fpt.models.build import build_model
     from fpt.tasks.base import TaskSpec
 
     cfg = tiny_cfg(tiny, arch, f"freeze={freeze}")
@@ -99,7 +100,7 @@ def test_parse_freeze_forms():
 
 
 def test_group_that_matches_nothing_is_an_error(tiny):
-    from fpt.model import build_model
+    from fpt.models.build import build_model
     from fpt.tasks.base import TaskSpec
 
     cfg = tiny_cfg(tiny, "gpt2", "model=lstm", "model.hidden=8", "model.layers=1", "freeze=attn")
@@ -144,7 +145,7 @@ def test_arch_is_plain_data_that_pickles_as_it_is():
 def test_absent_group_is_a_note_for_trunks_an_error_for_baselines_and_never_stays_frozen(capsys):
     import torch
 
-    from fpt.freeze import apply_freeze
+    from fpt.models.freeze import apply_freeze
 
     net = torch.nn.ModuleDict({"a": torch.nn.Linear(2, 2), "b": torch.nn.Linear(2, 2)})
     groups = {"a.weight": "ln", "a.bias": "ln", "b.weight": "attn", "b.bias": "attn"}

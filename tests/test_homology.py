@@ -201,8 +201,8 @@ def test_cache_is_reused_and_invalidated_when_the_file_changes(tmp_path, monkeyp
 
 def test_options_are_checked():
     """By the task's schemas (when the config is composed, and for fpt data), not by the class."""
-    from fpt.schema import check
-    from fpt.sections import check_data_options
+    from fpt.config.schema import check
+    from fpt.config.sections import check_data_options
 
     with pytest.raises(FPTError, match="task.format must be auto, json or lmdb"):
         check(RemoteHomology.Options, {"format": "csv"}, "task")
@@ -218,7 +218,7 @@ def test_options_are_checked():
 
 @pytest.mark.slow
 def test_trains_end_to_end_on_a_tiny_bert(tiny, both, tmp_path):
-    from fpt.train import train
+    from fpt.run.train import train
 
     cfg = tiny_cfg(tiny, "bert", "task=remote_homology", f"data.root={both}", "trainer.max_steps=4",
                    "trainer.val_check_interval=2", "task.num_classes=4", "task.batch_size=8")

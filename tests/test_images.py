@@ -137,14 +137,14 @@ def test_cifar10_lra_lra_variant_is_1024_integer_ids_in_0_255(root):
 
 
 def test_lra_ids_enter_through_a_256_entry_embedding_with_no_padding_row(gpt2_1024):
-    from fpt.model import build_model
+    from fpt.models.build import build_model
 
     model = build_model(compose_cfg("trunk=gpt2", f"trunk.path={gpt2_1024}", "task=cifar10_lra"), Cifar10Lra(variant="lra").spec)
     assert isinstance(model.input, torch.nn.Embedding) and model.input.weight.shape == (256, 32) and model.input.padding_idx is None
 
 
 def test_1024_tokens_on_a_trunk_with_fewer_positions_is_a_one_line_error(tiny):
-    from fpt.model import build_model
+    from fpt.models.build import build_model
 
     with pytest.raises(FPTError, match="1024 tokens") as e:
         build_model(compose_cfg("trunk=bert", f"trunk.path={tiny['bert']}", "task=cifar10_lra"), Cifar10Lra().spec)
@@ -263,7 +263,7 @@ def test_truncated_cifar_pickle_is_a_one_line_error_naming_the_file(root, tmp_pa
 ])
 def test_bad_options_are_one_line_errors(cls, options, words):
     """Each image task's schema, checked when the config is composed (the class does not re-check)."""
-    from fpt.schema import check
+    from fpt.config.schema import check
 
     with pytest.raises(FPTError, match=words) as e:
         check(cls.Options, options, "task")
@@ -298,7 +298,7 @@ def test_fpt_data_writes_the_fixture_files_it_lists(tmp_path, capsys):
 
 
 def test_fixture_writer_checks_options_and_never_overwrites_real_data(tmp_path):
-    from fpt.sections import check_data_options
+    from fpt.config.sections import check_data_options
 
     with pytest.raises(FPTError, match="unknown option 'n_val'"):
         check_data_options(Mnist, {"n_val": 3}, "mnist")
@@ -331,7 +331,7 @@ def small_root(tmp_path_factory):
 
 
 def _run(trunk, task, root, run_dir, *extra) -> dict:
-    from fpt.train import train
+    from fpt.run.train import train
 
     cfg = compose_cfg("trunk=gpt2", f"trunk.path={trunk}", f"task={task}", f"data.root={root}", "trainer.accelerator=cpu",
                       "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", *extra)

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from fpt.errors import FPTError
-from fpt.model import build_model
-from fpt.train import build, train
+from fpt.models.build import build_model
+from fpt.run.train import build, train
 from fpt.trunks.init import xavier_std
 from fpt.tasks.base import TaskSpec
 from tests.conftest import tiny_cfg

@@ -1,4 +1,4 @@
-"""model.input_init=trunk_tokens (fpt/input_init.py): ListOps' Embedding rows from MiniLM's own token embeddings,
+"""model.input_init=trunk_tokens (fpt/models/input_init.py): ListOps' Embedding rows from MiniLM's own token embeddings,
 split by MiniLM's tokenizer; trunk.standardize=[input] rescales them; one-line refusals."""
 
 from pathlib import Path
@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from fpt.config import preflight
+from fpt.run.preflight import preflight
 from fpt.errors import FPTError
-from fpt.train import build
+from fpt.run.train import build
 from fpt.trunks.init import xavier_std
 from fpt.tasks.listops import TOKENS, ListOps
 from tests.conftest import FAST, compose_cfg, tiny_cfg

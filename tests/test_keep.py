@@ -4,9 +4,9 @@ import pytest
 import torch
 from transformers import GPT2Model
 
-from fpt.config import preflight
+from fpt.run.preflight import preflight
 from fpt.errors import FPTError
-from fpt.train import build
+from fpt.run.train import build
 from tests.conftest import tiny_cfg
 
 

@@ -256,7 +256,7 @@ def test_bad_header_and_bad_label_fail_in_one_line(tmp_path):
                                       ({"paper_compat": "yes"}, "paper_compat"), ({"val_size": -1}, "val_size")])
 def test_bad_options_fail_in_one_line(kw, word):
     """By the task's schema, when the config is composed (not by the class)."""
-    from fpt.schema import check
+    from fpt.config.schema import check
 
     with pytest.raises(FPTError, match=f"task.{word}") as e:
         check(ListOps.Options, kw, "task")
@@ -264,7 +264,7 @@ def test_bad_options_fail_in_one_line(kw, word):
 
 
 def test_write_data_rejects_bad_options():
-    from fpt.sections import check_data_options
+    from fpt.config.sections import check_data_options
 
     with pytest.raises(FPTError, match="listops: unknown option 'size'"):
         check_data_options(ListOps, {"size": 3}, "listops")
@@ -274,7 +274,7 @@ def test_write_data_rejects_bad_options():
 
 @pytest.mark.slow
 def test_train_end_to_end_writes_test_accuracy(tiny, root, tmp_path):
-    from fpt.train import build, train
+    from fpt.run.train import build, train
 
     cfg = tiny_cfg(tiny, "bert", "task=listops", f"data.root={root}", "trainer.max_steps=4",
                    "trainer.val_check_interval=2", "task.batch_size=4", "trainer.log_every_n_steps=1")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fpt.errors import FPTError
-from fpt.model import build_model
+from fpt.models.build import build_model
 from fpt.tasks.base import TaskSpec
 from tests.conftest import tiny_cfg
 

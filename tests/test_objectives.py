@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from fpt.objectives import objective
-from fpt.sweep import select
-from fpt.train import best_step
+from fpt.run.objectives import objective
+from fpt.study.sweep import select
+from fpt.run.train import best_step
 from fpt.tasks.spec import TaskSpec
 
 
@@ -78,7 +78,7 @@ def test_best_step_and_selection_follow_the_metrics_direction():
 def test_report_handles_a_sweep_mixing_accuracy_and_mse_tasks(tmp_path):
     import json
 
-    from fpt.report import report
+    from fpt.study.report import report
 
     runs = [("cls", "acc", "max", 1e-3, 0.9, 0.85), ("cls", "acc", "max", 1e-4, 0.7, 0.95),
             ("reg", "mse", "min", 1e-3, 0.40, 0.50), ("reg", "mse", "min", 1e-4, 0.20, 0.30)]
@@ -96,7 +96,7 @@ def test_report_handles_a_sweep_mixing_accuracy_and_mse_tasks(tmp_path):
 
 
 def test_stop_at_fires_on_a_float32_accuracy_of_one_and_never_on_error_metrics():
-    from fpt.callbacks import stop_at
+    from fpt.run.callbacks import stop_at
 
     (es,) = stop_at(1.0)
     assert es._evaluate_stopping_criteria(torch.tensor(1.0))[0]  # 1.0 - 1e-9 was 1.0 in float32: never stopped

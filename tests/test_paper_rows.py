@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from fpt.cli import main as fpt_main
-from fpt.freeze import count_params, count_used
-from fpt.train import build, train
+from fpt.models.freeze import count_params, count_used
+from fpt.run.train import build, train
 from fpt.tasks.bits import TEST, VAL, BitMemory, batch_seeds, set_seed
 from tests.conftest import compose_cfg, tiny_cfg
 
@@ -139,8 +139,8 @@ def test_minilm_on_bit_xor_uses_a_small_share_of_its_trainable_values():
 # --- the Linformer row projects to model.k rows, 256 as in the Linformer paper ------------------------------------
 def test_linformer_projects_keys_and_values_to_model_k_rows(tiny):
     from fpt.errors import FPTError
-    from fpt.model import build_model
-    from fpt.sections import validate
+    from fpt.models.build import build_model
+    from fpt.config.sections import validate
     from fpt.tasks.spec import TaskSpec
 
     spec, small = TaskSpec(seq_len=40, token_dim=3, num_classes=2), ("model=linformer", "model.hidden=16", "model.heads=4")

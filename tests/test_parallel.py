@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fpt.checkpoint import load_checkpoint
-from fpt.train import build, train
+from fpt.run.train import build, train
 from fpt.tasks.bits import _Stream
 from tests.conftest import tiny_cfg
 

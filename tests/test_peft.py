@@ -1,4 +1,4 @@
-"""Parameter-efficient baselines through PEFT (fpt/adapters.py): what each adapts, on hand-mapped and trunk=auto
+"""Parameter-efficient baselines through PEFT (fpt/models/adapters.py): what each adapts, on hand-mapped and trunk=auto
 trunks, training, slim checkpoints, eval, the merged export, and bad input."""
 
 import re
@@ -8,8 +8,8 @@ import torch
 
 from fpt.checkpoint import load_checkpoint
 from fpt.cli import main
-from fpt.config import preflight
-from fpt.train import build, evaluate, train
+from fpt.run.preflight import preflight
+from fpt.run.train import build, evaluate, train
 from tests.conftest import FAST, compose_cfg, save_tiny, tiny_cfg
 
 R = 4
@@ -90,7 +90,7 @@ def test_ln_tuning_bitfit_ia3_train_what_they_name(tiny):
 
 @pytest.mark.slow
 def test_lora_trains_slim_evals_and_exports_a_merged_model(tiny, tmp_path):
-    from fpt.adapters import merged_trunk
+    from fpt.models.adapters import merged_trunk
 
     cfg = tiny_cfg(tiny, "gpt2", "variant=lora", "trainer.precision=32-true", "optim.lr=3e-3", "trunk.dropout=0.0",
                    "trainer.max_steps=40", "trainer.val_check_interval=20")
@@ -101,7 +101,7 @@ def test_lora_trains_slim_evals_and_exports_a_merged_model(tiny, tmp_path):
     assert res["params_used"] == res["params_trainable"]  # LoRA's A counts although B starts at zero
     out = evaluate(str(tmp_path / "checkpoints" / "best.ckpt"))
     assert out["test/acc"] == pytest.approx(res["test/acc"], abs=1e-7)
-    from fpt.train import restore
+    from fpt.run.train import restore
 
     _, _, lit = restore(ckpt)
     model = lit.model.eval()

@@ -15,7 +15,7 @@ import torch
 from fpt.checkpoint import load_checkpoint
 from fpt.cli import main as fpt_main
 from fpt.errors import FPTError, Preempted
-from fpt.train import train
+from fpt.run.train import train
 from tests.conftest import FAST, compose_cfg, tiny_cfg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,7 +25,7 @@ SAME = ("val/acc", "test/acc", "test/loss", "train/acc", "steps", "steps_to", "b
 @pytest.fixture()
 def sigterm_at(monkeypatch):
     """sigterm_at(step): this process gets SIGTERM right after training step `step` (once)."""
-    from fpt.lit import FPTModule
+    from fpt.run.lit import FPTModule
 
     real = FPTModule.on_train_batch_end
     when = {"step": None}
@@ -118,7 +118,7 @@ def test_sigterm_on_minilm_exits_143_and_the_rerun_matches_the_uninterrupted_run
 
 
 # --- one writer per run directory -----------------------------------------------------------------------------
-HOLD = "import sys, time; from fpt.runlock import RunLock; l = RunLock(sys.argv[1]).__enter__(); print('held', flush=True); time.sleep(60)"
+HOLD = "import sys, time; from fpt.run.runlock import RunLock; l = RunLock(sys.argv[1]).__enter__(); print('held', flush=True); time.sleep(60)"
 
 
 @pytest.mark.slow
@@ -245,7 +245,7 @@ def test_a_full_disk_is_one_line_removes_its_temporary_file_and_keeps_the_old_ch
 
 
 def test_out_of_memory_is_one_line_with_the_batch_size(tiny, tmp_path, monkeypatch, capsys):
-    from fpt.lit import FPTModule
+    from fpt.run.lit import FPTModule
 
     def oom(self, batch, batch_idx):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")

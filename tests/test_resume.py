@@ -12,7 +12,7 @@ import torch
 
 from fpt.checkpoint import atomic_write_bytes, load_checkpoint
 from fpt.errors import FPTError
-from fpt.train import train
+from fpt.run.train import train
 from tests.conftest import FAST, tiny_cfg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,7 +73,7 @@ def test_atomic_write_keeps_the_old_file_until_the_new_one_is_whole(tmp_path, mo
 @pytest.fixture()
 def nan_loss(monkeypatch):
     """nan_loss(when): the training loss becomes NaN on the calls where when(n) is true (n counts from 1)."""
-    from fpt import objectives
+    from fpt.run import objectives
 
     real = objectives.F.cross_entropy
 

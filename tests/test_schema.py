@@ -7,9 +7,10 @@ from pydantic import BaseModel
 
 from fpt.config import choices, compose
 from fpt.errors import FPTError
-from fpt.kinds import KINDS
-from fpt.schema import check
-from fpt.sections import MODELS, Root, check_task, validate
+from fpt.config.kinds import KINDS
+from fpt.config.schema import check
+from fpt.config.sections import MODELS, Root, validate
+from fpt.run.preflight import check_task
 from fpt.tasks.base import task_class
 
 TASKS = choices("task")

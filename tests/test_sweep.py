@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from fpt.sweep import select
+from fpt.study.sweep import select
 from tests.test_cli import run
 
 GRID = ["variant=fpt,full", "seed=0,1"]
@@ -57,7 +57,7 @@ def test_rerun_skips_finished_runs_and_redoes_a_deleted_one(tiny, swept):
 
 @pytest.mark.slow
 def test_report_has_the_table_the_configs_and_plots(swept):
-    from fpt.report import report
+    from fpt.study.report import report
 
     md = report(swept).read_text()
     assert "| variant | bit_xor |" in md and "| FPT |" in md and "| finetuned pretrained |" in md
@@ -69,8 +69,8 @@ def test_report_has_the_table_the_configs_and_plots(swept):
 @pytest.mark.slow
 def test_report_writes_where_out_says_and_knows_each_tasks_chance(swept, tmp_path, capsys):
     from fpt.cli import main
-    from fpt.report import task_chances
-    from fpt.sweep import collect
+    from fpt.study.report import task_chances
+    from fpt.study.sweep import collect
 
     assert main(["report", f"dir={swept}", f"out={tmp_path}"]) == 0
     assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'report.md'}"
@@ -101,7 +101,7 @@ def test_selection_picks_lr_by_validation_not_test():
 
 
 def test_report_rows_follow_the_sweeps_variant_order_not_the_alphabet(tmp_path):
-    from fpt.report import sweep_order
+    from fpt.study.report import sweep_order
 
     (tmp_path / "multirun.yaml").write_text("hydra:\n  sweeper:\n    params:\n      variant: output_only,plus_ln,plus_input,plus_pos\n")
     rows = [{"config": f"seed=0 variant={v}"} for v in ("plus_input", "plus_ln", "plus_pos", "output_only")]
@@ -112,7 +112,7 @@ def test_report_rows_follow_the_sweeps_variant_order_not_the_alphabet(tmp_path):
 
 @pytest.mark.slow
 def test_scaling_sweep_has_one_row_per_variant_size_and_seed_and_a_size_plot(tiny, tmp_path):
-    from fpt.report import report
+    from fpt.study.report import report
 
     fast = ["trunk=gpt2", f"trunk.path={tiny['gpt2']}", "trainer.max_steps=4", "trainer.val_check_interval=2",
             "trainer.enable_progress_bar=false", "task.val_size=64", "task.test_size=64"]
@@ -129,8 +129,8 @@ def test_scaling_sweep_has_one_row_per_variant_size_and_seed_and_a_size_plot(tin
 
 @pytest.mark.slow
 def test_seed0_protocol_chooses_the_lr_on_seed_0_then_runs_the_other_seeds_at_it(tiny, tmp_path):
-    from fpt.report import report
-    from fpt.sweep import collect
+    from fpt.study.report import report
+    from fpt.study.sweep import collect
 
     fast = ["trunk=gpt2", f"trunk.path={tiny['gpt2']}", "trainer.max_steps=4", "trainer.val_check_interval=2",
             "trainer.enable_progress_bar=false", "task.val_size=64", "task.test_size=64", "stop_at_val_acc=null"]
@@ -152,7 +152,7 @@ def test_report_sets_accuracy_against_trainable_values_with_the_ablations_note(t
     """Every variant on one chart and in one table, ordered by trainable values used; no_trunk's note line."""
     import json as _json
 
-    from fpt.report import report
+    from fpt.study.report import report
 
     runs = [("lora", "fpt", 3202, 0.9), ("fpt", "fpt", 5570, 1.0), ("notrunk", "no_trunk", 130, 0.5)]
     for name, kind, used, acc in runs:
@@ -172,8 +172,8 @@ def test_parameter_efficiency_shows_an_error_metric_as_it_is_with_its_direction(
     """An MSE task: the table and the plot show MSE (not x100, not 'accuracy'), lower is better."""
     import json as _json
 
-    from fpt import efficiency
-    from fpt.report import report
+    from fpt.study import efficiency
+    from fpt.study.report import report
 
     for name, used, mse in [("fpt", 5570, 0.25), ("lora", 3202, 0.5)]:
         d = tmp_path / name

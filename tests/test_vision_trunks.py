@@ -90,7 +90,7 @@ def test_beits_relative_bias_covers_cls_and_the_first_t_patches(zoo):
 
 
 def test_groups_limits_and_layer_scale_of_the_vision_families(zoo):
-    from fpt.model import build_model
+    from fpt.models.build import build_model
 
     groups, limits = {}, {}
     for family in ("deit", "beit", "dinov2_with_registers"):
@@ -108,7 +108,7 @@ def test_groups_limits_and_layer_scale_of_the_vision_families(zoo):
 
 @pytest.mark.parametrize("family", ["beit", "dinov2_with_registers"])
 def test_kept_blocks_run_with_their_own_bias_and_path(zoo, family):
-    from fpt.model import build_model
+    from fpt.models.build import build_model
 
     model = build_model(_cfg(zoo[family], "model.blocks=[1]"), _xor()).eval()
     assert model.trunk_spec.n_blocks == 1 and model.trunk_spec.kept == (1,)
@@ -118,7 +118,7 @@ def test_kept_blocks_run_with_their_own_bias_and_path(zoo, family):
 
 
 def test_dinov2_with_registers_trains_on_mnist_with_fpt_train(tmp_path):
-    from fpt.train import train
+    from fpt.run.train import train
     from fpt.tasks.images import Mnist
 
     path = save_tiny(tmp_path, "dinov2_with_registers")

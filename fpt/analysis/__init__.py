@@ -45,7 +45,7 @@ def checkpoint_of(run: str | Path) -> Path:
 def open_run(run: str | Path, overrides: list[str] | None = None) -> OpenRun:
     """Restore a run from its best checkpoint; the model comes back in eval mode (no dropout)."""
     from fpt.checkpoint import load_checkpoint
-    from fpt.train import restore
+    from fpt.run.train import restore
 
     ckpt = checkpoint_of(run)
     # analysis reads hidden states and attention maps in fp32, whatever precision the run trained in

@@ -18,7 +18,7 @@ from torch import nn
 
 from fpt.analysis import blocks_of, checkpoint_of, parse_indices, write_csv
 from fpt.errors import FPTError
-from fpt.kinds import has_trunk
+from fpt.config.kinds import has_trunk
 
 
 class SkipBlock(nn.Module):
@@ -80,7 +80,7 @@ def ablation_report(model: nn.Module, batches: list[dict], layers: list[int], si
 def evaluate_ablation(ckpt_path: str, layers: list[int] | str | None, overrides: list[str] | None = None) -> dict:
     """Re-test a checkpoint with each of `layers` skipped in turn; writes <ckpt>.ablation.{json,csv} beside it."""
     from fpt.checkpoint import META_KEY, load_checkpoint, write_json
-    from fpt.train import restore
+    from fpt.run.train import restore
 
     path = checkpoint_of(ckpt_path)
     ckpt = load_checkpoint(path)

@@ -10,7 +10,7 @@ import sys
 from fpt.analysis import checkpoint_of
 from fpt.config import CommandLine, command_line
 from fpt.errors import FPTError
-from fpt.schema import Count, Indices, Options, Text, TextOrNull, check, choice
+from fpt.config.schema import Count, Indices, Options, Text, TextOrNull, check, choice
 
 USAGE = """usage: fpt analyze TOOL key=value ...
 

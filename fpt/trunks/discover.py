@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from fpt.errors import FPTError
-from fpt.freeze import GROUPS
+from fpt.config.groups import GROUPS
 from fpt.trunks.spec import TrunkSpec
 
 NORM_CLASS = re.compile(r"Norm(\dd)?$")  # LayerNorm, LlamaRMSNorm, T5LayerNorm, GemmaRMSNorm, BatchNorm1d, ...
@@ -155,7 +155,7 @@ def _group(name: str, modules: dict[str, nn.Module], blocks: str, emb_path: str 
 
 def map_groups(names, group_map: Mapping[str, Sequence[str]]) -> dict[str, str]:
     """Every parameter name -> group by a hand map (regexes, re.fullmatch); an unclaimed name is an error."""
-    from fpt.freeze import assign_groups
+    from fpt.config.groups import assign_groups
 
     return assign_groups(names, group_map)
 

@@ -13,8 +13,8 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from fpt.errors import FPTError
-from fpt.kinds import has_trunk
-from fpt.schema import is_run_path
+from fpt.config.kinds import has_trunk
+from fpt.config.schema import is_run_path
 from fpt.trunks.base import Arch, dropout_overrides
 from fpt.trunks.fused import fuse_gelu
 from fpt.trunks.discover import (RELATIVE_POS, block_list, check_blocks, describe, find_blocks, map_groups,
@@ -69,7 +69,7 @@ def _keep_option(mcfg) -> tuple[str, list] | None:
         items = list(blocks) if OmegaConf.is_list(blocks) or isinstance(blocks, (list, tuple)) else [blocks]
         check_blocks(items, 10**9)  # types and repeats now, the range once the trunk is loaded
         return "model.blocks", items
-    if depth is not None:  # a positive integer: fpt.sections.FPTModelOptions
+    if depth is not None:  # a positive integer: fpt.config.sections.FPTModelOptions
         return "model.depth", list(range(depth))
     return None
 
@@ -105,7 +105,7 @@ def load_trunk(cfg, arch: Arch | None = None) -> nn.Module:
 def _build(cfg, arch: Arch) -> nn.Module:
     """The trunk's modules and weights: from a toolkit run, pretrained, or freshly initialised."""
     init = str(cfg.get("init", "pretrained"))
-    if is_run_path(init):  # trunk.init's values are checked by fpt.sections.Trunk
+    if is_run_path(init):  # trunk.init's values are checked by fpt.config.sections.Trunk
         return from_run(init, arch.name)
     _quiet_transformers()
     src, local = resolve_source(cfg)
@@ -130,7 +130,7 @@ def _build(cfg, arch: Arch) -> nn.Module:
             blocks = arch.blocks or find_blocks(model)
             names = [n for n, _ in model.named_parameters()]
             groups = map_groups(names, arch.groups) if arch.groups is not None else structure_groups(model, blocks, _extra_groups(cfg, arch))
-            standardize(model, groups, [g for g in cfg.get("standardize") or ["pos"] if g != "input"])  # input: fpt/input_init.py
+            standardize(model, groups, [g for g in cfg.get("standardize") or ["pos"] if g != "input"])  # input: fpt/models/input_init.py
     if hasattr(model.config, "use_cache"):  # no key/value cache: FPT never generates, and kept blocks renumber
         model.config.use_cache = False
     return model
@@ -222,7 +222,8 @@ def _config(src: str, local: bool, arch: Arch, cfg=None, offline_ok: bool = True
 
 def from_run(path: str, arch_name: str) -> nn.Module:
     """The trunk a toolkit run trained: its own trunk config rebuilt (with the blocks it kept), its trained tensors loaded."""
-    from fpt.checkpoint import check_trusted, load_checkpoint
+    from fpt.checkpoint import load_checkpoint
+    from fpt.config.trust import check_trusted
 
     p = Path(path).expanduser()
     ckpt = load_checkpoint(p / "checkpoints" / "best.ckpt" if p.is_dir() else p)

@@ -29,8 +29,8 @@ from linformer import Linformer
 from torch import nn
 
 from fpt.errors import FPTError
-from fpt.freeze import assign_groups
-from fpt.wrapper import FPTModel, input_options
+from fpt.config.groups import assign_groups
+from fpt.models.wrapper import FPTModel, input_options
 from fpt.tasks.spec import TaskSpec
 
 # Anchored (re.fullmatch) patterns over LinformerBody parameter names. The package's blocks are
@@ -81,7 +81,7 @@ def linformer_groups(body: LinformerBody) -> dict[str, str]:
 
 def build_linformer(cfg, spec: TaskSpec) -> FPTModel:
     """A Linformer body (`model.hidden`, `depth`, `heads`, `k`, `max_len`, `dropout`) inside the FPT wrapper."""
-    mcfg = cfg.model  # checked by fpt.sections.LinformerOptions when the config was composed
+    mcfg = cfg.model  # checked by fpt.config.sections.LinformerOptions when the config was composed
     hidden, depth, heads = int(mcfg.get("hidden", 768)), int(mcfg.get("depth", 3)), int(mcfg.get("heads", 12))
     k, dropout, max_len = int(mcfg.get("k", 256)), float(mcfg.get("dropout", 0.1)), mcfg.get("max_len")
     if max_len is not None and spec.seq_len > max_len:

@@ -18,13 +18,13 @@ class Kind:
 
 
 KINDS = {
-    "fpt": Kind("fpt.model:build_fpt", trunk=True),
-    "lstm": Kind("fpt.baselines:build_lstm", trunk=False),
-    "linformer": Kind("fpt.linformer:build_linformer", trunk=False),
-    # the "does the pretrained trunk matter?" ablations (fpt/ablations.py)
-    "no_trunk": Kind("fpt.ablations:build_no_trunk", trunk=False),
-    "attn1": Kind("fpt.ablations:build_attn1", trunk=False),
-    "block1": Kind("fpt.ablations:build_block1", trunk=False),
+    "fpt": Kind("fpt.models.build:build_fpt", trunk=True),
+    "lstm": Kind("fpt.models.baselines:build_lstm", trunk=False),
+    "linformer": Kind("fpt.models.linformer:build_linformer", trunk=False),
+    # the "does the pretrained trunk matter?" ablations (fpt/models/ablations.py)
+    "no_trunk": Kind("fpt.models.ablations:build_no_trunk", trunk=False),
+    "attn1": Kind("fpt.models.ablations:build_attn1", trunk=False),
+    "block1": Kind("fpt.models.ablations:build_block1", trunk=False),
 }
 
 

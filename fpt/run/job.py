@@ -17,9 +17,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from fpt.config import preflight, resolved
+from fpt.config import resolved
+from fpt.run.preflight import preflight
 from fpt.errors import FPTError, Preempted
-from fpt.runlock import RunLock, is_secondary_rank
+from fpt.run.runlock import RunLock, is_secondary_rank
 
 CONTINUES = ("trainer.max_steps", "trainer.max_epochs", "stop_at_val_acc")  # changes that give a finished run more to do
 
@@ -44,7 +45,7 @@ def run_job(cfg: DictConfig) -> float | None:
     overrides = dict(o.split("=", 1) for o in hc.overrides.task if "=" in o)
     extra = {"overrides": overrides, "label": cfg.get("label")}
     if is_secondary_rank():  # another DDP rank of a run rank 0 holds and reports
-        from fpt.train import train
+        from fpt.run.train import train
 
         train(cfg, run_dir, extra)
         return None
@@ -57,7 +58,7 @@ def run_job(cfg: DictConfig) -> float | None:
                       f"val/{m} {_fmt(done.get(f'val/{m}'))}  steps {done['steps']}")
                 return done.get(f"test/{m}")
             preflight(cfg)
-            from fpt.train import prepare, train
+            from fpt.run.train import prepare, train
 
             prepared = prepare(cfg, run_dir)  # raises before any file of the run directory is written
             started = True
@@ -92,12 +93,12 @@ def _fmt(v) -> str:
 
 def _nothing_to_do(run_dir: Path, cfg: DictConfig, sweep: bool) -> bool:
     """A finished run needs no training unless this command asks for more (CONTINUES) than it was given;
-    a command that changes anything else about the run is refused (fpt.resume)."""
+    a command that changes anything else about the run is refused (fpt.run.resume)."""
     if sweep:
         return True
     from omegaconf import OmegaConf
 
-    from fpt.resume import check_resume
+    from fpt.run.resume import check_resume
 
     saved = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml")) if (run_dir / "config.yaml").is_file() else None
     if saved is None:

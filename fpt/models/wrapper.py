@@ -1,6 +1,6 @@
 """The FPT wrapper: input layer -> sequence body (a trunk, an LSTM, a Linformer) -> readout -> output layer.
 
-Kept apart from the builders (fpt/model.py), which import the baselines that import this module.
+Kept apart from the builders (fpt/models/build.py), which import the baselines that import this module.
 
 Axes: b batch, t tokens, d token features (task side), h hidden size (trunk side),
 k read positions, n targets per example, c classes.
@@ -57,13 +57,13 @@ class FPTModel(nn.Module):
         self.trunk_groups = groups  # trunk parameter name -> group, from the trunk's own map
         self._body_forward = body_forward
         self.fixed_features = False  # set by build_model when only the output layer trains
-        self.compute_dtype: torch.dtype | None = None  # bf16: the frozen trunk is stored in bf16 (fpt/precision.py)
+        self.compute_dtype: torch.dtype | None = None  # bf16: the frozen trunk is stored in bf16 (fpt/run/precision.py)
         self.read_block: nn.Module | None = None  # the last block, computed at the read positions only (trunks/readout.py)
         self.never_trained: frozenset[str] = frozenset()  # parameters the body never uses: frozen whatever `freeze` says
 
     def train(self, mode: bool = True) -> FPTModel:
         """Output-only runs keep everything before the output layer in eval mode (no dropout): one regime,
-        a fixed feature extractor, whether its features are cached (fpt/features.py) or computed every step."""
+        a fixed feature extractor, whether its features are cached (fpt/run/features.py) or computed every step."""
         super().train(mode)
         if mode and self.fixed_features:
             for part in (self.input, self.input_drop, self.trunk):

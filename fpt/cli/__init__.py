@@ -12,10 +12,8 @@ import importlib
 import sys
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
-from fpt.config import (GROUPS, CommandLine, check_groups, choices, command_line, compose, config_dir, preflight,
-                        sweep_points)
+from fpt.config import GROUPS, choices, compose, config_dir
 from fpt.errors import FPTError
 
 
@@ -34,24 +32,24 @@ class Command:
 
 COMMANDS = {
     "train": Command(
-        "fpt.cli:_train", "fpt train [key=value ...] [--multirun] [--cfg job|hydra|all [--resolve]]",
+        "fpt.cli.train:run", "fpt train [key=value ...] [--multirun] [--cfg job|hydra|all [--resolve]]",
         "Train one configuration (a grid with --multirun): build, fit, test the checkpoint best on validation; "
         "print test/acc.",
         "out=DIR: the run directory (hydra.run.dir=DIR works too; under --multirun the sweep's folder, hydra.sweep.dir)",
         "fpt train task=bit_xor trunk=minilm freeze=attn,ffn out=runs/xor", groups=True),
     "eval": Command(
-        "fpt.cli:_eval", "fpt eval ckpt=RUN/checkpoints/best.ckpt | run=RUN [ablate.layers=[0,5]|all] [key=value ...]",
+        "fpt.cli.eval:run", "fpt eval ckpt=RUN/checkpoints/best.ckpt | run=RUN [ablate.layers=[0,5]|all] [key=value ...]",
         "Rebuild the model a checkpoint came from and re-test it on the full test set; with ablate.layers, re-test "
         "with each chosen block skipped. Other key=value change the checkpoint's config (e.g. data.root=DIR).",
         "beside the checkpoint: best.eval.json (best.ablation.json/.csv); out= does not apply",
         "fpt eval run=runs/xor ablate.layers=all"),
     "inspect": Command(
-        "fpt.cli:_inspect", "fpt inspect [key=value ...] [--cfg job|hydra|all [--resolve]]",
+        "fpt.cli.inspect:run", "fpt inspect [key=value ...] [--cfg job|hydra|all [--resolve]]",
         "One line per parameter tensor (name, shape, group, trainable/frozen), then the trainable and used counts. "
         "Takes the key=value of fpt train.",
         "nothing: it prints (redirect it to keep it)", "fpt inspect trunk=gpt2 trunk.path=DIR freeze=attn,ffn", groups=True),
     "data": Command(
-        "fpt.cli:_data", "fpt data TASK out=DIR [option=value ...]   (or task=TASK)",
+        "fpt.cli.data:run", "fpt data TASK out=DIR [option=value ...]   (or task=TASK)",
         "Write a task's data (or a small fixture) in its real on-disk format, so every task runs offline.",
         "out=DIR (hydra.run.dir=DIR works too); train on it with data.root=DIR",
         "fpt data listops out=data train_size=500 && fpt train task=listops data.root=data",
@@ -59,24 +57,24 @@ COMMANDS = {
         "listops: train_size=2000 val_size=200 test_size=200 min_len=500 max_len=2000 max_depth=10 max_args=10 seed=0\n"
         "remote_homology: format=both|json|lmdb n_train=480 n_valid=96 n_test=96 n_folds=8 long_frac=0.03 seed=0"),
     "sweep": Command(
-        "fpt.sweep:main", "fpt sweep [experiment=NAME] [key=a,b ...] [sweep.lr_protocol=all|seed0] [out=DIR]",
+        "fpt.study.sweep:main", "fpt sweep [experiment=NAME] [key=a,b ...] [sweep.lr_protocol=all|seed0] [out=DIR]",
         "A grid of runs through Hydra's multirun (key=a,b sweeps; lists in brackets: 'freeze=[attn,ffn],[ln]'); "
         "runs already finished are skipped; results.csv and the lr chosen on validation per cell.",
         "out=DIR: the sweep's folder (default sweeps/EXPERIMENT; hydra.sweep.dir=DIR works too); one run per subfolder",
         "fpt sweep experiment=cpu_main out=sweeps/main && fpt report sweeps/main", groups=True),
     "report": Command(
-        "fpt.report:main", "fpt report SWEEP_DIR [out=DIR]   (or dir=SWEEP_DIR)",
+        "fpt.study.report:main", "fpt report SWEEP_DIR [out=DIR]   (or dir=SWEEP_DIR)",
         "report.md laid out as the paper's tables, with learning curves, bars, accuracy vs lr and vs data size.",
         "out=DIR (default: the sweep folder): report.md and plots/",
         "fpt report sweeps/main"),
     "bench": Command(
-        "fpt.cli:_bench", "fpt bench [key=value as for fpt train] [bench.KEY=VALUE ...] [out=FILE]",
+        "fpt.cli.bench:run", "fpt bench [key=value as for fpt train] [bench.KEY=VALUE ...] [out=FILE]",
         "Time the training step of FPT, full finetuning, the LSTM and a bare PyTorch loop; FLOP/s vs a measured "
         "matmul peak.",
         "out=FILE: the JSON-lines file results are appended to (bench.out)",
         "fpt bench trunk=gpt2 trunk.init=random task=cifar10", groups=True),
     "export": Command(
-        "fpt.export:main", "fpt export RUN_DIR out=DIR   (or run=RUN_DIR)",
+        "fpt.analysis.export:main", "fpt export RUN_DIR out=DIR   (or run=RUN_DIR)",
         "Write a trained run's trunk as a plain Hugging Face model (PEFT adapters merged in; fp32) with the task's "
         "input/output layers beside it.",
         "out=DIR (required; hydra.run.dir=DIR works too): config.json, model.safetensors (AutoModel.from_pretrained(DIR)), "
@@ -132,10 +130,10 @@ def help_text(cmd: str) -> str:
         lines += ["  task.*, trunk.*, model.*, trainer.*: the chosen yaml's keys (fpt train task=NAME --cfg job shows them)",
                   "  freeze=a,b means the list [a,b] outside --multirun; under it, a,b sweeps"]
     elif cmd == "bench":
-        import fpt.bench
+        import fpt.study.bench
 
-        lines += ["", *(fpt.bench.__doc__ or "").strip().splitlines()[2:], "",
-                  "bench.KEY options (configs/bench/default.yaml, checked by fpt.sections.Bench):",
+        lines += ["", *(fpt.study.bench.__doc__ or "").strip().splitlines()[2:], "",
+                  "bench.KEY options (configs/bench/default.yaml, checked by fpt.config.sections.Bench):",
                   (config_dir() / "bench" / "default.yaml").read_text().strip()]
     elif cmd == "analyze":
         from fpt.analysis.cli import USAGE as tools
@@ -152,8 +150,8 @@ def option_defaults() -> list[tuple[str, object, str]]:
     """(key, default in the composed config, what is allowed) of the root options, from the schemas."""
     from omegaconf import OmegaConf
 
-    from fpt.schema import fields
-    from fpt.sections import FPTModelOptions, Root, Trainer, Trunk
+    from fpt.config.schema import fields
+    from fpt.config.sections import FPTModelOptions, Root, Trainer, Trunk
 
     cfg = compose([])
     keys = [f for f in fields(Root, skip=("bench",)) if not f[0].startswith(("trainer.", "logger."))]
@@ -164,138 +162,3 @@ def option_defaults() -> list[tuple[str, object, str]]:
 
 def _show(v) -> str:
     return "null" if v is None else str(v).lower() if isinstance(v, bool) else str(v).replace("'", "")
-
-
-def show_config(c: CommandLine, overrides: list[str]) -> int:
-    """`--cfg job|hydra|all`: print the composed config (the first run's under --multirun) and stop."""
-    from omegaconf import OmegaConf
-
-    point = sweep_points(overrides)[0] if c.multirun else overrides
-    cfg = compose(point, with_hydra=c.cfg != "job")
-    part = cfg.hydra if c.cfg == "hydra" else cfg
-    if c.cfg == "job":
-        part = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-    try:
-        print(OmegaConf.to_yaml(part, resolve=c.resolve), end="")
-    except Exception as e:  # noqa: BLE001 - an interpolation that resolves only inside a Hydra run
-        from fpt.config import one_line
-
-        raise FPTError(f"--resolve: {one_line(e)}") from None
-    return 0
-
-
-def _checked(overrides: list[str], multirun: bool):
-    """Check the overrides before any heavy import; under --multirun, every point."""
-    check_groups(["--multirun"] * multirun + overrides)
-    if multirun:
-        for point in sweep_points(overrides):
-            preflight(compose(point))
-        return None
-    cfg = compose(overrides)
-    preflight(cfg)
-    return cfg
-
-
-def _train(args: list[str]) -> int:
-    c = command_line("train", args, writes="run", flags=("multirun", "cfg"))
-    overrides = c.overrides + ([f"hydra.{'sweep' if c.multirun else 'run'}.dir={c.out_arg}"] if c.out else [])
-    if c.cfg:
-        check_groups(["--multirun"] * c.multirun + overrides)
-        return show_config(c, overrides)
-    _checked(overrides, c.multirun)
-    import hydra
-
-    original = list(sys.argv)
-
-    @hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")
-    def run(cfg):
-        from fpt.job import run_job
-
-        sys.argv = original  # ddp re-runs sys.argv for the other ranks
-        return run_job(cfg)
-
-    sys.argv = [original[0], *(["--multirun"] * c.multirun), *overrides]
-    try:
-        run()
-    finally:
-        sys.argv = original
-    return 0
-
-
-def _eval(args: list[str]) -> int:
-    c = command_line("eval", args, nowhere="writes best.eval.json beside the checkpoint it tests", list_keys=("ablate.layers",))
-    from fpt.schema import check
-    from fpt.sections import EvalCommand
-
-    own = ("ckpt", "run", "ablate.layers")
-    opts = check(EvalCommand, {k: v for k, v in c.values().items() if k in own})
-    rest = c.without(*own)  # the checkpoint config's keys to change (e.g. data.root=DIR)
-    if opts.run is not None:
-        from fpt.analysis import checkpoint_of
-
-        ckpt = str(checkpoint_of(opts.run))
-    elif opts.ckpt is None:
-        raise FPTError("missing ckpt=PATH (or run=DIR: its checkpoints/best.ckpt)")
-    elif not Path(opts.ckpt).expanduser().is_file():  # before the heavy imports: a typo fails at once
-        raise FPTError(f"no checkpoint at {opts.ckpt}; pass ckpt=RUN_DIR/checkpoints/best.ckpt")
-    else:
-        ckpt = opts.ckpt
-    layers = opts.ablate_layers
-    if layers is not None:  # skip chosen blocks (identity) and report the accuracy drop per block
-        from fpt.analysis.ablate import evaluate_ablation, format_report
-
-        print(format_report(evaluate_ablation(ckpt, layers, rest)))
-        return 0
-    from fpt.train import evaluate
-
-    out = evaluate(ckpt, rest)
-    m = out.get("metric", "acc")
-    print(f"test/{m} {out[f'test/{m}']:.4f}  test/loss {out['test/loss']:.4f}  ({out['task']}, step {out['steps']})")
-    return 0
-
-
-def _inspect(args: list[str]) -> int:
-    c = command_line("inspect", args, flags=("cfg",), nowhere="prints its table and writes no file (redirect it to keep it)")
-    if c.cfg:
-        check_groups(c.overrides)
-        return show_config(c, c.overrides)
-    cfg = _checked(c.overrides, multirun=False)
-    from fpt.freeze import inspect_table
-    from fpt.train import build
-
-    _, lit = build(cfg, cached=False)
-    print(inspect_table(lit.model, lit.model.param_groups()))
-    return 0
-
-
-def _data(args: list[str]) -> int:
-    c = command_line("data", args, writes="dir", positional="TASK")
-    options = c.values()
-    name = c.positional or options.pop("task", None)
-    if not name or "task" in options:
-        raise FPTError("usage: fpt data TASK out=DIR [option=value ...] (or task=TASK)")
-    if not c.out:
-        raise FPTError(f"missing out=DIR: the folder to write the {name} files into")
-    check_groups([f"task={name}"])
-    from omegaconf import OmegaConf
-
-    from fpt.sections import check_data_options
-    from fpt.tasks.base import task_class
-
-    cls = task_class(OmegaConf.load(config_dir() / "task" / f"{name}.yaml"))
-    written = cls.write_data(Path(c.out).expanduser(), **check_data_options(cls, options, name))
-    for p in written:
-        print(p)
-    print(f"wrote {len(written)} file(s) for task {name} under {c.out}; train on them with: fpt train task={name} data.root={c.out}")
-    return 0
-
-
-def _bench(args: list[str]) -> int:
-    c = command_line("bench", args, writes="file")
-    from fpt.bench import main as bench
-
-    return bench(c.overrides + ([f"bench.out={c.out_arg}"] if c.out else []))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,7 +8,7 @@ constructed for its TaskSpec, never asked to read data):
   lstm, lstm_plain: model=lstm / model=lstm_plain at the trunk's width;  bare: a plain PyTorch loop on fpt's own model.
 Variants and peak matmuls are timed round-robin (torch.utils.benchmark, one Timer.blocked_autorange per entry and
 round); a ratio is the median of per-round ratios [quartiles]; MFU is a step's FLOP/s over the same round's peak of
-its precision. How each number is measured: fpt/measure.py. bench.targets=FILE adds a met / MISSED verdict per target.
+its precision. How each number is measured: fpt/study/measure.py. bench.targets=FILE adds a met / MISSED verdict per target.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from fpt.config import check_groups, compose, config_dir, is_multirun, preflight, resolved, rewrite
+from fpt.config import check_groups, compose, config_dir, is_multirun, resolved, rewrite
+from fpt.run.preflight import preflight
 from fpt.errors import FPTError
-from fpt.measure import (Entry, bare_entry, check, checkpoint_bytes, count_flops, kernels, matmul_settings, peak_bytes, peaks,
+from fpt.study.measure import (Entry, bare_entry, check, checkpoint_bytes, count_flops, kernels, matmul_settings, peak_bytes, peaks,
                          prime, run_rounds, spread, synthetic_batch, toolkit_entry, unique_bytes)
 
 RATIOS = {"fpt_bare_step": "FPT/bare step", "fpt_full_step": "FPT/full step", "fpt_mfu": "FPT MFU", "fpt_full_peak_mem":
@@ -34,11 +35,11 @@ RATIOS = {"fpt_bare_step": "FPT/bare step", "fpt_full_step": "FPT/full step", "f
 
 
 def options(cfg) -> dict:
-    """cfg.bench, checked against its schema (fpt.sections.Bench): each bad value is one line naming what is allowed."""
+    """cfg.bench, checked against its schema (fpt.config.sections.Bench): each bad value is one line naming what is allowed."""
     from omegaconf import OmegaConf
 
-    from fpt.schema import check
-    from fpt.sections import Bench
+    from fpt.config.schema import check
+    from fpt.config.sections import Bench
 
     o = check(Bench, OmegaConf.to_container(cfg.bench, resolve=True), "bench").model_dump()
     return {**o, "variants": list(dict.fromkeys(o["variants"]))}
@@ -91,12 +92,12 @@ def variant_config(cfg, name: str, precision: str, hidden: int):
 
 
 def build_module(cfg, spec, device):
-    """The FPTModule fpt.train.build makes for `cfg` (seeded; frozen tensors stored in trunk.dtype), on `device`."""
+    """The FPTModule fpt.run.train.build makes for `cfg` (seeded; frozen tensors stored in trunk.dtype), on `device`."""
     import lightning.pytorch as pl
 
-    from fpt.lit import FPTModule
-    from fpt.model import build_model
-    from fpt.precision import store_frozen, trunk_dtype
+    from fpt.run.lit import FPTModule
+    from fpt.models.build import build_model
+    from fpt.run.precision import store_frozen, trunk_dtype
 
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     model = build_model(cfg, spec)
@@ -135,7 +136,7 @@ def device_precisions(opts: dict):
     """The device (cuda when there is one, or asked for) and bench.precisions (auto: fp32, and bf16-mixed where native)."""
     import torch
 
-    from fpt.precision import native_bf16
+    from fpt.run.precision import native_bf16
 
     if opts["device"] == "cuda" and not torch.cuda.is_available():
         raise FPTError("bench.device=cuda but torch sees no GPU; use bench.device=cpu or auto")
@@ -165,7 +166,7 @@ def load_targets(path: str, task: str) -> dict[str, tuple[str, float]]:
 
 def record(e: Entry, peak, trunk: dict, batch: int) -> dict:
     """The numbers of one variant in one precision; MFU paired round by round with the peak of its precision."""
-    from fpt.freeze import count_params
+    from fpt.models.freeze import count_params
 
     t, (trainable, total) = spread(e.times), count_params(e.model)
     mfu = spread([e.flops / s / (peak.flops / k) for s, k in zip(e.times, peak.times)]) if peak else {}

@@ -1,7 +1,7 @@
 """The language of the option schemas: the vocabulary they are written in and how a failure becomes one line.
 
 Every option the toolkit reads is a typed schema, checked in one place: the root config's sections in
-fpt/sections.py (`validate`, called by `fpt.config.preflight` where a config is composed, before anything is
+fpt/config/sections.py (`validate`, called by `fpt.run.preflight` where a config is composed, before anything is
 built; nothing after it re-checks a type or a range the schemas guarantee), each task's own options next to
 its class (`Task.Options`, tasks/*.py), checked in the same step. Code that reads a data
 file still checks what only the file can tell (a train_size larger than the file).
@@ -91,7 +91,7 @@ def path_exists(p: Optional[str]) -> bool:
 
 
 def _groups(value: list[str]) -> list[str]:
-    from fpt.freeze import parse_freeze
+    from fpt.config.groups import parse_freeze
 
     try:
         return parse_freeze(value)

@@ -18,19 +18,20 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from fpt.adapters import recorded
-from fpt.callbacks import FinalValidation, NaNPolicy, PlainProgress, Preemption, ResumeLog, StepSeed, Timing, ValHistory, stop_at
-from fpt.checkpoint import META_KEY, AtomicCheckpointIO, check_trusted, load_checkpoint, write_json
+from fpt.models.adapters import recorded
+from fpt.run.callbacks import FinalValidation, NaNPolicy, PlainProgress, Preemption, ResumeLog, StepSeed, Timing, ValHistory, stop_at
+from fpt.checkpoint import META_KEY, AtomicCheckpointIO, load_checkpoint, write_json
 from fpt.config import resolved
+from fpt.config.trust import check_trusted
 from fpt.errors import FPTError, Preempted
-from fpt.features import maybe_cache
-from fpt.freeze import count_params, count_used, summary_line
-from fpt.kinds import has_trunk
-from fpt.lit import FPTModule, trunk_fingerprint
-from fpt.metrics_log import MetricsCSV
-from fpt.model import build_model
-from fpt.precision import resolve_precision, store_frozen, trunk_dtype
-from fpt.resume import check_resume, resume_path
+from fpt.run.features import maybe_cache
+from fpt.models.freeze import count_params, count_used, summary_line
+from fpt.config.kinds import has_trunk
+from fpt.run.lit import FPTModule, trunk_fingerprint
+from fpt.run.metrics_log import MetricsCSV
+from fpt.models.build import build_model
+from fpt.run.precision import resolve_precision, store_frozen, trunk_dtype
+from fpt.run.resume import check_resume, resume_path
 from fpt.tasks.base import build_task, first_examples
 
 
@@ -183,7 +184,7 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None, prepared: P
         **{k: float(v) for k, v in test.items() if k.startswith("test/")},
         **more,
         "params_trainable": trainable,
-        "params_used": p.used,  # trainable values the task can reach (fpt.freeze.count_used)
+        "params_used": p.used,  # trainable values the task can reach (fpt.models.freeze.count_used)
         "params_total": total,
         "truncation": p.cut,
         **getattr(task, "task", task).baselines(),  # the task's reference numbers on the same split (e.g. baseline/1nn_acc)

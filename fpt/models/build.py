@@ -1,6 +1,6 @@
-"""Building the models: `model.kind` -> its builder (fpt/kinds.py); the FPT model around a Hugging Face trunk.
+"""Building the models: `model.kind` -> its builder (fpt/config/kinds.py); the FPT model around a Hugging Face trunk.
 
-The wrapper itself (FPTModel: input layer -> body -> readout -> output layer) lives in fpt/wrapper.py, which the
+The wrapper itself (FPTModel: input layer -> body -> readout -> output layer) lives in fpt/models/wrapper.py, which the
 baselines import too; it is re-exported here.
 """
 
@@ -13,9 +13,10 @@ from dataclasses import replace
 import torch
 
 from fpt.errors import FPTError
-from fpt.freeze import apply_freeze, parse_freeze, unfreeze_blocks
-from fpt.kinds import has_trunk, kind
-from fpt.wrapper import INPUT_DROPOUT, INPUT_GAIN, BodyForward, FPTModel, input_options
+from fpt.config.groups import parse_freeze
+from fpt.models.freeze import apply_freeze, unfreeze_blocks
+from fpt.config.kinds import has_trunk, kind
+from fpt.models.wrapper import INPUT_DROPOUT, INPUT_GAIN, BodyForward, FPTModel, input_options
 from fpt.tasks.spec import TaskSpec
 
 __all__ = ["BodyForward", "FPTModel", "INPUT_DROPOUT", "INPUT_GAIN", "build_fpt", "build_model", "input_options"]
@@ -43,8 +44,8 @@ def build_model(cfg, spec: TaskSpec) -> FPTModel:
 
 def build_fpt(cfg, spec: TaskSpec) -> FPTModel:
     """A Hugging Face trunk (trunk.*), cut to model.blocks / model.depth, between the task's input and output layers."""
-    from fpt.adapters import add_adapters, renamed
-    from fpt.input_init import apply_input_init
+    from fpt.models.adapters import add_adapters, renamed
+    from fpt.models.input_init import apply_input_init
     from fpt.trunks import build_trunk, get_arch
     from fpt.trunks.base import attn_dropout
     from fpt.trunks.forward import FORWARDS

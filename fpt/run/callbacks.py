@@ -53,7 +53,7 @@ class StepSeed(pl.Callback):
 
 class Preemption(pl.Callback):
     """On SIGTERM (what schedulers send before killing a job) or SIGUSR1 (SLURM's warning signal), write
-    `last_path` at the current step; the run then ends as preempted (fpt.job: status "preempted", exit 143).
+    `last_path` at the current step; the run then ends as preempted (fpt.run.job: status "preempted", exit 143).
 
     Lightning notices SIGTERM and stops after the step in flight; its SIGTERMException reaches
     `on_exception` here. SIGUSR1 is turned into the same path, except under SLURM with Lightning's
@@ -182,7 +182,7 @@ class NaNPolicy(pl.Callback):
 
 
 class ResumeLog(pl.Callback):
-    """Every resume of the run: the step it continued from and the config changes it was allowed (fpt.resume)."""
+    """Every resume of the run: the step it continued from and the config changes it was allowed (fpt.run.resume)."""
 
     state_key = "ResumeLog"
 

@@ -1,8 +1,8 @@
 """The options of the root config (configs/train.yaml), each section a schema, and the one place they are checked:
 `validate(cfg)` (root sections, the model kind's options, the trunk's) and `check_task` (the task's own schema,
-next to its class). `fpt.config.preflight` calls both where a config is composed, before anything is built.
+next to its class). `fpt.run.preflight` calls both where a config is composed, before anything is built.
 
-The vocabulary the schemas are written in, and how a failure becomes one line, are in fpt/schema.py.
+The vocabulary the schemas are written in, and how a failure becomes one line, are in fpt/config/schema.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Annotated, Any, Callable, Literal, Optional, Union
 from pydantic import ConfigDict, Field, model_validator
 
 from fpt.errors import FPTError
-from fpt.schema import (INIT_MODES, READOUTS, Count, CountOrNull, Indices, Dropout, DropoutOrNull, Flag, Fraction, Groups, Invalid,
+from fpt.config.schema import (INIT_MODES, READOUTS, Count, CountOrNull, Indices, Dropout, DropoutOrNull, Flag, Fraction, Groups, Invalid,
                         NonNegative, NonNegativeNumber, Options, Positive, Readout, Seed, Text, TextOrNull, check, choice,
                         is_run_path, or_null, path_exists, rule)
 
@@ -52,7 +52,7 @@ class Unfreeze(Options):
 
 
 class Peft(Options):
-    """Parameter-efficient baselines on the trunk (fpt/adapters.py): which method, LoRA's rank, alpha and dropout."""
+    """Parameter-efficient baselines on the trunk (fpt/models/adapters.py): which method, LoRA's rank, alpha and dropout."""
 
     method: choice("none", "lora", "ia3", "ln_tuning", "bitfit") = "none"
     r: Count = 8
@@ -238,10 +238,10 @@ class EvalCommand(Options):
 
 def validate(cfg) -> None:
     """The options of a composed config (a DictConfig or plain dict) that need no import: the root sections, the model
-    kind's options and the trunk's when the kind has one. fpt.config.preflight calls it, then check_task."""
+    kind's options and the trunk's when the kind has one. fpt.run.preflight calls it, then check_task."""
     from omegaconf import DictConfig, OmegaConf
 
-    from fpt.kinds import kind
+    from fpt.config.kinds import kind
 
     try:
         c = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
@@ -259,17 +259,6 @@ def validate(cfg) -> None:
         raise FPTError(f"peft.method={method} adapts a pretrained trunk; it does not apply to model.kind={name}")
     if has_trunk:
         check(Trunk, c["trunk"], "trunk")
-
-
-def check_task(task) -> None:
-    """A task section against its class's schema (Task.Options, next to the class; importing it imports Lightning)."""
-    from omegaconf import DictConfig, OmegaConf
-
-    from fpt.tasks.base import META_KEYS, task_class
-
-    task = OmegaConf.to_container(task, resolve=True) if isinstance(task, DictConfig) else dict(task)
-    cls = task_class(task)
-    check(cls.Options, {k: v for k, v in task.items() if k not in META_KEYS}, "task")
 
 
 def check_data_options(cls, options: dict, task: str) -> dict:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fpt.freeze import assign_groups
-from fpt.wrapper import FPTModel, input_options
+from fpt.config.groups import assign_groups
+from fpt.models.wrapper import FPTModel, input_options
 from fpt.tasks.spec import TaskSpec
 
 GROUPS = {

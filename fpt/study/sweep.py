@@ -15,7 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from fpt.errors import FPTError
-from fpt.objectives import MODES, fmt
+from fpt.run.objectives import MODES, fmt
 
 SELECT_OVER = ("seed", "optim.lr")  # averaged over (seed) and selected over (lr) within a cell
 COLUMNS = ["status", "variant", "task", "seed", "lr", "metric", "val", "test", "train", "val/acc", "test/acc", "train/acc", "steps",
@@ -26,10 +26,10 @@ COLUMNS = ["status", "variant", "task", "seed", "lr", "metric", "val", "test", "
 
 def main(args: list[str]) -> int:
     """fpt sweep [experiment=NAME] [out=DIR] [sweep.lr_protocol=all|seed0] [overrides, a,b to sweep]."""
-    from fpt.cli import _train, show_config
-    from fpt.config import command_line
-    from fpt.schema import check
-    from fpt.sections import Sweep
+    from fpt.config import command_line, show_config
+    from fpt.run.launch import launch
+    from fpt.config.schema import check
+    from fpt.config.sections import Sweep
 
     c = command_line("sweep", args, writes="sweep", flags=("multirun", "cfg"))
     protocol = [a.partition("=")[2] for a in c.overrides if a.partition("=")[0] == "sweep.lr_protocol"]
@@ -44,9 +44,9 @@ def main(args: list[str]) -> int:
     (Path(sweep_dir) / "sweep.json").write_text(json.dumps({"lr_protocol": protocol}) + "\n")
     at = f"hydra.sweep.dir={c.out_arg or sweep_dir}"
     if protocol == "seed0":
-        _seed0_then_rest(_train, rest, Path(sweep_dir), at)
+        _seed0_then_rest(launch, rest, Path(sweep_dir), at)
     else:
-        _train(["--multirun", *rest, at])
+        launch(["--multirun", *rest, at])
     rows = collect(Path(sweep_dir))
     ok = sum(r["status"] == "ok" for r in rows)
     print(f"{ok} of {len(rows)} runs finished; table: {sweep_dir}/results.csv; report: fpt report {sweep_dir}")

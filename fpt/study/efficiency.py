@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fpt.objectives import MODES, PERCENT
+from fpt.run.objectives import MODES, PERCENT
 from fpt.plots import pyplot, save
 
 # model.kind -> what its row shows (printed under the table when the sweep has such a row)

@@ -13,48 +13,8 @@ import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 
+from fpt.config.groups import ALWAYS_FROZEN, GROUPS, NONE_WORDS, assign_groups, group_of, parse_freeze  # noqa: F401 - the vocabulary
 from fpt.errors import FPTError
-
-# Order matters only for display.
-# rnn: the LSTM baseline's layers; adapter: PEFT's tensors and bias: BitFit's (peft.method, fpt/adapters.py)
-GROUPS = ("attn", "ffn", "ln", "pos", "emb", "input", "output", "rnn", "adapter", "bias")
-ALWAYS_FROZEN = ("emb",)
-NONE_WORDS = ("none", "nothing", "")
-
-
-def parse_freeze(freeze: str | Sequence[str] | None, known: Iterable[str] = GROUPS) -> list[str]:
-    """Normalise `freeze=` (a list, 'a,b' or 'none') and reject unknown group names."""
-    if freeze is None:
-        return []
-    items = freeze.split(",") if isinstance(freeze, str) else [str(f) for f in freeze]
-    items = [i.strip() for i in items]
-    if len(items) == 1 and items[0].lower() in NONE_WORDS:
-        return []
-    known = tuple(known)
-    for item in items:
-        if item not in known:
-            raise FPTError(f"unknown freeze group '{item}'; known groups: {', '.join(known)} (or 'none')")
-    return list(dict.fromkeys(items))
-
-
-def group_of(name: str, group_map: Mapping[str, Sequence[str]]) -> str | None:
-    """The group whose pattern fully matches `name`, or None."""
-    for group, patterns in group_map.items():
-        if any(re.fullmatch(p, name) for p in patterns):
-            return group
-    return None
-
-
-def assign_groups(names: Iterable[str], group_map: Mapping[str, Sequence[str]]) -> dict[str, str]:
-    """Map every parameter name to its group; a name no pattern claims is a bug in the map."""
-    out: dict[str, str] = {}
-    for name in names:
-        group = group_of(name, group_map)
-        if group is None:
-            raise FPTError(f"parameter '{name}' belongs to no freeze group; the trunk's group map needs a pattern for it")
-        out[name] = group
-    return out
-
 
 def apply_freeze(model, groups: Mapping[str, str], freeze: Sequence[str], absent: str = "error",
                  never: Iterable[str] = ()) -> None:
@@ -155,7 +115,7 @@ def used_values(model, tol: float = USED_TOL) -> dict:
 
 def _probe_copy(model, jitter: float = 0.1):
     """A float64 copy in eval mode (no dropout: a dropped unit is not an unused one), computing eagerly without autocast
-    whatever the original stores (a bf16 trunk: fpt/precision.py) or compiles. Every tensor gets noise of `jitter` x its
+    whatever the original stores (a bf16 trunk: fpt/run/precision.py) or compiles. Every tensor gets noise of `jitter` x its
     RMS (0.02 where it is all zero): a value that is zero or vanishing now (LoRA's B, MiniLM's dead last-LayerNorm
     dimensions, ~1e-33) does not hide what it feeds, since training moves it; structural zeros stay exactly zero."""
     import copy

@@ -42,7 +42,7 @@ def export(run: str | Path, out: Path) -> Path:
     import torch
     from safetensors.torch import save_file
 
-    from fpt.adapters import merged_trunk
+    from fpt.models.adapters import merged_trunk
     from fpt.analysis import open_run, require_transformer
 
     opened = open_run(run)

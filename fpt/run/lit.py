@@ -10,16 +10,16 @@ from omegaconf import OmegaConf
 
 from fpt.checkpoint import META_KEY
 from fpt.errors import FPTError
-from fpt.model import FPTModel
-from fpt.shuffle import SEED, shuffle_tokens
-from fpt.objectives import objective
+from fpt.models.build import FPTModel
+from fpt.run.shuffle import SEED, shuffle_tokens
+from fpt.run.objectives import objective
 
 
 class FPTModule(pl.LightningModule):
     """Trains an FPTModel: the loss and metrics of the task's objective ({train,val,test}/{loss,acc|mse|...},
-    fpt/objectives.py), the optimizer over the trainable
+    fpt/run/objectives.py), the optimizer over the trainable
     tensors and slim checkpoints. What happens around the steps (stopping, timing, NaN policy, the history of
-    validation accuracy) is in fpt/callbacks.py."""
+    validation accuracy) is in fpt/run/callbacks.py."""
 
     # Slim checkpoints leave the frozen trunk out, so resuming loads the rest non-strictly.
     strict_loading = False
@@ -33,7 +33,7 @@ class FPTModule(pl.LightningModule):
         self.metrics = torch.nn.ModuleDict({f"{s}_": self._metrics() for s in ("train", "val", "test")})
         if "map" in self.metrics["train_"]:  # average precision keeps every score until reset: not on training steps
             self.metrics["train_"].pop("map")
-        self.shuffle: torch.Generator | None = None  # set while testing with shuffled token order (fpt/shuffle.py)
+        self.shuffle: torch.Generator | None = None  # set while testing with shuffled token order (fpt/run/shuffle.py)
         self.test_name = "test"  # the metric prefix of trainer.test: test, or another set's name (see evaluating)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -68,7 +68,7 @@ class FPTModule(pl.LightningModule):
             self.test_name = old
 
     def _step(self, batch: dict, stage: str) -> torch.Tensor:
-        if "r" in batch:  # cached output-only features (fpt/features.py): the trunk does not run
+        if "r" in batch:  # cached output-only features (fpt/run/features.py): the trunk does not run
             if self.shuffle is not None:
                 raise FPTError("eval.shuffle_tokens permutes tokens, but this run tests on cached features; set features.cache=false")
             logits = self.model.head(batch["r"])

@@ -2,7 +2,7 @@
 
 - Steps: the toolkit's (FPTModule under Lightning's precision plugin, in automatic optimisation's order) and a bare
   PyTorch loop; timed round-robin, one torch.utils.benchmark Timer.blocked_autorange per entry and round.
-- Matmul peaks: the fastest n x n x n product of each precision, timed by fpt/bench.py in the same round-robin as
+- Matmul peaks: the fastest n x n x n product of each precision, timed by fpt/study/bench.py in the same round-robin as
   the steps. Each kernel's result is compared once with the float64 product of the same fp32 inputs (relative
   Frobenius error). An fp32 kernel must be accurate to ~fp32 (error <= MAX_ERR): TF32 (10-bit mantissa) or bf16
   (7-bit) inside an "fp32" matmul (`torch.set_float32_matmul_precision("high")`, `torch.backends.*.fp32_precision`)

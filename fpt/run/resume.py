@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fpt.checkpoint import canonical_impl
+from fpt.config.trust import canonical_impl
 from fpt.errors import FPTError
 
 # Keys a resumed run may change: the training length and what is logged, watched or stored where.

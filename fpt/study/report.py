@@ -12,11 +12,11 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from fpt import efficiency
+from fpt.study import efficiency
 from fpt.errors import FPTError
-from fpt.objectives import MODES, PERCENT, fmt
+from fpt.run.objectives import MODES, PERCENT, fmt
 from fpt.plots import pyplot, save
-from fpt.sweep import collect, lr_seed, overrides_of, select
+from fpt.study.sweep import collect, lr_seed, overrides_of, select
 
 
 def main(args: list[str]) -> int:

@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fpt.freeze import assign_groups
-from fpt.wrapper import FPTModel, input_options
+from fpt.config.groups import assign_groups
+from fpt.models.wrapper import FPTModel, input_options
 from fpt.tasks.spec import TaskSpec
 
 CELLS = ("ln", "plain")
@@ -147,7 +147,7 @@ def lstm_groups(body: LSTMBody) -> dict[str, str]:
 
 def build_lstm(cfg, spec: TaskSpec) -> FPTModel:
     """An LSTM (or LSTM*) body inside the FPT wrapper, sized by `model.hidden` and `model.layers`."""
-    mcfg = cfg.model  # checked by fpt.sections.LSTMOptions when the config was composed
+    mcfg = cfg.model  # checked by fpt.config.sections.LSTMOptions when the config was composed
     hidden, layers, dropout = int(mcfg.hidden), int(mcfg.layers), float(mcfg.get("dropout", 0.0))
     cell = mcfg.get("cell", "plain")  # no model.cell: a config saved before it existed, when every LSTM was torch's nn.LSTM
     body = LSTMBody(hidden, layers, dropout, bool(mcfg.get("residual", False)),

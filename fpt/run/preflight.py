@@ -1,0 +1,37 @@
+"""Every option of a composed config checked before anything is built: the schemas (fpt.config.sections), whether
+the trunk's weights can be reached (fpt.trunks), and the task's own options against its class (fpt.tasks).
+
+It sits above the layers it asks; the heavy imports (the task's module imports Lightning) wait until they are needed.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from fpt.config.kinds import has_trunk
+
+
+def preflight(cfg: DictConfig) -> None:
+    """Every option against its schema (fpt.config.sections: names, types, ranges, the task's own options) and whether the
+    trunk's weights can be reached. Each failure is one line; nothing after this re-checks what it checked. The
+    task's schema comes last: it lives beside the task's class, and importing that module imports Lightning."""
+    from fpt.config.sections import validate
+
+    validate(cfg)
+    if has_trunk(cfg.model.kind):
+        from fpt.trunks.source import check_source
+
+        check_source(cfg.trunk)
+    check_task(cfg.task)
+
+
+def check_task(task) -> None:
+    """A task section against its class's schema (Task.Options, next to the class; importing it imports Lightning)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    from fpt.config.schema import check
+    from fpt.tasks.base import META_KEYS, task_class
+
+    task = OmegaConf.to_container(task, resolve=True) if isinstance(task, DictConfig) else dict(task)
+    cls = task_class(task)
+    check(cls.Options, {k: v for k, v in task.items() if k not in META_KEYS}, "task")
