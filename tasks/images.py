@@ -28,7 +28,7 @@ from einops import rearrange
 from pydantic import model_validator
 
 from fpt.errors import FPTError
-from fpt.config.schema import Flag, FlagOrNull, Invalid, Options, choice
+from fpt.config.schema import Flag, FlagOrNull, Invalid, choice
 from fpt.tasks.base import TaskSpec
 from fpt.tasks.image_base import (FIXTURE_MARKER, GrayIds, ImageOptions, ImageTask, PatchTokens, _claim, _first_line, _mark,
                               _refuse_fixture, channel_stats, patch_of, split_sizes)

@@ -43,7 +43,7 @@ def find_files(name: str, root: Path) -> tuple[Path, Path]:
     for base in (root, bundled):
         if base is not None and (base / name / f"{name}_TRAIN.ts").is_file() and (base / name / f"{name}_TEST.ts").is_file():
             return base / name / f"{name}_TRAIN.ts", base / name / f"{name}_TEST.ts"
-    have = sorted(p.parent.name for p in bundled.glob(f"*/*_TRAIN.ts")) if bundled else []
+    have = sorted(p.parent.name for p in bundled.glob("*/*_TRAIN.ts")) if bundled else []
     where = f"bundled with aeon: {', '.join(have)}" if have else "no bundled copies: pip install aeon (or fpt's [timeseries] extra)"
     raise FPTError(f"UEA data set '{name}' not found: no {root / name / (name + '_TRAIN.ts')} and not bundled ({where}); "
                    f"put the archive's NAME/NAME_TRAIN.ts and NAME_TEST.ts under data.root (timeseriesclassification.com)")

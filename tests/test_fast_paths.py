@@ -90,7 +90,8 @@ def test_gpt2_gelu_runs_fused_with_the_same_outputs_and_the_flag_keeps_transform
         return load_trunk(cfg.trunk).eval()
 
     fused, plain = trunk(True), trunk(False)
-    kinds = lambda m: sorted({type(a).__name__ for a in m.modules() if "GELU" in type(a).__name__})
+    def kinds(m):
+        return sorted({type(a).__name__ for a in m.modules() if "GELU" in type(a).__name__})
     assert kinds(fused) == ["GELUTanh"] and kinds(plain) == ["NewGELUActivation"]
     x = torch.randn(3, 10, fused.config.n_embd, generator=torch.Generator().manual_seed(0)) * 3
     with torch.no_grad():

@@ -51,14 +51,16 @@ def _check_lora(model, expected: set[str], width):
 
 def test_lora_on_gpt2_adapts_the_fused_and_output_projections(tiny):
     model = _model(tiny_cfg(tiny, "gpt2", "variant=lora", f"peft.r={R}"))
-    conv = lambda m: (m.weight.shape[0], m.weight.shape[1])  # GPT-2's Conv1D stores (in, out)
+    def conv(m):
+        return (m.weight.shape[0], m.weight.shape[1])  # GPT-2's Conv1D stores (in, out)
     _check_lora(model, {f"h.{i}.attn.{p}" for i in (0, 1) for p in ("c_attn", "c_proj")}, conv)
     assert _adapted(model)["h.0.attn.c_attn"] == {"lora_A": (R, 32), "lora_B": (96, R)}  # r x (32 + 96)
 
 
 def test_lora_on_a_tiny_llama_through_trunk_auto(llama):
     model = _model(compose_cfg("trunk=auto", f"trunk.path={llama}", *FAST, "variant=lora", f"peft.r={R}"))
-    linear = lambda m: (m.in_features, m.out_features)
+    def linear(m):
+        return (m.in_features, m.out_features)
     _check_lora(model, {f"layers.{i}.self_attn.{p}_proj" for i in (0, 1) for p in "qkvo"}, linear)
     assert _adapted(model)["layers.0.self_attn.k_proj"] == {"lora_A": (R, 16), "lora_B": (8, R)}  # one kv head of 8
 

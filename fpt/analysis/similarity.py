@@ -70,10 +70,10 @@ def _gram(x: torch.Tensor) -> torch.Tensor:
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
     """Linear CKA of two representations of the same examples, (b, p) and (b, q)."""
-    k, l = _gram(x), _gram(y)
+    gx, gy = _gram(x), _gram(y)  # K and L
     # trace(K L) = ||Y^T X||_F^2 and ||K||_F = ||X^T X||_F for centred X, Y
-    denom = float(k.norm() * l.norm())
-    return float((k * l).sum()) / denom if denom > 0 else float("nan")
+    denom = float(gx.norm() * gy.norm())
+    return float((gx * gy).sum()) / denom if denom > 0 else float("nan")
 
 
 def rdm(x: torch.Tensor) -> torch.Tensor:
