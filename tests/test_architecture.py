@@ -62,3 +62,18 @@ def test_fewer_than_ten_modules_at_the_root_and_none_over_300_lines():
     files += list((ROOT / "tasks").rglob("*.py"))
     long = {str(p.relative_to(ROOT)): n for p in files if (n := len(p.read_text().splitlines())) > 300}
     assert files and not long, long
+
+
+def test_no_function_over_40_lines():
+    """Short functions (issue 23): every function and method of fpt/ and tasks/, from its `def` to its last line, docstring
+    included, is at most 40 lines; a longer one splits into named steps."""
+    import ast
+
+    files = [p for p in (ROOT / "fpt").rglob("*.py") if p.relative_to(ROOT / "fpt").parts[0] != "tasks"]  # fpt/tasks: the symlink
+    files += list((ROOT / "tasks").rglob("*.py"))
+    long = {}
+    for p in files:
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and (n := node.end_lineno - node.lineno + 1) > 40:
+                long[f"{p.relative_to(ROOT)}:{node.lineno} {node.name}"] = n
+    assert files and not long, long

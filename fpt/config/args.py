@@ -74,7 +74,28 @@ def command_line(cmd: str, args: list[str], writes: str | None = None, flags: tu
     """Parse `fpt CMD ARGS`. `writes`: what out= means (run: a run dir, sweep: a sweep dir, dir: an output dir,
     file: an output file; None: the command writes no chosen place, `nowhere` says what it does instead);
     `flags`: multirun and/or cfg; `positional`: the name of the one bare argument it takes."""
-    c, kv = CommandLine(cmd), []
+    c = CommandLine(cmd)
+    kv = _flags(c, args, flags, positional)
+    kv = kv if c.multirun else rewrite(kv, list_keys)
+    outs, out_keys = {}, _out_keys(writes, c.multirun)
+    for a, o in zip(kv, parse_overrides(kv)):
+        key = o.key_or_group
+        hydra_key = key.startswith(("hydra.", "hydra/"))
+        if key in out_keys:
+            outs[key] = (o.value(), a.partition("=")[2])
+        elif hydra_key and _honoured(key, writes, c.multirun):
+            c.overrides.append(a)  # Hydra runs the job and honours it (hydra.job.*, hydra/launcher=... in a sweep)
+        elif hydra_key or key == "out":
+            _refuse(c, key, writes, nowhere)
+        else:
+            c.overrides.append(a)
+    _out(c, outs, writes)
+    return c
+
+
+def _flags(c: CommandLine, args: list[str], flags: tuple[str, ...], positional: str | None) -> list[str]:
+    """Take the flags and the positional argument into `c`; returns the key=value arguments (~ expanded)."""
+    kv, cmd = [], c.cmd
     it = iter(args)
     for a in it:
         if a in MULTIRUN_FLAGS and "multirun" in flags:
@@ -95,19 +116,11 @@ def command_line(cmd: str, args: list[str], writes: str | None = None, flags: tu
             raise FPTError(f"expected key=value, got '{a}' (see fpt {cmd} --help)")
         else:
             kv.append(_expand_home(a))
-    kv = kv if c.multirun else rewrite(kv, list_keys)
-    outs, out_keys = {}, _out_keys(writes, c.multirun)
-    for a, o in zip(kv, parse_overrides(kv)):
-        key = o.key_or_group
-        hydra_key = key.startswith(("hydra.", "hydra/"))
-        if key in out_keys:
-            outs[key] = (o.value(), a.partition("=")[2])
-        elif hydra_key and _honoured(key, writes, c.multirun):
-            c.overrides.append(a)  # Hydra runs the job and honours it (hydra.job.*, hydra/launcher=... in a sweep)
-        elif hydra_key or key == "out":
-            _refuse(c, key, writes, nowhere)
-        else:
-            c.overrides.append(a)
+    return kv
+
+
+def _out(c: CommandLine, outs: dict, writes: str | None) -> None:
+    """The one output place the command line names (out=, hydra.run.dir=, ...: they must agree), checked, into `c`."""
     if len({str(v) for v, _ in outs.values()}) > 1:
         raise FPTError(f"{' and '.join(f'{k}={v}' for k, (v, _) in outs.items())} disagree; give one (out=DIR)")
     if outs:
@@ -116,7 +129,6 @@ def command_line(cmd: str, args: list[str], writes: str | None = None, flags: tu
         if not c.out:
             raise FPTError(f"{key}= needs a {'file' if writes == 'file' else 'directory'}")
         check_out_dir(c.out, key)
-    return c
 
 
 def _out_keys(writes: str | None, multirun: bool) -> tuple[str, ...]:

@@ -46,8 +46,7 @@ def build_fpt(cfg, spec: TaskSpec) -> FPTModel:
     """A Hugging Face trunk (trunk.*), cut to model.blocks / model.depth, between the task's input and output layers."""
     from fpt.models.adapters import add_adapters, renamed
     from fpt.models.input_init import apply_input_init
-    from fpt.trunks import build_trunk, get_arch
-    from fpt.trunks.base import attn_dropout
+    from fpt.trunks import build_trunk
     from fpt.trunks.forward import FORWARDS
     from fpt.trunks.readout import install
 
@@ -55,6 +54,28 @@ def build_fpt(cfg, spec: TaskSpec) -> FPTModel:
     trunk, ts = built.model, built.spec
     if cfg.model.get("grad_checkpointing"):  # recompute block activations in backward: memory for compute
         _grad_checkpointing(trunk)
+    spec = _fit_positions(cfg, spec, trunk, ts)
+    pcfg = cfg.get("peft") or {}
+    groups = add_adapters(trunk, built.groups, pcfg, skip=ts.unused)  # peft.method: LoRA, IA3, LN tuning, BitFit
+    model = FPTModel(spec, trunk, ts.hidden, groups, FORWARDS[ts.forward], cfg.model.get("readout"),
+                     input_width=ts.input_width, **input_options(cfg.model))
+    apply_input_init(model, cfg)  # model.input_init=trunk_tokens: the Embedding from the trunk's own token rows
+    model.blocks = f"trunk.{ts.blocks}"
+    model.trunk_spec = ts
+    model.never_trained = frozenset(f"trunk.{n}" for n in renamed(ts.unused, groups))
+    injected = str(pcfg.get("method") or "none") not in ("none", "bitfit")  # the read-positions forward calls weights, not PEFT's layers
+    if model.readout in ("last", "last_k") and cfg.model.get("last_block_reads_only", True) and not injected:
+        last = model.get_submodule(model.blocks)[-1]
+        if install(last):  # a plain attribute, not a second registration of the block's parameters
+            object.__setattr__(model, "read_block", last)
+    return model
+
+
+def _fit_positions(cfg, spec: TaskSpec, trunk, ts) -> TaskSpec:
+    """The task's spec cut to the trunk's positions (when it may be cut; else refused), with a note on slow attention."""
+    from fpt.trunks import get_arch
+    from fpt.trunks.base import attn_dropout
+
     p_attn = attn_dropout(trunk, get_arch(ts.arch))
     if spec.seq_len >= 512 and not torch.cuda.is_available() and p_attn > 0:
         print(f"note: attention dropout {p_attn:g} keeps torch's fused attention off on CPU, so every "
@@ -70,20 +91,7 @@ def build_fpt(cfg, spec: TaskSpec) -> FPTModel:
             f"the task has {spec.seq_len} tokens but trunk '{name}' has {limit} positions; "
             f"shorten the task's sequences or choose a trunk with more positions"
         )
-    pcfg = cfg.get("peft") or {}
-    groups = add_adapters(trunk, built.groups, pcfg, skip=ts.unused)  # peft.method: LoRA, IA3, LN tuning, BitFit
-    model = FPTModel(spec, trunk, ts.hidden, groups, FORWARDS[ts.forward], cfg.model.get("readout"),
-                     input_width=ts.input_width, **input_options(cfg.model))
-    apply_input_init(model, cfg)  # model.input_init=trunk_tokens: the Embedding from the trunk's own token rows
-    model.blocks = f"trunk.{ts.blocks}"
-    model.trunk_spec = ts
-    model.never_trained = frozenset(f"trunk.{n}" for n in renamed(ts.unused, groups))
-    injected = str(pcfg.get("method") or "none") not in ("none", "bitfit")  # the read-positions forward calls weights, not PEFT's layers
-    if model.readout in ("last", "last_k") and cfg.model.get("last_block_reads_only", True) and not injected:
-        last = model.get_submodule(model.blocks)[-1]
-        if install(last):  # a plain attribute, not a second registration of the block's parameters
-            object.__setattr__(model, "read_block", last)
-    return model
+    return spec
 
 
 def _grad_checkpointing(trunk) -> None:

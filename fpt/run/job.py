@@ -53,10 +53,7 @@ def run_job(cfg: DictConfig) -> float | None:
     try:
         with RunLock(run_dir):
             if (done := finished(run_dir)) and _nothing_to_do(run_dir, cfg, sweep):
-                m = done.get("metric", "acc")
-                print(f"{'skip (finished)' if sweep else 'finished already'}: {run_dir}  test/{m} {_fmt(done.get(f'test/{m}'))}  "
-                      f"val/{m} {_fmt(done.get(f'val/{m}'))}  steps {done['steps']}")
-                return done.get(f"test/{m}")
+                return _say_finished(done, run_dir, sweep)
             preflight(cfg)
             from fpt.run.train import prepare, train
 
@@ -67,17 +64,34 @@ def run_job(cfg: DictConfig) -> float | None:
         print(f"fpt train: {e}", file=sys.stderr)
         raise SystemExit(e.exit_code) from None
     except Exception as e:  # noqa: BLE001 - in a sweep any failure is recorded, the rest go on
-        e = _as_user_error(e, cfg)
-        if not sweep and not isinstance(e, FPTError):
-            raise
-        if sweep or started:
-            _record_failure(run_dir, e, overrides)
-        print(f"fpt train: error: {_first_line(e)}", file=sys.stderr)
-        if not sweep:
-            raise SystemExit(2) from None
-        return None
-    if not res:  # a DDP rank other than 0: rank 0 reports
-        return None
+        return _failed(e, cfg, run_dir, sweep, started, overrides)
+    return _say(res, run_dir) if res else None  # no results: a DDP rank other than 0 (rank 0 reports)
+
+
+def _say_finished(done: dict, run_dir: Path, sweep: bool) -> float | None:
+    """A finished run with nothing more to do: its recorded line; returns its test value."""
+    m = done.get("metric", "acc")
+    print(f"{'skip (finished)' if sweep else 'finished already'}: {run_dir}  test/{m} {_fmt(done.get(f'test/{m}'))}  "
+          f"val/{m} {_fmt(done.get(f'val/{m}'))}  steps {done['steps']}")
+    return done.get(f"test/{m}")
+
+
+def _failed(e: Exception, cfg: DictConfig, run_dir: Path, sweep: bool, started: bool, overrides: dict) -> None:
+    """A failure: recorded in results.json in a sweep (or once training started), one line on stderr; a single run exits 2.
+    Anything but an FPTError in a single run is raised as it is."""
+    e = _as_user_error(e, cfg)
+    if not sweep and not isinstance(e, FPTError):
+        raise e  # a bug in a single run: its own traceback
+    if sweep or started:
+        _record_failure(run_dir, e, overrides)
+    print(f"fpt train: error: {_first_line(e)}", file=sys.stderr)
+    if not sweep:
+        raise SystemExit(2) from None
+    return None
+
+
+def _say(res: dict, run_dir: Path) -> float:
+    """The finished run's line: test and validation metric, the task's baselines, steps, seconds; returns the test value."""
     m = res["metric"]
     base = "".join(f"  {k} {v:.4f}" for k, v in res.items() if k.startswith("baseline/") and isinstance(v, float))
     if note := res.get("baseline/note"):  # a baseline that did not run says why, on the console too

@@ -1,4 +1,4 @@
-"""train(cfg, run_dir) and evaluate(ckpt): build, fit, test, write the run directory.
+"""train(cfg, run_dir) and evaluate(ckpt): build (fpt.run.assemble), fit, test, write the run directory.
 
 A run directory holds config.yaml (resolved), metrics.csv, results.json and checkpoints/ with
 slim checkpoints (trained tensors only, never the frozen trunk).
@@ -6,7 +6,6 @@ slim checkpoints (trained tensors only, never the frozen trunk).
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
 from dataclasses import dataclass
@@ -19,35 +18,18 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from fpt.models.adapters import recorded
+from fpt.run.assemble import build, make_trainer, restore  # build and restore are imported from here too
 from fpt.run.callbacks import FinalValidation, NaNPolicy, PlainProgress, Preemption, ResumeLog, StepSeed, Timing, ValHistory, stop_at
 from fpt.checkpoint import META_KEY, AtomicCheckpointIO, load_checkpoint, write_json
 from fpt.config import resolved
-from fpt.config.trust import check_trusted
 from fpt.errors import FPTError, Preempted
-from fpt.run.features import maybe_cache
 from fpt.models.freeze import count_params, count_used, summary_line
 from fpt.config.kinds import has_trunk
-from fpt.run.lit import FPTModule, trunk_fingerprint
+from fpt.run.lit import FPTModule
 from fpt.run.metrics_log import MetricsCSV
-from fpt.models.build import build_model
-from fpt.run.precision import resolve_precision, store_frozen, trunk_dtype
+from fpt.run.precision import trunk_dtype
 from fpt.run.resume import check_resume, resume_path
-from fpt.tasks.base import build_task, first_examples
-
-
-def build(cfg: DictConfig, cached: bool = True):
-    """Task and LightningModule for `cfg`, seeded. `cached`: output-only runs may serve cached features
-    (features.cache); False gives the task's own examples (analysis reads inputs, not features)."""
-    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    task = build_task(cfg.task, int(cfg.seed), cfg.data)
-    cap = cfg.data.get("max_len")
-    if cap is not None and task.spec.truncatable and task.spec.seq_len > int(cap):  # identical inputs for every trunk
-        task.fit_to(int(cap))
-    model = build_model(cfg, task.spec)
-    store_frozen(model, trunk_dtype(cfg))
-    if model.spec.seq_len != task.spec.seq_len:  # a variable-length task cut to the trunk's positions
-        task.fit_to(model.spec.seq_len)
-    return (maybe_cache(cfg, task, model) if cached else task), FPTModule(model, resolved(cfg))
+from fpt.tasks.base import first_examples
 
 
 def loggers(cfg: DictConfig, run_dir: Path, resume_step: int | None = None) -> list:
@@ -67,24 +49,6 @@ def loggers(cfg: DictConfig, run_dir: Path, resume_step: int | None = None) -> l
     elif kind != "csv":
         raise FPTError(f"unknown logger.kind '{kind}'; choose csv, tensorboard or wandb")
     return out
-
-
-def make_trainer(trainer_cfg, **kw) -> pl.Trainer:
-    """Lightning's Trainer from `trainer.*`; its configuration errors become one line."""
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
-
-    options = dict(OmegaConf.to_container(trainer_cfg, resolve=True) if not isinstance(trainer_cfg, dict) else trainer_cfg)
-    options["precision"] = resolve_precision(options, say=kw.pop("say_precision", False))
-    chatter = logging.getLogger("lightning.pytorch.utilities.rank_zero")  # "GPU available: False", tips
-    level = chatter.level
-    chatter.setLevel(logging.WARNING)
-    try:
-        return pl.Trainer(**options, **kw)
-    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise FPTError(f"trainer options rejected by Lightning: {first}") from None
-    finally:
-        chatter.setLevel(level)
 
 
 @dataclass
@@ -119,13 +83,39 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None, prepared: P
     results.json says status "preempted", and Preempted is raised (exit code 143)."""
     run_dir = Path(run_dir)
     p = prepared or prepare(cfg, run_dir)
-    task, lit = p.task, p.lit
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved(cfg)))
-    print(summary_line(lit.model))
-    ckpt_dir = run_dir / "checkpoints"
-    # best: the selected model (weights only: all that testing needs); last: every evaluation, for resume
-    obj, monitor = lit.objective, lit.monitor
+    print(summary_line(p.lit.model))
+    fit = _callbacks(cfg, p, run_dir / "checkpoints")
+    trainer = make_trainer(cfg.trainer, logger=loggers(cfg, run_dir, p.resume_step), callbacks=fit.callbacks,
+                           default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()], say_precision=True)
+    t0 = time.perf_counter()
+    steps = _fit(cfg, trainer, p, fit, run_dir, extra)
+    best = fit.best.best_model_path or None
+    test = trainer.test(p.lit, datamodule=p.task, ckpt_path=best, verbose=False)[0]
+    more = _further_tests(cfg, trainer, p, best)
+    if not trainer.is_global_zero:  # under DDP every rank runs this; rank 0 writes the results
+        return {}
+    results = {**_results(cfg, trainer, p, fit, test, more), "steps": steps, **_records(p, fit), "wall_seconds": round(time.perf_counter() - t0, 2),
+               **(extra or {})}
+    write_json(run_dir / "results.json", results)
+    return results
+
+
+@dataclass
+class Fit:
+    """The callbacks of one fit, and the ones whose records results.json reads."""
+
+    callbacks: list
+    best: ModelCheckpoint  # the selected model (weights only: all that testing needs)
+    history: ValHistory
+    timing: Timing
+    resumes: ResumeLog
+
+
+def _callbacks(cfg: DictConfig, p: Prepared, ckpt_dir: Path) -> Fit:
+    """best.ckpt (the selected model), last.ckpt (every evaluation, for resume), the records, the stops, the progress."""
+    obj, monitor = p.lit.objective, p.lit.monitor
     ckpt_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best", monitor=monitor, mode=obj.mode,
                               save_weights_only=True, enable_version_counter=False)
     last_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="last", monitor=None, save_top_k=1, enable_version_counter=False)
@@ -139,40 +129,50 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None, prepared: P
 
         every = max(1, int(cfg.trainer.get("log_every_n_steps") or 20))  # a log file gets plain lines, a terminal the bar
         callbacks.append(TQDMProgressBar(refresh_rate=every) if sys.stderr.isatty() else PlainProgress(every))
-    trainer = make_trainer(cfg.trainer, logger=loggers(cfg, run_dir, p.resume_step), callbacks=callbacks,
-                           default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()], say_precision=True)
-    t0 = time.perf_counter()
+    return Fit(callbacks, ckpt_cb, history, timing, resumes)
+
+
+def _fit(cfg: DictConfig, trainer: pl.Trainer, p: Prepared, fit: Fit, run_dir: Path, extra: dict | None) -> int:
+    """trainer.fit, from the resume checkpoint if any; returns the steps trained. A preemption writes results.json
+    (status "preempted") and raises Preempted."""
+    ckpt_dir = run_dir / "checkpoints"
     try:
-        trainer.fit(lit, datamodule=task, ckpt_path=p.resume)
+        trainer.fit(p.lit, datamodule=p.task, ckpt_path=p.resume)
     except SIGTERMException:
         step = int(trainer.global_step)
         if trainer.is_global_zero:
             write_json(run_dir / "results.json", {"status": "preempted", "steps": step, "task": cfg.task.name,
                                                   "seed": int(cfg.seed), **(extra or {})})
         raise Preempted(f"preempted at step {step}: checkpoints/last.ckpt holds it; run the same command again to resume") from None
-    best = ckpt_cb.best_model_path or None
-    steps = int(trainer.global_step)
-    if timing.train_steps == 0 and (ckpt_dir / "last.ckpt").is_file():  # ddp_spawn trained in child processes
-        steps = from_last_checkpoint(ckpt_dir / "last.ckpt", (history, timing, resumes))
-    test = trainer.test(lit, datamodule=task, ckpt_path=best, verbose=False)[0]
-    more = extra_tests(trainer, lit, task, best)
+    if fit.timing.train_steps == 0 and (ckpt_dir / "last.ckpt").is_file():  # ddp_spawn trained in child processes
+        return from_last_checkpoint(ckpt_dir / "last.ckpt", (fit.history, fit.timing, fit.resumes))
+    return int(trainer.global_step)
+
+
+def _further_tests(cfg: DictConfig, trainer: pl.Trainer, p: Prepared, best: str | None) -> dict:
+    """The task's extra test sets, the training set (eval.train_acc) and the shuffled test (eval.shuffle_tokens)."""
+    more = extra_tests(trainer, p.lit, p.task, best)
     ev = cfg.get("eval") or {}
     if ev.get("train_acc", True):  # the selected model on its own training set (paper Table 7)
-        loader = first_examples(task.train_eval_dataloader(), ev.get("train_examples"))
-        key = f"train_set/{obj.metric}"
-        more[f"train/{obj.metric}"] = named_test(trainer, lit, loader, best, "train_set")[key]
-    more.update(shuffled_test(cfg, trainer, lit, task, best))
-    if not trainer.is_global_zero:  # under DDP every rank runs this; rank 0 writes the results
-        return {}
-    trainable, total = count_params(lit.model)
-    results = {
+        loader = first_examples(p.task.train_eval_dataloader(), ev.get("train_examples"))
+        metric = p.lit.objective.metric
+        more[f"train/{metric}"] = named_test(trainer, p.lit, loader, best, "train_set")[f"train_set/{metric}"]
+    more.update(shuffled_test(cfg, trainer, p.lit, p.task, best))
+    return more
+
+
+def _results(cfg: DictConfig, trainer: pl.Trainer, p: Prepared, fit: Fit, test: dict, more: dict) -> dict:
+    """results.json up to its step count: what ran, what the selected checkpoint scored, what it trained."""
+    obj, task, kind = p.lit.objective, p.task, cfg.model.kind
+    trainable, total = count_params(p.lit.model)
+    return {
         "status": "ok",
         "task": cfg.task.name,
-        "model": cfg.model.kind,
-        "trunk": cfg.trunk.name if has_trunk(cfg.model.kind) else None,
-        "init": cfg.trunk.init if has_trunk(cfg.model.kind) else None,
+        "model": kind,
+        "trunk": cfg.trunk.name if has_trunk(kind) else None,
+        "init": cfg.trunk.init if has_trunk(kind) else None,
         "freeze": list(cfg.freeze),
-        **(recorded(cfg.get("peft")) if has_trunk(cfg.model.kind) else {"peft": None, "peft_r": None}),
+        **(recorded(cfg.get("peft")) if has_trunk(kind) else {"peft": None, "peft_r": None}),
         "seed": int(cfg.seed),
         "lr": float(cfg.optim.lr),
         "precision": str(trainer.precision),  # trainer.precision as resolved (auto: bf16-mixed on bf16 hardware)
@@ -180,7 +180,7 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None, prepared: P
         "objective": obj.name,
         "metric": obj.metric,  # the validation metric that selected the checkpoint; its direction: mode
         "mode": obj.mode,
-        monitor: float(ckpt_cb.best_model_score) if ckpt_cb.best_model_score is not None else None,
+        p.lit.monitor: float(fit.best.best_model_score) if fit.best.best_model_score is not None else None,
         **{k: float(v) for k, v in test.items() if k.startswith("test/")},
         **more,
         "params_trainable": trainable,
@@ -188,19 +188,21 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None, prepared: P
         "params_total": total,
         "truncation": p.cut,
         **getattr(task, "task", task).baselines(),  # the task's reference numbers on the same split (e.g. baseline/1nn_acc)
-        "steps": steps,
+    }
+
+
+def _records(p: Prepared, fit: Fit) -> dict:
+    """results.json after its step count: speed, the feature cache, the tested checkpoint, the targets reached, the resumes."""
+    timing, mode = fit.timing, p.lit.objective.mode
+    return {
         "sec_per_step": round(timing.train_seconds / max(timing.train_steps, 1), 4),  # host seconds per training step
         "epoch_seconds": timing.epoch_seconds,  # training time of each finished epoch (validation excluded)
-        "feature_cache": getattr(task, "info", None),  # output-only runs on cached features: path, hit, seconds
-        "best_checkpoint": best,
-        "best_step": best_step(history.history, obj.mode),  # the step of the tested checkpoint
-        "steps_to": {str(t): history.steps_to.get(str(t)) for t in history.targets},  # None: never reached
-        "resumed": resumes.resumes,  # [{step, changed: {key: [old, new]}}] per resume of this run
-        "wall_seconds": round(time.perf_counter() - t0, 2),
-        **(extra or {}),
+        "feature_cache": getattr(p.task, "info", None),  # output-only runs on cached features: path, hit, seconds
+        "best_checkpoint": fit.best.best_model_path or None,
+        "best_step": best_step(fit.history.history, mode),  # the step of the tested checkpoint
+        "steps_to": {str(t): fit.history.steps_to.get(str(t)) for t in fit.history.targets},  # None: never reached
+        "resumed": fit.resumes.resumes,  # [{step, changed: {key: [old, new]}}] per resume of this run
     }
-    write_json(run_dir / "results.json", results)
-    return results
 
 
 def best_step(history: list[tuple[int, float]], mode: str = "max") -> int | None:
@@ -253,28 +255,6 @@ def truncation_report(task) -> dict | None:
               f"({100 * t['tokens_kept']:.0f}% of their tokens kept); a trunk with more positions (or task.max_len) keeps more",
               file=sys.stderr)
     return cut
-
-
-def restore(ckpt: dict, overrides: list[str] | None = None, cached: bool = True, path="the checkpoint"):
-    """Rebuild the task and module a checkpoint came from and load its trained tensors (see build). Its config
-    may name code only through the toolkit's registries (check_trusted)."""
-    check_trusted(ckpt[META_KEY]["config"], path)
-    cfg = OmegaConf.create(ckpt[META_KEY]["config"])
-    if overrides:
-        cfg.merge_with(OmegaConf.from_dotlist(overrides))
-    task, lit = build(cfg, cached)
-    missing, unexpected = lit.load_state_dict(ckpt["state_dict"], strict=False)
-    frozen = lit.frozen_trunk_keys()
-    bad = sorted(set(missing) - frozen) + sorted(unexpected)
-    if bad:
-        raise FPTError(f"checkpoint does not fit the model its config builds (e.g. {bad[0]}); was it written by another version?")
-    want = ckpt[META_KEY]["fingerprint"]
-    if isinstance(want, list):  # written before fingerprints recorded their dtype: float32
-        want = {"dtype": "float32", "sum": want[0], "sumsq": want[1]}
-    got = trunk_fingerprint(lit, want["dtype"])  # taken in the dtype the checkpoint's was, whatever this build stores
-    if any(abs(want[k] - got[k]) > 1e-6 * max(1.0, abs(want[k])) for k in ("sum", "sumsq")):
-        raise FPTError("the frozen trunk's weights differ from the ones this checkpoint was trained with; check trunk.path / trunk.init")
-    return cfg, task, lit
 
 
 def evaluate(ckpt_path: str, overrides: list[str] | None = None) -> dict:

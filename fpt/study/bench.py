@@ -92,7 +92,7 @@ def variant_config(cfg, name: str, precision: str, hidden: int):
 
 
 def build_module(cfg, spec, device):
-    """The FPTModule fpt.run.train.build makes for `cfg` (seeded; frozen tensors stored in trunk.dtype), on `device`."""
+    """The FPTModule fpt.run.assemble.build makes for `cfg` (seeded; frozen tensors stored in trunk.dtype), on `device`."""
     import lightning.pytorch as pl
 
     from fpt.run.lit import FPTModule

@@ -7,15 +7,13 @@ std over seeds, with the runs behind it named. The plots show the tasks scored i
 
 from __future__ import annotations
 
-import csv
-import statistics
-from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from fpt.study import efficiency
 from fpt.errors import FPTError
 from fpt.run.objectives import MODES, PERCENT, fmt
-from fpt.plots import pyplot, save
+from fpt.study.figures import bars, learning_curves, lr_plot, size_plot
 from fpt.study.sweep import collect, lr_seed, overrides_of, select
 
 
@@ -56,9 +54,42 @@ def sweep_order(sweep_dir: Path):
     return key
 
 
+@dataclass
+class Sweep:
+    """What the report reads: every run (rows), the finished ones in the sweep's order (ok), the selected cells."""
+
+    dir: Path
+    rows: list[dict]
+    ok: list[dict]
+    cells: list[dict]
+    on_seed: int | None  # sweep.lr_protocol=seed0: the seed the learning rate was chosen on
+    variants: list[str]
+    tasks: list[str]
+    by: dict  # (variant, task) -> cell
+    metric: dict  # task -> its metric
+
+
 def report(sweep_dir: Path, out_dir: Path | None = None) -> Path:
     """Write report.md and plots for a sweep directory (into `out_dir`, default the sweep's own); returns the report's path."""
     out_dir = out_dir or sweep_dir
+    sw = _read(sweep_dir)
+    plots = out_dir / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    figs = _plots(sw, plots)
+    lines = _tables(sw)
+    more, fig = efficiency.section(sw.cells, sw.ok, plots, f"sweep {sweep_dir.name}")
+    lines += more
+    figs.append(fig)
+    lines += _steps_tables(sw)
+    lines += ["## Plots", ""] + [f"![{f.stem}](plots/{f.name})" for f in figs if f] + [""]
+    lines += _runs(sw)
+    out = out_dir / "report.md"
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def _read(sweep_dir: Path) -> Sweep:
+    """The sweep's runs and its cells (fpt.study.sweep.select); refused when none finished."""
     rows = collect(sweep_dir)
     on_seed = lr_seed(sweep_dir)
     cells = select(rows, on_seed=on_seed)
@@ -68,20 +99,29 @@ def report(sweep_dir: Path, out_dir: Path | None = None) -> Path:
     variants = list(dict.fromkeys(r["variant"] for r in ok))
     tasks = list(dict.fromkeys(r["task"] for r in ok))
     by = {(c["variant"], c["task"]): c for c in cells}
-    plots = out_dir / "plots"
-    plots.mkdir(parents=True, exist_ok=True)
-    metric = {c["task"]: c["metric"] for c in cells}
-    pct = [t for t in tasks if metric[t] in PERCENT]  # the plots' one 0-100% scale: tasks scored in percent
-    pby = {k: c for k, c in by.items() if k[1] in pct}
-    name, chance = f"sweep {sweep_dir.name}", task_chances(ok)
-    figs = [learning_curves(rows, pby, pct, plots, name, chance), bars(pby, variants, pct, plots, name, chance),
-            lr_plot(pby, variants, pct, plots, name, chance), size_plot([r for r in ok if r["task"] in pct], plots, name, chance)
-            ] if pct else []
+    return Sweep(sweep_dir, rows, ok, cells, on_seed, variants, tasks, by, {c["task"]: c["metric"] for c in cells})
+
+
+def _plots(sw: Sweep, plots: Path) -> list[Path | None]:
+    """The plots of the tasks scored in percent (their one 0-100% scale); none when no task is."""
+    pct = [t for t in sw.tasks if sw.metric[t] in PERCENT]
+    if not pct:
+        return []
+    pby = {k: c for k, c in sw.by.items() if k[1] in pct}
+    name, chance = f"sweep {sw.dir.name}", task_chances(sw.ok)
+    return [learning_curves(sw.rows, pby, pct, plots, name, chance), bars(pby, sw.variants, pct, plots, name, chance),
+            lr_plot(pby, sw.variants, pct, plots, name, chance),
+            size_plot([r for r in sw.ok if r["task"] in pct], plots, name, chance)]
+
+
+def _tables(sw: Sweep) -> list[str]:
+    """The report's head: the test table, the validation table of the same runs, train vs test."""
+    metric, by, tasks, variants = sw.metric, sw.by, sw.tasks, sw.variants
     heads = [f"{t} ({metric[t]}{' %' if metric[t] in PERCENT else ''} {'↑' if MODES[metric[t]] == 'max' else '↓'})" for t in tasks]
     how = ("the learning rate is chosen on seed 0's validation metric and the other seeds run at it only "
-           "(sweep.lr_protocol=seed0: the full lr x seed grid did not fit the budget)" if on_seed is not None else
+           "(sweep.lr_protocol=seed0: the full lr x seed grid did not fit the budget)" if sw.on_seed is not None else
            "the learning rate with the best mean validation metric over seeds is chosen")
-    lines = [f"# Sweep report: {sweep_dir.name}", "",
+    lines = [f"# Sweep report: {sw.dir.name}", "",
              f"Test value of each task's metric at the selected learning rate, mean ± std over seeds (n); {how}. "
              "Accuracy, F1 and mAP in %, higher is better (↑); MSE and MAE as they are, lower is better (↓).", ""]
     lines += _table(["variant", *heads], [[v, *(by[(v, t)]["cell"] if (v, t) in by else "–" for t in tasks)] for v in variants])
@@ -91,29 +131,32 @@ def report(sweep_dir: Path, out_dir: Path | None = None) -> Path:
                "only): compare it with this table, not with the fold-holdout test/acc above." if "remote_homology" in tasks else ""), ""]
     lines += _table(["variant", *heads], [[v, *(fmt(metric[t], by[(v, t)]['val_mean']) if (v, t) in by else "–" for t in tasks)]
                                           for v in variants])
-    lines += _train_vs_test(by, variants, tasks)
-    more, fig = efficiency.section(cells, ok, plots, name)
-    lines += more
-    figs.append(fig)
-    lines += ["", "## Steps to target validation accuracy", "",
-              "Median training steps until val/acc first reached the target (runs that reached it / runs).", ""]
-    targets = sorted({k for c in cells for k in c["steps_to"]}, key=float)
+    return lines + _train_vs_test(by, variants, tasks)
+
+
+def _steps_tables(sw: Sweep) -> list[str]:
+    """One table per validation-accuracy target: the median steps to reach it."""
+    lines = ["", "## Steps to target validation accuracy", "",
+             "Median training steps until val/acc first reached the target (runs that reached it / runs).", ""]
+    targets = sorted({k for c in sw.cells for k in c["steps_to"]}, key=float)
     for target in targets:
         lines += [f"**val/acc ≥ {target}**", ""]
-        lines += _table(["variant", *tasks], [[v, *(_steps(by.get((v, t)), target) for t in tasks)] for v in variants])
+        lines += _table(["variant", *sw.tasks], [[v, *(_steps(sw.by.get((v, t)), target) for t in sw.tasks)] for v in sw.variants])
         lines.append("")
-    lines += ["## Plots", ""] + [f"![{f.stem}](plots/{f.name})" for f in figs if f] + [""]
-    lines += ["## The runs behind each cell", ""]
-    for c in cells:
+    return lines
+
+
+def _runs(sw: Sweep) -> list[str]:
+    """The runs behind each cell, and the failed runs with their errors."""
+    lines = ["## The runs behind each cell", ""]
+    for c in sw.cells:
         lines.append(f"- **{c['variant']} / {c['task']}** — lr {c['lr']:g} (mean test {c['metric']} per lr: "
                      + ", ".join(f"{k:g}: {fmt(c['metric'], v)}" for k, v in c["lrs"].items()) + f"); config `{c['config']}`; runs: "
                      + ", ".join(f"`{Path(r).name}`" for r in c["runs"]))
-    failed = [r for r in rows if r["status"] != "ok"]
+    failed = [r for r in sw.rows if r["status"] != "ok"]
     if failed:
         lines += ["", "## Failed runs", ""] + [f"- `{Path(r['run_dir']).name}`: {r['error']}" for r in failed]
-    out = out_dir / "report.md"
-    out.write_text("\n".join(lines) + "\n")
-    return out
+    return lines
 
 
 def _train_vs_test(by: dict, variants: list[str], tasks: list[str]) -> list[str]:
@@ -144,25 +187,6 @@ def _steps(cell: dict | None, target: str) -> str:
     return f"{med:.0f} ({n}/{cell['n']})" if med is not None else f"not reached (0/{cell['n']})"
 
 
-def curves(run_dir: str) -> dict[str, dict[int, float]]:
-    """step -> value of val/acc and train/loss from a run's metrics.csv (empty when it logged nothing)."""
-    path = Path(run_dir) / "metrics.csv"
-    out: dict[str, dict[int, float]] = {"val/acc": {}, "train/loss": {}}
-    if not path.is_file():
-        return out
-    with open(path) as f:
-        for r in csv.DictReader(f):
-            for key, series in out.items():
-                if r.get(key) not in (None, "") and r.get("step") not in (None, ""):
-                    series[int(r["step"])] = float(r[key])
-    return out
-
-
-def _mean_curve(series: list[dict[int, float]]) -> tuple[list[int], list[float]]:
-    steps = sorted(set().union(*series)) if series else []
-    return steps, [statistics.fmean(c[s] for c in series if s in c) for s in steps]
-
-
 def task_chances(rows: list[dict]) -> dict[str, float]:
     """Chance accuracy per task, 1 / classes per target (bit tasks 50%, 10-class tasks 10%), from the task class a
     finished run's config.yaml names (built for its TaskSpec only: no data is read)."""
@@ -181,113 +205,3 @@ def task_chances(rows: list[dict]) -> dict[str, float]:
         except Exception:  # noqa: BLE001 - a task this version cannot build: its plots go without a chance line
             out[r["task"]] = None
     return {t: c for t, c in out.items() if c is not None}
-
-
-def percent_axis(ax, chance: float | None = None, highest: float = 100.0) -> None:
-    """The one accuracy scale of every plot: 0-100% (raised only to show an error bar above 100), a chance line."""
-    ax.set_ylim(0, max(100.0, highest) + (3 if highest > 100 else 0))
-    if chance is not None:
-        ax.axhline(100 * chance, ls=":", lw=1.2, color="gray", label=f"chance ({100 * chance:.3g}%)")
-
-
-def seeds_label(ns) -> str:
-    """What an error bar is: 'std over 3 seeds' (or '2-3 seeds' when cells differ)."""
-    ns = sorted(set(ns))
-    return f"std over {ns[0] if len(ns) == 1 else f'{ns[0]}-{ns[-1]}'} seed{'s' if ns[-1] != 1 else ''}"
-
-
-def learning_curves(rows, by, tasks, plots: Path, title: str = "", chance: dict | None = None) -> Path:
-    """Per task: val accuracy (markers: every evaluation, however few) over training loss, one line per variant
-    (mean over the selected runs)."""
-    plt = pyplot()
-    fig, axes = plt.subplots(2, len(tasks), figsize=(5 * len(tasks), 6.6), squeeze=False, sharex="col")
-    for col, task in enumerate(tasks):
-        acc_ax, loss_ax = axes[0][col], axes[1][col]
-        for (variant, t), cell in by.items():
-            if t != task:
-                continue
-            runs = [curves(r) for r in cell["runs"]]
-            steps, ys = _mean_curve([c["val/acc"] for c in runs])
-            line = acc_ax.plot(steps, [100 * y for y in ys], marker="o", ms=4, label=f"{variant} (mean of {len(runs)})")[0]
-            steps, ys = _mean_curve([c["train/loss"] for c in runs])
-            loss_ax.plot(steps, ys, color=line.get_color(), alpha=0.8)
-        percent_axis(acc_ax, (chance or {}).get(task))
-        acc_ax.set(title=task, ylabel="val accuracy (%)")
-        loss_ax.set(xlabel="step", ylabel="train loss")
-        for ax in (acc_ax, loss_ax):
-            ax.grid(alpha=0.3)
-        acc_ax.legend(fontsize=7)
-    fig.suptitle(f"{title}\nvalidation accuracy and training loss of the selected runs", fontsize=10)
-    return save(fig, plots / "learning_curves.png")
-
-
-def bars(by, variants, tasks, plots: Path, title: str = "", chance: dict | None = None) -> Path:
-    """Grouped bars: test accuracy per variant (e.g. the parameter-group ablation) for each task."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(max(5.5, 1.2 * len(variants) * len(tasks)), 4.2))
-    width = 0.8 / max(len(variants), 1)
-    highest = 0.0
-    for i, v in enumerate(variants):
-        xs = [j + i * width for j in range(len(tasks))]
-        ys = [100 * by[(v, t)]["test_mean"] if (v, t) in by else 0 for t in tasks]
-        es = [100 * by[(v, t)]["test_std"] if (v, t) in by else 0 for t in tasks]
-        highest = max([highest, *(y + e for y, e in zip(ys, es))])
-        ax.bar(xs, ys, width, yerr=es, capsize=3, label=v)
-    shown = [(j, (chance or {})[t]) for j, t in enumerate(tasks) if t in (chance or {})]
-    for k, (j, c) in enumerate(shown):  # each task's own chance level, across its group of bars
-        ax.hlines(100 * c, j - width / 2 - 0.05, j + 0.8 - width / 2 + 0.05, ls=":", lw=1.2, color="gray",
-                  label="chance (1 / classes)" if k == 0 else None)
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(tasks))], tasks)
-    percent_axis(ax, highest=highest)
-    ax.set_ylabel(f"test accuracy (%)\nbars: mean; error bars: {seeds_label(c['n'] for c in by.values())}")
-    ax.set_title(f"{title}\ntest accuracy at the lr chosen on validation", fontsize=10)
-    ax.legend(fontsize=8)
-    return save(fig, plots / "accuracy_bars.png")
-
-
-def lr_plot(by, variants, tasks, plots: Path, title: str = "", chance: dict | None = None) -> Path | None:
-    """Test accuracy vs learning rate per variant, when more than one lr was run."""
-    if not any(len(c["lrs"]) > 1 for c in by.values()):
-        return None
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4.0), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        for v in variants:
-            if (v, task) in by:
-                lrs = by[(v, task)]["lrs"]
-                ax.plot(list(lrs), [100 * a for a in lrs.values()], marker="o", label=v)
-        percent_axis(ax, (chance or {}).get(task))
-        ax.set(title=task, xscale="log", xlabel="learning rate", ylabel="test accuracy (%), mean over seeds")
-        ax.legend(fontsize=7)
-    fig.suptitle(f"{title}\ntest accuracy vs learning rate", fontsize=10)
-    return save(fig, plots / "accuracy_vs_lr.png")
-
-
-def size_plot(rows, plots: Path, title: str = "", chance: dict | None = None) -> Path | None:
-    """Test accuracy vs training-set size (data.train_size), one line per variant, per task."""
-    pts: dict[tuple, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for r in rows:
-        size = overrides_of(r["config"]).get("data.train_size")
-        if r["status"] == "ok" and size not in (None, "null"):
-            variant = r["variant"].replace(f"data.train_size={size}", "").strip() or "default"
-            pts[(r["task"], variant)][int(size)].append(float(r["test"]))
-    if not pts:
-        return None
-    plt = pyplot()
-    tasks = sorted({t for t, _ in pts})
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4.0), squeeze=False)
-    ns = [len(accs) for by_size in pts.values() for accs in by_size.values()]
-    for ax, task in zip(axes[0], tasks):
-        highest = 0.0
-        for (t, v), by_size in pts.items():  # the sweep's variant order: the same colours as the other plots
-            if t == task:
-                sizes = sorted(by_size)
-                ys = [100 * statistics.fmean(by_size[s]) for s in sizes]
-                es = [100 * (statistics.stdev(by_size[s]) if len(by_size[s]) > 1 else 0) for s in sizes]
-                highest = max([highest, *(y + e for y, e in zip(ys, es))])
-                ax.errorbar(sizes, ys, yerr=es, marker="o", capsize=3, label=v)
-        percent_axis(ax, (chance or {}).get(task), highest)
-        ax.set(title=task, xscale="log", xlabel="training examples", ylabel=f"test accuracy (%)\nmean, error bars: {seeds_label(ns)}")
-        ax.legend(fontsize=7)
-    fig.suptitle(f"{title}\ntest accuracy vs training-set size", fontsize=10)
-    return save(fig, plots / "accuracy_vs_train_size.png")

@@ -1,0 +1,73 @@
+"""Assemble a run: the task and LightningModule a config (or a checkpoint's config) builds, and Lightning's Trainer."""
+
+from __future__ import annotations
+
+import logging
+
+import lightning.pytorch as pl
+from omegaconf import DictConfig, OmegaConf
+
+from fpt.checkpoint import META_KEY
+from fpt.config import resolved
+from fpt.config.trust import check_trusted
+from fpt.errors import FPTError
+from fpt.models.build import build_model
+from fpt.run.features import maybe_cache
+from fpt.run.lit import FPTModule, trunk_fingerprint
+from fpt.run.precision import resolve_precision, store_frozen, trunk_dtype
+from fpt.tasks.base import build_task
+
+
+def build(cfg: DictConfig, cached: bool = True):
+    """Task and LightningModule for `cfg`, seeded. `cached`: output-only runs may serve cached features
+    (features.cache); False gives the task's own examples (analysis reads inputs, not features)."""
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    task = build_task(cfg.task, int(cfg.seed), cfg.data)
+    cap = cfg.data.get("max_len")
+    if cap is not None and task.spec.truncatable and task.spec.seq_len > int(cap):  # identical inputs for every trunk
+        task.fit_to(int(cap))
+    model = build_model(cfg, task.spec)
+    store_frozen(model, trunk_dtype(cfg))
+    if model.spec.seq_len != task.spec.seq_len:  # a variable-length task cut to the trunk's positions
+        task.fit_to(model.spec.seq_len)
+    return (maybe_cache(cfg, task, model) if cached else task), FPTModule(model, resolved(cfg))
+
+
+def make_trainer(trainer_cfg, **kw) -> pl.Trainer:
+    """Lightning's Trainer from `trainer.*`; its configuration errors become one line."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    options = dict(OmegaConf.to_container(trainer_cfg, resolve=True) if not isinstance(trainer_cfg, dict) else trainer_cfg)
+    options["precision"] = resolve_precision(options, say=kw.pop("say_precision", False))
+    chatter = logging.getLogger("lightning.pytorch.utilities.rank_zero")  # "GPU available: False", tips
+    level = chatter.level
+    chatter.setLevel(logging.WARNING)
+    try:
+        return pl.Trainer(**options, **kw)
+    except (MisconfigurationException, ValueError, TypeError, RuntimeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise FPTError(f"trainer options rejected by Lightning: {first}") from None
+    finally:
+        chatter.setLevel(level)
+
+
+def restore(ckpt: dict, overrides: list[str] | None = None, cached: bool = True, path="the checkpoint"):
+    """Rebuild the task and module a checkpoint came from and load its trained tensors (see build). Its config
+    may name code only through the toolkit's registries (check_trusted)."""
+    check_trusted(ckpt[META_KEY]["config"], path)
+    cfg = OmegaConf.create(ckpt[META_KEY]["config"])
+    if overrides:
+        cfg.merge_with(OmegaConf.from_dotlist(overrides))
+    task, lit = build(cfg, cached)
+    missing, unexpected = lit.load_state_dict(ckpt["state_dict"], strict=False)
+    frozen = lit.frozen_trunk_keys()
+    bad = sorted(set(missing) - frozen) + sorted(unexpected)
+    if bad:
+        raise FPTError(f"checkpoint does not fit the model its config builds (e.g. {bad[0]}); was it written by another version?")
+    want = ckpt[META_KEY]["fingerprint"]
+    if isinstance(want, list):  # written before fingerprints recorded their dtype: float32
+        want = {"dtype": "float32", "sum": want[0], "sumsq": want[1]}
+    got = trunk_fingerprint(lit, want["dtype"])  # taken in the dtype the checkpoint's was, whatever this build stores
+    if any(abs(want[k] - got[k]) > 1e-6 * max(1.0, abs(want[k])) for k in ("sum", "sumsq")):
+        raise FPTError("the frozen trunk's weights differ from the ones this checkpoint was trained with; check trunk.path / trunk.init")
+    return cfg, task, lit

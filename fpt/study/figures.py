@@ -1,0 +1,141 @@
+"""The plots of `fpt report`: learning curves, accuracy bars, accuracy vs learning rate and vs training-set size, on
+one 0-100% scale with each task's chance line."""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from fpt.plots import pyplot, save
+from fpt.study.sweep import overrides_of
+
+
+def curves(run_dir: str) -> dict[str, dict[int, float]]:
+    """step -> value of val/acc and train/loss from a run's metrics.csv (empty when it logged nothing)."""
+    path = Path(run_dir) / "metrics.csv"
+    out: dict[str, dict[int, float]] = {"val/acc": {}, "train/loss": {}}
+    if not path.is_file():
+        return out
+    with open(path) as f:
+        for r in csv.DictReader(f):
+            for key, series in out.items():
+                if r.get(key) not in (None, "") and r.get("step") not in (None, ""):
+                    series[int(r["step"])] = float(r[key])
+    return out
+
+
+def _mean_curve(series: list[dict[int, float]]) -> tuple[list[int], list[float]]:
+    steps = sorted(set().union(*series)) if series else []
+    return steps, [statistics.fmean(c[s] for c in series if s in c) for s in steps]
+
+
+def percent_axis(ax, chance: float | None = None, highest: float = 100.0) -> None:
+    """The one accuracy scale of every plot: 0-100% (raised only to show an error bar above 100), a chance line."""
+    ax.set_ylim(0, max(100.0, highest) + (3 if highest > 100 else 0))
+    if chance is not None:
+        ax.axhline(100 * chance, ls=":", lw=1.2, color="gray", label=f"chance ({100 * chance:.3g}%)")
+
+
+def seeds_label(ns) -> str:
+    """What an error bar is: 'std over 3 seeds' (or '2-3 seeds' when cells differ)."""
+    ns = sorted(set(ns))
+    return f"std over {ns[0] if len(ns) == 1 else f'{ns[0]}-{ns[-1]}'} seed{'s' if ns[-1] != 1 else ''}"
+
+
+def learning_curves(rows, by, tasks, plots: Path, title: str = "", chance: dict | None = None) -> Path:
+    """Per task: val accuracy (markers: every evaluation, however few) over training loss, one line per variant
+    (mean over the selected runs)."""
+    plt = pyplot()
+    fig, axes = plt.subplots(2, len(tasks), figsize=(5 * len(tasks), 6.6), squeeze=False, sharex="col")
+    for col, task in enumerate(tasks):
+        acc_ax, loss_ax = axes[0][col], axes[1][col]
+        for (variant, t), cell in by.items():
+            if t != task:
+                continue
+            runs = [curves(r) for r in cell["runs"]]
+            steps, ys = _mean_curve([c["val/acc"] for c in runs])
+            line = acc_ax.plot(steps, [100 * y for y in ys], marker="o", ms=4, label=f"{variant} (mean of {len(runs)})")[0]
+            steps, ys = _mean_curve([c["train/loss"] for c in runs])
+            loss_ax.plot(steps, ys, color=line.get_color(), alpha=0.8)
+        percent_axis(acc_ax, (chance or {}).get(task))
+        acc_ax.set(title=task, ylabel="val accuracy (%)")
+        loss_ax.set(xlabel="step", ylabel="train loss")
+        for ax in (acc_ax, loss_ax):
+            ax.grid(alpha=0.3)
+        acc_ax.legend(fontsize=7)
+    fig.suptitle(f"{title}\nvalidation accuracy and training loss of the selected runs", fontsize=10)
+    return save(fig, plots / "learning_curves.png")
+
+
+def bars(by, variants, tasks, plots: Path, title: str = "", chance: dict | None = None) -> Path:
+    """Grouped bars: test accuracy per variant (e.g. the parameter-group ablation) for each task."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.2 * len(variants) * len(tasks)), 4.2))
+    width = 0.8 / max(len(variants), 1)
+    highest = 0.0
+    for i, v in enumerate(variants):
+        xs = [j + i * width for j in range(len(tasks))]
+        ys = [100 * by[(v, t)]["test_mean"] if (v, t) in by else 0 for t in tasks]
+        es = [100 * by[(v, t)]["test_std"] if (v, t) in by else 0 for t in tasks]
+        highest = max([highest, *(y + e for y, e in zip(ys, es))])
+        ax.bar(xs, ys, width, yerr=es, capsize=3, label=v)
+    shown = [(j, (chance or {})[t]) for j, t in enumerate(tasks) if t in (chance or {})]
+    for k, (j, c) in enumerate(shown):  # each task's own chance level, across its group of bars
+        ax.hlines(100 * c, j - width / 2 - 0.05, j + 0.8 - width / 2 + 0.05, ls=":", lw=1.2, color="gray",
+                  label="chance (1 / classes)" if k == 0 else None)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(tasks))], tasks)
+    percent_axis(ax, highest=highest)
+    ax.set_ylabel(f"test accuracy (%)\nbars: mean; error bars: {seeds_label(c['n'] for c in by.values())}")
+    ax.set_title(f"{title}\ntest accuracy at the lr chosen on validation", fontsize=10)
+    ax.legend(fontsize=8)
+    return save(fig, plots / "accuracy_bars.png")
+
+
+def lr_plot(by, variants, tasks, plots: Path, title: str = "", chance: dict | None = None) -> Path | None:
+    """Test accuracy vs learning rate per variant, when more than one lr was run."""
+    if not any(len(c["lrs"]) > 1 for c in by.values()):
+        return None
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4.0), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for v in variants:
+            if (v, task) in by:
+                lrs = by[(v, task)]["lrs"]
+                ax.plot(list(lrs), [100 * a for a in lrs.values()], marker="o", label=v)
+        percent_axis(ax, (chance or {}).get(task))
+        ax.set(title=task, xscale="log", xlabel="learning rate", ylabel="test accuracy (%), mean over seeds")
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{title}\ntest accuracy vs learning rate", fontsize=10)
+    return save(fig, plots / "accuracy_vs_lr.png")
+
+
+def size_plot(rows, plots: Path, title: str = "", chance: dict | None = None) -> Path | None:
+    """Test accuracy vs training-set size (data.train_size), one line per variant, per task."""
+    pts: dict[tuple, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        size = overrides_of(r["config"]).get("data.train_size")
+        if r["status"] == "ok" and size not in (None, "null"):
+            variant = r["variant"].replace(f"data.train_size={size}", "").strip() or "default"
+            pts[(r["task"], variant)][int(size)].append(float(r["test"]))
+    if not pts:
+        return None
+    plt = pyplot()
+    tasks = sorted({t for t, _ in pts})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 4.0), squeeze=False)
+    ns = [len(accs) for by_size in pts.values() for accs in by_size.values()]
+    for ax, task in zip(axes[0], tasks):
+        highest = 0.0
+        for (t, v), by_size in pts.items():  # the sweep's variant order: the same colours as the other plots
+            if t == task:
+                sizes = sorted(by_size)
+                ys = [100 * statistics.fmean(by_size[s]) for s in sizes]
+                es = [100 * (statistics.stdev(by_size[s]) if len(by_size[s]) > 1 else 0) for s in sizes]
+                highest = max([highest, *(y + e for y, e in zip(ys, es))])
+                ax.errorbar(sizes, ys, yerr=es, marker="o", capsize=3, label=v)
+        percent_axis(ax, (chance or {}).get(task), highest)
+        ax.set(title=task, xscale="log", xlabel="training examples", ylabel=f"test accuracy (%)\nmean, error bars: {seeds_label(ns)}")
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{title}\ntest accuracy vs training-set size", fontsize=10)
+    return save(fig, plots / "accuracy_vs_train_size.png")
