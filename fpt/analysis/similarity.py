@@ -32,6 +32,7 @@ from einops import rearrange, reduce
 from fpt.analysis import examples, open_run, require_transformer, slug, trunk_name, trunk_outputs, write_csv
 from fpt.errors import FPTError
 from fpt.plots import pyplot, save
+from fpt.run.results import Results
 
 POOLS = ("mean", "flat")
 
@@ -237,6 +238,6 @@ def analyze_probe(run: str, n: int = 1000, pool: str = "mean", targets: int = 8,
     rows = probe_rows(f_val, val["y"], f_test, test["y"], targets)
     out_dir = Path(out).expanduser() if out else r.path / "analysis"
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = r.path / "results.json"
-    model_acc = json.loads(results.read_text()).get("test/acc") if results.is_file() else None
+    recorded = Results.read(r.path)
+    model_acc = recorded.scores.get("test/acc") if recorded else None
     return [write_csv(out_dir / f"probe_{pool}.csv", rows), plot_probe(rows, f"{_label(r)}, pool={pool}", model_acc, out_dir / f"probe_{pool}.png")]

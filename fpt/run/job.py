@@ -10,7 +10,6 @@ before training starts (a refused resume, missing data). A preempted run (SIGTER
 from __future__ import annotations
 
 import errno
-import json
 import sys
 import traceback
 from pathlib import Path
@@ -19,19 +18,17 @@ from omegaconf import DictConfig
 
 from fpt.config import resolved
 from fpt.run.preflight import preflight
+from fpt.run.results import BASELINE, NAME, Results
 from fpt.errors import FPTError, Preempted
 from fpt.run.runlock import RunLock, is_secondary_rank
 
 CONTINUES = ("trainer.max_steps", "trainer.max_epochs", "stop_at_val_acc")  # changes that give a finished run more to do
 
 
-def finished(run_dir: Path) -> dict | None:
+def finished(run_dir: Path) -> Results | None:
     """The run's results if it completed, else None."""
-    try:
-        res = json.loads((run_dir / "results.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return res if res.get("status") == "ok" else None
+    res = Results.read(run_dir)
+    return res if res and res.finished else None
 
 
 def run_job(cfg: DictConfig) -> float | None:
@@ -68,12 +65,12 @@ def run_job(cfg: DictConfig) -> float | None:
     return _say(res, run_dir) if res else None  # no results: a DDP rank other than 0 (rank 0 reports)
 
 
-def _say_finished(done: dict, run_dir: Path, sweep: bool) -> float | None:
+def _say_finished(done: Results, run_dir: Path, sweep: bool) -> float | None:
     """A finished run with nothing more to do: its recorded line; returns its test value."""
-    m = done.get("metric", "acc")
-    print(f"{'skip (finished)' if sweep else 'finished already'}: {run_dir}  test/{m} {_fmt(done.get(f'test/{m}'))}  "
-          f"val/{m} {_fmt(done.get(f'val/{m}'))}  steps {done['steps']}")
-    return done.get(f"test/{m}")
+    m = done.metric or "acc"
+    print(f"{'skip (finished)' if sweep else 'finished already'}: {run_dir}  test/{m} {_fmt(done.score('test', m))}  "
+          f"val/{m} {_fmt(done.score('val', m))}  steps {done.steps}")
+    return done.score("test", m)
 
 
 def _failed(e: Exception, cfg: DictConfig, run_dir: Path, sweep: bool, started: bool, overrides: dict) -> None:
@@ -90,15 +87,15 @@ def _failed(e: Exception, cfg: DictConfig, run_dir: Path, sweep: bool, started: 
     return None
 
 
-def _say(res: dict, run_dir: Path) -> float:
+def _say(res: Results, run_dir: Path) -> float:
     """The finished run's line: test and validation metric, the task's baselines, steps, seconds; returns the test value."""
-    m = res["metric"]
-    base = "".join(f"  {k} {v:.4f}" for k, v in res.items() if k.startswith("baseline/") and isinstance(v, float))
-    if note := res.get("baseline/note"):  # a baseline that did not run says why, on the console too
+    m = res.metric
+    base = "".join(f"  {k} {v:.4f}" for k, v in res.scores.items() if k.startswith(BASELINE) and isinstance(v, float))
+    if note := res.scores.get(f"{BASELINE}note"):  # a baseline that did not run says why, on the console too
         print(f"note: {note}")
-    print(f"test/{m} {res[f'test/{m}']:.4f}  val/{m} {_fmt(res[f'val/{m}'])}{base}  steps {res['steps']} (the tested checkpoint: "
-          f"step {res.get('best_step', res['steps'])})  {res['wall_seconds']:.0f}s  -> {run_dir}/results.json")
-    return res[f"test/{m}"]
+    print(f"test/{m} {res.score('test'):.4f}  val/{m} {_fmt(res.score('val'))}{base}  steps {res.steps} (the tested checkpoint: "
+          f"step {res.best_step})  {res.wall_seconds:.0f}s  -> {run_dir}/results.json")
+    return res.score("test")
 
 
 def _fmt(v) -> str:
@@ -144,13 +141,11 @@ def _first_line(e: Exception) -> str:
 def _record_failure(run_dir: Path, e: Exception, overrides: dict) -> None:
     """results.json says the run failed and why; the results of an earlier finished attempt are never replaced
     (the failure goes to failure.json beside them). A write that fails too (a full disk) is left at that."""
-    from fpt.checkpoint import write_json
-
-    record = {"status": "failed", "error": _first_line(e), "overrides": overrides}
+    record = Results(status="failed", error=_first_line(e), overrides=overrides)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         if not isinstance(e, FPTError):
             (run_dir / "error.log").write_text("".join(traceback.format_exception(e)))
-        write_json(run_dir / ("failure.json" if finished(run_dir) else "results.json"), record)
+        record.write(run_dir, "failure.json" if finished(run_dir) else NAME)
     except (OSError, FPTError):
         pass

@@ -29,6 +29,7 @@ from fpt.run.lit import FPTModule
 from fpt.run.metrics_log import MetricsCSV
 from fpt.run.precision import trunk_dtype
 from fpt.run.resume import check_resume, resume_path
+from fpt.run.results import Results, job_keys
 from fpt.tasks.base import first_examples
 
 
@@ -75,9 +76,10 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
     return Prepared(task, lit, resume, resume_step, changes, count_used(lit.model), truncation_report(task))
 
 
-def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None, prepared: Prepared | None = None) -> dict:
+def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None, prepared: Prepared | None = None) -> Results | None:
     """Fit, select the best checkpoint by the objective's validation metric (val/acc, val/mse, ...), test it on the full
-    test set, write results.json.
+    test set, write results.json; returns its record (None on a DDP rank other than 0, which writes nothing).
+    `extra`: the Hydra job's overrides and label (fpt.run.job).
 
     SIGTERM or SIGUSR1 ends the fit after the step in flight: last.ckpt is written at that step,
     results.json says status "preempted", and Preempted is raised (exit code 143)."""
@@ -95,10 +97,12 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None, prepared: P
     test = trainer.test(p.lit, datamodule=p.task, ckpt_path=best, verbose=False)[0]
     more = _further_tests(cfg, trainer, p, best)
     if not trainer.is_global_zero:  # under DDP every rank runs this; rank 0 writes the results
-        return {}
-    results = {**_results(cfg, trainer, p, fit, test, more), "steps": steps, **_records(p, fit), "wall_seconds": round(time.perf_counter() - t0, 2),
-               **(extra or {})}
-    write_json(run_dir / "results.json", results)
+        return None
+    results = _results(cfg, trainer, p, fit, {**{k: float(v) for k, v in test.items() if k.startswith("test/")}, **more}, extra)
+    results.steps = steps
+    _records(results, p, fit)
+    results.wall_seconds = round(time.perf_counter() - t0, 2)
+    results.write(run_dir)
     return results
 
 
@@ -141,8 +145,7 @@ def _fit(cfg: DictConfig, trainer: pl.Trainer, p: Prepared, fit: Fit, run_dir: P
     except SIGTERMException:
         step = int(trainer.global_step)
         if trainer.is_global_zero:
-            write_json(run_dir / "results.json", {"status": "preempted", "steps": step, "task": cfg.task.name,
-                                                  "seed": int(cfg.seed), **(extra or {})})
+            Results(status="preempted", steps=step, task=cfg.task.name, seed=int(cfg.seed), **job_keys(extra)).write(run_dir)
         raise Preempted(f"preempted at step {step}: checkpoints/last.ckpt holds it; run the same command again to resume") from None
     if fit.timing.train_steps == 0 and (ckpt_dir / "last.ckpt").is_file():  # ddp_spawn trained in child processes
         return from_last_checkpoint(ckpt_dir / "last.ckpt", (fit.history, fit.timing, fit.resumes))
@@ -161,48 +164,38 @@ def _further_tests(cfg: DictConfig, trainer: pl.Trainer, p: Prepared, best: str 
     return more
 
 
-def _results(cfg: DictConfig, trainer: pl.Trainer, p: Prepared, fit: Fit, test: dict, more: dict) -> dict:
-    """results.json up to its step count: what ran, what the selected checkpoint scored, what it trained."""
+def _results(cfg: DictConfig, trainer: pl.Trainer, p: Prepared, fit: Fit, scores: dict, extra: dict | None) -> Results:
+    """The record of a finished run: what ran, what the selected checkpoint scored (`scores`: test/*, further tests), what
+    it trained."""
     obj, task, kind = p.lit.objective, p.task, cfg.model.kind
     trainable, total = count_params(p.lit.model)
-    return {
-        "status": "ok",
-        "task": cfg.task.name,
-        "model": kind,
-        "trunk": cfg.trunk.name if has_trunk(kind) else None,
-        "init": cfg.trunk.init if has_trunk(kind) else None,
-        "freeze": list(cfg.freeze),
+    best = float(fit.best.best_model_score) if fit.best.best_model_score is not None else None
+    return Results(
+        status="ok", task=cfg.task.name, model=kind,
+        trunk=cfg.trunk.name if has_trunk(kind) else None,
+        init=cfg.trunk.init if has_trunk(kind) else None,
+        freeze=list(cfg.freeze),
         **(recorded(cfg.get("peft")) if has_trunk(kind) else {"peft": None, "peft_r": None}),
-        "seed": int(cfg.seed),
-        "lr": float(cfg.optim.lr),
-        "precision": str(trainer.precision),  # trainer.precision as resolved (auto: bf16-mixed on bf16 hardware)
-        "trunk_dtype": trunk_dtype(cfg),
-        "objective": obj.name,
-        "metric": obj.metric,  # the validation metric that selected the checkpoint; its direction: mode
-        "mode": obj.mode,
-        p.lit.monitor: float(fit.best.best_model_score) if fit.best.best_model_score is not None else None,
-        **{k: float(v) for k, v in test.items() if k.startswith("test/")},
-        **more,
-        "params_trainable": trainable,
-        "params_used": p.used,  # trainable values the task can reach (fpt.models.freeze.count_used)
-        "params_total": total,
-        "truncation": p.cut,
-        **getattr(task, "task", task).baselines(),  # the task's reference numbers on the same split (e.g. baseline/1nn_acc)
-    }
+        seed=int(cfg.seed), lr=float(cfg.optim.lr),
+        precision=str(trainer.precision),  # as resolved (auto: bf16-mixed on bf16 hardware)
+        trunk_dtype=trunk_dtype(cfg), objective=obj.name, metric=obj.metric, mode=obj.mode,
+        # the task's reference numbers on the same split (e.g. baseline/1nn_acc) come last
+        scores={p.lit.monitor: best, **scores, **getattr(task, "task", task).baselines()},
+        params_trainable=trainable, params_used=p.used, params_total=total, truncation=p.cut,
+        **job_keys(extra),
+    )
 
 
-def _records(p: Prepared, fit: Fit) -> dict:
-    """results.json after its step count: speed, the feature cache, the tested checkpoint, the targets reached, the resumes."""
-    timing, mode = fit.timing, p.lit.objective.mode
-    return {
-        "sec_per_step": round(timing.train_seconds / max(timing.train_steps, 1), 4),  # host seconds per training step
-        "epoch_seconds": timing.epoch_seconds,  # training time of each finished epoch (validation excluded)
-        "feature_cache": getattr(p.task, "info", None),  # output-only runs on cached features: path, hit, seconds
-        "best_checkpoint": fit.best.best_model_path or None,
-        "best_step": best_step(fit.history.history, mode),  # the step of the tested checkpoint
-        "steps_to": {str(t): fit.history.steps_to.get(str(t)) for t in fit.history.targets},  # None: never reached
-        "resumed": fit.resumes.resumes,  # [{step, changed: {key: [old, new]}}] per resume of this run
-    }
+def _records(results: Results, p: Prepared, fit: Fit) -> None:
+    """The fit's records into `results`: speed, the feature cache, the tested checkpoint, the targets reached, the resumes."""
+    timing, history = fit.timing, fit.history
+    results.sec_per_step = round(timing.train_seconds / max(timing.train_steps, 1), 4)
+    results.epoch_seconds = timing.epoch_seconds
+    results.feature_cache = getattr(p.task, "info", None)
+    results.best_checkpoint = fit.best.best_model_path or None
+    results.best_step = best_step(history.history, p.lit.objective.mode)
+    results.steps_to = {str(t): history.steps_to.get(str(t)) for t in history.targets}
+    results.resumed = fit.resumes.resumes
 
 
 def best_step(history: list[tuple[int, float]], mode: str = "max") -> int | None:

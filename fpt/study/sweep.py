@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from fpt.errors import FPTError
+from fpt.run.results import NAME, Results
 from fpt.run.objectives import MODES, fmt
 
 SELECT_OVER = ("seed", "optim.lr")  # averaged over (seed) and selected over (lr) within a cell
@@ -106,43 +107,27 @@ def overrides_of(config: str) -> dict[str, str]:
     return dict(kv.split("=", 1) for kv in config.split() if "=" in kv)
 
 
-def variant_of(res: dict, varying: set[str] | None = None) -> str:
+def variant_of(res: Results, varying: set[str] | None = None) -> str:
     """A run's row in the table: its variant label plus the other overrides that vary across the sweep (e.g.
     data.train_size), or without a label those overrides; never task, seed and lr (columns, mean, selection)."""
-    ov = res.get("overrides") or {}
-    skip = ("task", *SELECT_OVER) + (("variant", "experiment") if res.get("label") else ())
+    ov = res.overrides or {}
+    skip = ("task", *SELECT_OVER) + (("variant", "experiment") if res.label else ())
     keys = [k for k in sorted(ov) if k not in skip and not k.startswith(("hydra.", "data.root"))
             and (varying is None or k in varying)]
-    return " ".join(([str(res["label"])] if res.get("label") else []) + [f"{k}={ov[k]}" for k in keys]) or "default"
+    return " ".join(([str(res.label)] if res.label else []) + [f"{k}={ov[k]}" for k in keys]) or "default"
 
 
 def collect(sweep_dir: Path) -> list[dict]:
     """Every run's results.json under `sweep_dir` as rows; writes results.csv."""
     if not sweep_dir.is_dir():
         raise FPTError(f"no sweep directory at {sweep_dir}")
-    rows = []
-    results = {path: json.loads(path.read_text()) for path in sorted(sweep_dir.glob("*/results.json"))}
+    results = {path: Results.from_json(json.loads(path.read_text())) for path in sorted(sweep_dir.glob(f"*/{NAME}"))}
     values = defaultdict(set)
     for res in results.values():
-        for k, v in (res.get("overrides") or {}).items():
+        for k, v in (res.overrides or {}).items():
             values[k].add(str(v))
     varying = {k for k, vs in values.items() if len(vs) > 1}  # a key set alike for every run names no row
-    for path, res in results.items():
-        ov = res.get("overrides") or {}
-        row = {
-            "status": res.get("status", "failed"), "variant": variant_of(res, varying), "task": res.get("task", ov.get("task", "")),
-            "seed": res.get("seed", ov.get("seed", "")), "lr": res.get("lr", ov.get("optim.lr", "")),
-            "config": " ".join(f"{k}={v}" for k, v in sorted(ov.items())), "run_dir": str(path.parent),
-            "freeze": ",".join(res.get("freeze") or []), "error": res.get("error", ""),
-        }
-        for k in ("val/acc", "test/acc", "train/acc", "steps", "wall_seconds", "params_trainable", "params_used", "model", "trunk", "init"):
-            row[k] = res.get(k, "")
-        m = row["metric"] = res.get("metric", "acc")  # the task objective's validation metric: val, test, train hold it
-        for split in ("val", "test", "train"):
-            row[split] = res.get(f"{split}/{m}", "")
-        for t, step in (res.get("steps_to") or {}).items():
-            row[f"steps_to/{t}"] = "" if step is None else step
-        rows.append(row)
+    rows = [_row(res, path.parent, varying) for path, res in results.items()]
     if not rows:
         raise FPTError(f"no runs (*/results.json) under {sweep_dir}")
     extra = sorted({k for r in rows for k in r if k not in COLUMNS})
@@ -151,6 +136,31 @@ def collect(sweep_dir: Path) -> list[dict]:
         w.writeheader()
         w.writerows(rows)
     return rows
+
+
+def _row(res: Results, run_dir: Path, varying: set[str]) -> dict:
+    """One run's row of results.csv (a value the run did not record: empty)."""
+    ov = res.overrides or {}
+    row = {
+        "status": res.status, "variant": variant_of(res, varying), "task": _either(res.task, ov.get("task", "")),
+        "seed": _either(res.seed, ov.get("seed", "")), "lr": _either(res.lr, ov.get("optim.lr", "")),
+        "config": " ".join(f"{k}={v}" for k, v in sorted(ov.items())), "run_dir": str(run_dir),
+        "freeze": ",".join(res.freeze or []), "error": res.error or "",
+    }
+    for k in ("val/acc", "test/acc", "train/acc"):
+        row[k] = _either(res.scores.get(k), "")
+    for k in ("steps", "wall_seconds", "params_trainable", "params_used", "model", "trunk", "init"):
+        row[k] = _either(getattr(res, k), "")
+    m = row["metric"] = res.metric or "acc"  # the task objective's validation metric: val, test, train hold it
+    for split in ("val", "test", "train"):
+        row[split] = _either(res.score(split, m), "")
+    for t, step in (res.steps_to or {}).items():
+        row[f"steps_to/{t}"] = "" if step is None else step
+    return row
+
+
+def _either(value, otherwise):
+    return otherwise if value is None else value
 
 
 def select(rows: list[dict], on_seed: int | None = None) -> list[dict]:
