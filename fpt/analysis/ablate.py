@@ -18,6 +18,7 @@ from torch import nn
 
 from fpt.analysis import blocks_of, checkpoint_of, parse_indices, write_csv
 from fpt.errors import FPTError
+import fpt.models  # noqa: F401 - registers the model kinds that has_trunk asks
 from fpt.config.kinds import has_trunk
 
 

@@ -127,6 +127,7 @@ def _side_b(b: str, a, trunk_overrides: list[str]):
     if b == "trunk" or b.startswith("trunk:"):
         from omegaconf import OmegaConf
 
+        import fpt.models  # noqa: F401 - registers the model kinds: trunk.init=RUN reads that run's model.kind
         from fpt.config import check_groups, compose, rewrite
         from fpt.trunks import build_trunk
 

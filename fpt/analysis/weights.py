@@ -123,6 +123,7 @@ def layer_ticks(rows: list[dict]) -> dict[int, str]:
 
 def trunk_from_overrides(overrides: list[str]):
     """(trunk config, fpt.trunks.Trunk) for `trunk=... trunk.KEY=...` overrides, as `fpt train` would build it."""
+    import fpt.models  # noqa: F401 - registers the model kinds: trunk.init=RUN reads that run's model.kind
     from fpt.config import check_groups, compose, rewrite
     from fpt.trunks import build_trunk
     from fpt.trunks.source import check_source

@@ -151,7 +151,8 @@ def option_defaults() -> list[tuple[str, object, str]]:
     from omegaconf import OmegaConf
 
     from fpt.config.schema import fields
-    from fpt.config.sections import FPTModelOptions, Root, Trainer, Trunk
+    from fpt.config.sections import Root, Trainer, Trunk
+    from fpt.models.build import FPTModelOptions
 
     cfg = compose([])
     keys = [f for f in fields(Root, skip=("bench",)) if not f[0].startswith(("trainer.", "logger."))]

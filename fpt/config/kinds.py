@@ -1,40 +1,51 @@
-"""Model kinds: `model.kind` -> the function that builds it and what it has. One table the toolkit asks.
+"""Model kinds: what one `model.kind` entry says, and the table of them that the toolkit asks.
 
-No torch here, so config checks can ask it before the heavy imports. A new baseline is one builder, one entry
-here, one yaml in configs/model/ and one test.
+Each kind declares its own entry beside its builder (fpt/models/build.py, baselines.py, linformer.py, ablations.py:
+builder, options schema, the freeze groups it adds, the note `fpt report` prints) and fpt/models/registry.py
+registers them here. The config layer sits below the models, so it never imports them: whoever checks or builds a
+config imports fpt.models first (fpt/models/__init__.py registers every kind), and the checks here then see them.
+A new kind is its file (builder + entry) and one yaml in configs/model/.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
 from fpt.errors import FPTError
 
 
 @dataclass(frozen=True)
-class Kind:
-    builder: str  # "module:function" building an FPTModel from (cfg, spec); imported only when used
+class ModelKind:
+    name: str  # model.kind
+    options: type  # its schema (a fpt.config.sections.ModelCommon), checked where the config is composed
+    builder: Callable[[Any, Any], Any]  # (cfg, TaskSpec) -> FPTModel
     trunk: bool  # a Hugging Face trunk: trunk.* applies; its blocks can be unfrozen, skipped and analysed
+    groups: tuple[str, ...] = ()  # freeze groups its body's parameters fall in (besides input and output)
+    note: Optional[str] = None  # what its row shows, printed under `fpt report`'s efficiency table
 
 
-KINDS = {
-    "fpt": Kind("fpt.models.build:build_fpt", trunk=True),
-    "lstm": Kind("fpt.models.baselines:build_lstm", trunk=False),
-    "linformer": Kind("fpt.models.linformer:build_linformer", trunk=False),
-    # the "does the pretrained trunk matter?" ablations (fpt/models/ablations.py)
-    "no_trunk": Kind("fpt.models.ablations:build_no_trunk", trunk=False),
-    "attn1": Kind("fpt.models.ablations:build_attn1", trunk=False),
-    "block1": Kind("fpt.models.ablations:build_block1", trunk=False),
-}
+KINDS: dict[str, ModelKind] = {}
 
 
-def kind(name: str) -> Kind:
+def register(*entries: ModelKind) -> dict[str, ModelKind]:
+    """Add `entries` to the table (fpt/models/registry.py calls it once); a name given twice is a bug."""
+    for e in entries:
+        if KINDS.get(e.name, e) is not e:
+            raise FPTError(f"model.kind '{e.name}' is registered twice")
+        KINDS[e.name] = e
+    return KINDS
+
+
+def kind(name: str) -> ModelKind:
     """The registered kind `name`; unknown names are a one-line error."""
+    if not KINDS:  # a caller below fpt.models that nothing above has imported: a bug, said plainly
+        raise FPTError("no model kinds are registered: import fpt.models before checking or building a config")
     if name not in KINDS:
         raise FPTError(f"unknown model.kind '{name}'; choose one of: {', '.join(KINDS)}")
     return KINDS[name]
 
 
 def has_trunk(name: str) -> bool:
-    """Whether model.kind `name` wraps a Hugging Face trunk (see Kind.trunk)."""
+    """Whether model.kind `name` wraps a Hugging Face trunk (see ModelKind.trunk)."""
     return kind(str(name)).trunk

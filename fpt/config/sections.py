@@ -115,7 +115,8 @@ class Trunk(Options):
 
 
 class ModelCommon(Options):
-    """What every model kind takes: the readout and the task's input layer."""
+    """What every model kind takes: the readout and the task's input layer. Each kind's own options subclass it beside
+    its builder (fpt/models/), named by its entry in fpt.config.kinds."""
 
     kind: Text
     readout: Annotated[Optional[Readout], Field(description=or_null(", ".join(READOUTS)))] = None
@@ -124,54 +125,11 @@ class ModelCommon(Options):
     compile: Flag = False
 
 
-class FPTModelOptions(ModelCommon):
-    blocks: Annotated[Union[list[int], int, None], Field(description="a list of block indices ([0,1,2]) or null")] = None
-    depth: CountOrNull = None  # only the first N blocks
-    grad_checkpointing: Flag = False
-    last_block_reads_only: Flag = True
-    input_init: choice("default", "trunk_tokens") = "default"  # trunk_tokens: a vocabulary's Embedding from the trunk's token rows
-
-
-class LSTMOptions(ModelCommon):
-    cell: choice("ln", "plain") = "plain"  # plain: a config saved before model.cell existed
-    hidden: Count
-    layers: Count
-    dropout: Dropout = 0.0
-    residual: Flag = False
-    positions: Flag = False
-
-
-def _heads_divide_hidden(self):
-    """model.heads divides model.hidden (attention splits the width into heads)."""
+def heads_divide_hidden(self):
+    """model.heads divides model.hidden (attention splits the width into heads); a model_validator of a kind's options."""
     if self.hidden % self.heads:
         raise Invalid(f"model.heads must be a positive integer dividing model.hidden={self.hidden}, got {self.heads}")
     return self
-
-
-class LinformerOptions(ModelCommon):
-    hidden: Count = 768
-    depth: Count = 3
-    heads: Count = 12
-    k: Count = 256  # the projected sequence length (Linformer paper: 256); full rank on tasks no longer than k
-    max_len: CountOrNull = None
-    dropout: Dropout = 0.1
-
-    _heads_divide_hidden = model_validator(mode="after")(_heads_divide_hidden)
-
-
-class NoTrunkOptions(ModelCommon):
-    hidden: Count = 384  # MiniLM's width
-
-
-class OneLayerOptions(NoTrunkOptions):
-    heads: Count = 12
-    dropout: Dropout = 0.1
-
-    _heads_divide_hidden = model_validator(mode="after")(_heads_divide_hidden)
-
-
-MODELS: dict[str, type[ModelCommon]] = {"fpt": FPTModelOptions, "lstm": LSTMOptions, "linformer": LinformerOptions,
-                                        "no_trunk": NoTrunkOptions, "attn1": OneLayerOptions, "block1": OneLayerOptions}
 
 
 class Root(Options):
@@ -238,7 +196,8 @@ class EvalCommand(Options):
 
 def validate(cfg) -> None:
     """The options of a composed config (a DictConfig or plain dict) that need no import: the root sections, the model
-    kind's options and the trunk's when the kind has one. fpt.run.preflight calls it, then check_task."""
+    kind's options (its entry in fpt.config.kinds, registered by importing fpt.models) and the trunk's when the kind has
+    one. fpt.run.preflight calls it, then check_task."""
     from omegaconf import DictConfig, OmegaConf
 
     from fpt.config.kinds import kind
@@ -253,7 +212,7 @@ def validate(cfg) -> None:
     check(Root, c)
     name = str(c["model"].get("kind"))
     has_trunk = kind(name).trunk  # an unknown kind: one line naming the known ones
-    check(MODELS[name], c["model"], "model")
+    check(kind(name).options, c["model"], "model")
     method = (c.get("peft") or {}).get("method", "none")
     if method != "none" and not has_trunk:
         raise FPTError(f"peft.method={method} adapts a pretrained trunk; it does not apply to model.kind={name}")

@@ -14,9 +14,13 @@ Axes: b batch, t tokens, h hidden size.
 from __future__ import annotations
 
 import torch
+from pydantic import model_validator
 from torch import nn
 
 from fpt.config.groups import assign_groups
+from fpt.config.kinds import ModelKind
+from fpt.config.schema import Count, Dropout
+from fpt.config.sections import ModelCommon, heads_divide_hidden
 from fpt.models.wrapper import FPTModel, input_options
 from fpt.tasks.spec import TaskSpec
 
@@ -84,3 +88,25 @@ def build_block1(cfg, spec: TaskSpec) -> FPTModel:
     """One transformer block from scratch between the input and output layers."""
     m = cfg.model
     return _wrap(cfg, spec, OneLayer(int(m.hidden), int(m.heads), spec.seq_len, float(m.dropout), block=True))
+
+
+class NoTrunkOptions(ModelCommon):
+    hidden: Count = 384  # MiniLM's width
+
+
+class OneLayerOptions(NoTrunkOptions):
+    heads: Count = 12
+    dropout: Dropout = 0.1
+
+    _heads_divide_hidden = model_validator(mode="after")(heads_divide_hidden)
+
+
+NO_TRUNK = ModelKind("no_trunk", NoTrunkOptions, build_no_trunk, trunk=False, note=(
+    "no trunk: the input layer, the readout and the output layer alone. Every trunk row that does not beat it "
+    "gains nothing from its trunk; the task's own layers reach this much."))
+ATTN1 = ModelKind("attn1", OneLayerOptions, build_attn1, trunk=False, groups=tuple(GROUPS), note=(
+    "1 attention layer (scratch): one self-attention layer trained from scratch. A pretrained trunk that does "
+    "not beat it adds nothing that one fresh attention layer cannot learn."))
+BLOCK1 = ModelKind("block1", OneLayerOptions, build_block1, trunk=False, groups=tuple(GROUPS), note=(
+    "1 transformer block (scratch): one block trained from scratch, the smallest transformer. A frozen "
+    "pretrained trunk should beat it with fewer trained values to show its pretraining matters."))

@@ -35,6 +35,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from fpt.config.groups import assign_groups
+from fpt.config.kinds import ModelKind
+from fpt.config.schema import Count, Dropout, Flag, choice
+from fpt.config.sections import ModelCommon
 from fpt.models.wrapper import FPTModel, input_options
 from fpt.tasks.spec import TaskSpec
 
@@ -147,9 +150,21 @@ def lstm_groups(body: LSTMBody) -> dict[str, str]:
 
 def build_lstm(cfg, spec: TaskSpec) -> FPTModel:
     """An LSTM (or LSTM*) body inside the FPT wrapper, sized by `model.hidden` and `model.layers`."""
-    mcfg = cfg.model  # checked by fpt.config.sections.LSTMOptions when the config was composed
+    mcfg = cfg.model  # checked by LSTMOptions when the config was composed
     hidden, layers, dropout = int(mcfg.hidden), int(mcfg.layers), float(mcfg.get("dropout", 0.0))
     cell = mcfg.get("cell", "plain")  # no model.cell: a config saved before it existed, when every LSTM was torch's nn.LSTM
     body = LSTMBody(hidden, layers, dropout, bool(mcfg.get("residual", False)),
                     spec.seq_len if mcfg.get("positions", False) else None, cell)
     return FPTModel(spec, body, hidden, lstm_groups(body), _lstm_forward, mcfg.get("readout"), **input_options(mcfg))
+
+
+class LSTMOptions(ModelCommon):
+    cell: choice("ln", "plain") = "plain"  # plain: a config saved before model.cell existed
+    hidden: Count
+    layers: Count
+    dropout: Dropout = 0.0
+    residual: Flag = False
+    positions: Flag = False
+
+
+LSTM = ModelKind("lstm", LSTMOptions, build_lstm, trunk=False, groups=tuple(LSTM_GROUPS))

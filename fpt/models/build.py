@@ -1,4 +1,5 @@
-"""Building the models: `model.kind` -> its builder (fpt/config/kinds.py); the FPT model around a Hugging Face trunk.
+"""Building the models: `model.kind` -> its registered entry's builder (fpt/config/kinds.py, fpt/models/registry.py);
+the FPT model kind itself (its options, builder and entry): a Hugging Face trunk.
 
 The wrapper itself (FPTModel: input layer -> body -> readout -> output layer) lives in fpt/models/wrapper.py, which the
 baselines import too; it is re-exported here.
@@ -6,27 +7,37 @@ baselines import too; it is re-exported here.
 
 from __future__ import annotations
 
-import importlib
 import sys
 from dataclasses import replace
+from typing import Annotated, Union
 
 import torch
+from pydantic import Field
 
 from fpt.errors import FPTError
 from fpt.config.groups import parse_freeze
 from fpt.models.freeze import apply_freeze, unfreeze_blocks
-from fpt.config.kinds import has_trunk, kind
+from fpt.config.kinds import ModelKind, has_trunk, kind
+from fpt.config.schema import CountOrNull, Flag, choice
+from fpt.config.sections import ModelCommon
 from fpt.models.wrapper import INPUT_DROPOUT, INPUT_GAIN, BodyForward, FPTModel, input_options
 from fpt.tasks.spec import TaskSpec
 
 __all__ = ["BodyForward", "FPTModel", "INPUT_DROPOUT", "INPUT_GAIN", "build_fpt", "build_model", "input_options"]
 
 
+class FPTModelOptions(ModelCommon):
+    blocks: Annotated[Union[list[int], int, None], Field(description="a list of block indices ([0,1,2]) or null")] = None
+    depth: CountOrNull = None  # only the first N blocks
+    grad_checkpointing: Flag = False
+    last_block_reads_only: Flag = True
+    input_init: choice("default", "trunk_tokens") = "default"  # trunk_tokens: a vocabulary's Embedding from the trunk's token rows
+
+
 def build_model(cfg, spec: TaskSpec) -> FPTModel:
     """The model `cfg.model.kind` names, built for `spec`, with `cfg.freeze` applied."""
     name = str(cfg.model.kind)
-    module, _, fn = kind(name).builder.partition(":")
-    model = getattr(importlib.import_module(module), fn)(cfg, spec)
+    model = kind(name).builder(cfg, spec)
     groups = model.param_groups()
     # a group this trunk lacks (pos on a rotary trunk) is a note; on a baseline it stays an error
     apply_freeze(model, groups, parse_freeze(cfg.freeze), absent="note" if has_trunk(name) else "error", never=model.never_trained)
@@ -102,3 +113,7 @@ def _grad_checkpointing(trunk) -> None:
             trunk.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     except ValueError as e:
         raise FPTError(f"model.grad_checkpointing: {type(trunk).__name__} does not support it ({str(e).splitlines()[0]})") from None
+
+
+# the trunk's own groups (attn, ffn, ln, pos, emb) and PEFT's (adapter, bias)
+FPT = ModelKind("fpt", FPTModelOptions, build_fpt, trunk=True, groups=("attn", "ffn", "ln", "pos", "emb", "adapter", "bias"))

@@ -26,10 +26,14 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 from linformer import Linformer
+from pydantic import model_validator
 from torch import nn
 
 from fpt.errors import FPTError
 from fpt.config.groups import assign_groups
+from fpt.config.kinds import ModelKind
+from fpt.config.schema import Count, CountOrNull, Dropout
+from fpt.config.sections import ModelCommon, heads_divide_hidden
 from fpt.models.wrapper import FPTModel, input_options
 from fpt.tasks.spec import TaskSpec
 
@@ -81,7 +85,7 @@ def linformer_groups(body: LinformerBody) -> dict[str, str]:
 
 def build_linformer(cfg, spec: TaskSpec) -> FPTModel:
     """A Linformer body (`model.hidden`, `depth`, `heads`, `k`, `max_len`, `dropout`) inside the FPT wrapper."""
-    mcfg = cfg.model  # checked by fpt.config.sections.LinformerOptions when the config was composed
+    mcfg = cfg.model  # checked by LinformerOptions when the config was composed
     hidden, depth, heads = int(mcfg.get("hidden", 768)), int(mcfg.get("depth", 3)), int(mcfg.get("heads", 12))
     k, dropout, max_len = int(mcfg.get("k", 256)), float(mcfg.get("dropout", 0.1)), mcfg.get("max_len")
     if max_len is not None and spec.seq_len > max_len:
@@ -90,3 +94,17 @@ def build_linformer(cfg, spec: TaskSpec) -> FPTModel:
     seq_len = max_len or spec.seq_len
     body = LinformerBody(hidden, seq_len, depth, heads, min(k, seq_len), float(dropout))
     return FPTModel(spec, body, hidden, linformer_groups(body), _linformer_forward, mcfg.get("readout"), **input_options(mcfg))
+
+
+class LinformerOptions(ModelCommon):
+    hidden: Count = 768
+    depth: Count = 3
+    heads: Count = 12
+    k: Count = 256  # the projected sequence length (Linformer paper: 256); full rank on tasks no longer than k
+    max_len: CountOrNull = None
+    dropout: Dropout = 0.1
+
+    _heads_divide_hidden = model_validator(mode="after")(heads_divide_hidden)
+
+
+LINFORMER = ModelKind("linformer", LinformerOptions, build_linformer, trunk=False, groups=tuple(LINFORMER_GROUPS))

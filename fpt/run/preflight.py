@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+import fpt.models  # noqa: F401 - registers the model kinds that validate() checks model.* against
 from fpt.config.kinds import has_trunk
 
 

@@ -8,19 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fpt.models.registry import KINDS
 from fpt.run.objectives import MODES, PERCENT
 from fpt.plots import pyplot, save
-
-# model.kind -> what its row shows (printed under the table when the sweep has such a row)
-NOTES = {
-    "no_trunk": "no trunk: the input layer, the readout and the output layer alone. Every trunk row that does not beat it "
-                "gains nothing from its trunk; the task's own layers reach this much.",
-    "attn1": "1 attention layer (scratch): one self-attention layer trained from scratch. A pretrained trunk that does "
-             "not beat it adds nothing that one fresh attention layer cannot learn.",
-    "block1": "1 transformer block (scratch): one block trained from scratch, the smallest transformer. A frozen "
-              "pretrained trunk should beat it with fewer trained values to show its pretraining matters.",
-}
-
 
 def section(cells: list[dict], rows: list[dict], plots: Path, title: str) -> tuple[list[str], Path | None]:
     """(report lines, plot path) for the cells that recorded params_used."""
@@ -36,7 +26,7 @@ def section(cells: list[dict], rows: list[dict], plots: Path, title: str) -> tup
               for c in have]
     kinds = {r["run_dir"]: r.get("model") for r in rows}
     shown = dict.fromkeys(kinds.get(c["runs"][0]) for c in have)
-    notes = [NOTES[k] for k in shown if k in NOTES]
+    notes = [KINDS[k].note for k in shown if k in KINDS and KINDS[k].note]  # each kind's own note (its entry)
     if notes:
         lines += ["", *(f"- note: {n}" for n in notes)]
     return lines, plot(have, plots, title)

@@ -69,7 +69,7 @@ def _keep_option(mcfg) -> tuple[str, list] | None:
         items = list(blocks) if OmegaConf.is_list(blocks) or isinstance(blocks, (list, tuple)) else [blocks]
         check_blocks(items, 10**9)  # types and repeats now, the range once the trunk is loaded
         return "model.blocks", items
-    if depth is not None:  # a positive integer: fpt.config.sections.FPTModelOptions
+    if depth is not None:  # a positive integer: fpt.models.build.FPTModelOptions
         return "model.depth", list(range(depth))
     return None
 
