@@ -19,7 +19,7 @@ from fpt.run.train import train
 from fpt.trunks import get_arch
 from fpt.trunks.base import keep_blocks
 from fpt.tasks.base import TaskSpec
-from tests.conftest import tiny_cfg
+from tests.helpers import tiny_cfg
 
 XOR = TaskSpec(seq_len=10, token_dim=1, num_classes=2, readout="last_k", k=5)
 

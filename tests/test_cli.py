@@ -17,7 +17,7 @@ import yaml
 from fpt.cli import COMMANDS, main
 from fpt.config import command_line
 from fpt.errors import FPTError
-from tests.conftest import FAST
+from tests.helpers import FAST
 
 FPT = [sys.executable, "-m", "fpt.cli"]
 ROOT = Path(__file__).resolve().parents[1]

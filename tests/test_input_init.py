@@ -11,7 +11,7 @@ from fpt.errors import FPTError
 from fpt.run.train import build
 from fpt.trunks.init import xavier_std
 from fpt.tasks.listops import TOKENS, ListOps
-from tests.conftest import FAST, compose_cfg, tiny_cfg
+from tests.helpers import FAST, compose_cfg, tiny_cfg
 
 SMALL = dict(train_size=8, val_size=4, test_size=4, min_len=20, max_len=60, max_depth=4, max_args=4, seed=3)
 

@@ -13,7 +13,7 @@ import torch
 import fpt.tasks.listops as lo
 from fpt.errors import FPTError
 from fpt.tasks.listops import TOKENS, ListOps, generate, tokenize
-from tests.conftest import tiny_cfg
+from tests.helpers import tiny_cfg
 
 SMALL = dict(train_size=24, val_size=8, test_size=8, min_len=20, max_len=80, max_depth=6, max_args=5, seed=3)
 

@@ -11,7 +11,7 @@ from fpt.cli import main as fpt_main
 from fpt.models.freeze import count_params, count_used
 from fpt.run.train import build, train
 from fpt.tasks.bits import TEST, VAL, BitMemory, batch_seeds, set_seed
-from tests.conftest import compose_cfg, tiny_cfg
+from tests.helpers import compose_cfg, tiny_cfg
 
 
 def fpt(capsys, *args):

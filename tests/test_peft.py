@@ -10,7 +10,7 @@ from fpt.checkpoint import load_checkpoint
 from fpt.cli import main
 from fpt.run.preflight import preflight
 from fpt.run.train import build, evaluate, train
-from tests.conftest import FAST, compose_cfg, save_tiny, tiny_cfg
+from tests.helpers import FAST, compose_cfg, save_tiny, tiny_cfg
 
 R = 4
 

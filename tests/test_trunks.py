@@ -114,7 +114,7 @@ def test_long_sequence_with_attention_dropout_on_cpu_says_how_to_fuse(tmp_path, 
 
     from fpt.models.build import build_model
     from fpt.tasks.base import TaskSpec
-    from tests.conftest import compose_cfg
+    from tests.helpers import compose_cfg
 
     GPT2Model(GPT2Config(n_layer=1, n_head=2, n_embd=16, n_positions=512, vocab_size=8)).save_pretrained(tmp_path)
     spec = TaskSpec(seq_len=512, token_dim=1, num_classes=10)
@@ -125,7 +125,7 @@ def test_long_sequence_with_attention_dropout_on_cpu_says_how_to_fuse(tmp_path, 
 
 
 # --- any Hugging Face trunk: 21 architectures read from their structure ------------------------------------
-from tests.conftest import FAST, compose_cfg, save_tiny  # noqa: E402
+from tests.helpers import FAST, compose_cfg, save_tiny  # noqa: E402
 
 IO = {"input.weight", "input.bias", "output.weight", "output.bias"}
 BOTH = (0, 1)
