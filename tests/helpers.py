@@ -3,6 +3,10 @@
 Fixtures live in conftest.py (pytest injects them); nothing here is a fixture, and nothing imports conftest.
 """
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import torch
@@ -95,3 +99,28 @@ def save_tiny(root: Path, family: str, **changes) -> Path:
     path = root / family
     model.save_pretrained(path)
     return path
+
+
+# --- the `fpt` command, in this process or as a user types it ----------------------------------------------
+FPT = [sys.executable, "-m", "fpt.cli"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_fpt(capsys, *args) -> tuple[int, str, str]:
+    """`fpt ARGS` in this process: (exit code, stdout, stderr); a Hydra job's failure exits, its SystemExit is its code."""
+    from fpt.cli import main
+
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def run_fpt_process(*args, cwd=None, env=None) -> tuple[subprocess.CompletedProcess, float]:
+    """`fpt ARGS` in a subprocess, offline, from the repository root unless cwd says: (process, seconds)."""
+    t0 = time.perf_counter()
+    e = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    p = subprocess.run([*FPT, *args], capture_output=True, text=True, cwd=cwd or ROOT, env=e, timeout=600)
+    return p, time.perf_counter() - t0

@@ -125,7 +125,7 @@ def test_long_sequence_with_attention_dropout_on_cpu_says_how_to_fuse(tmp_path, 
 
 
 # --- any Hugging Face trunk: 21 architectures read from their structure ------------------------------------
-from tests.helpers import FAST, compose_cfg, save_tiny  # noqa: E402
+from tests.helpers import FAST, compose_cfg, run_fpt, save_tiny  # noqa: E402
 
 IO = {"input.weight", "input.bias", "output.weight", "output.bias"}
 BOTH = (0, 1)
@@ -316,20 +316,8 @@ def test_minilm_through_auto_finds_the_same_groups_and_model_as_trunk_minilm():
 
 
 # --- fpt inspect, variants, blocks ------------------------------------------------------------------------
-def _cli(capsys, *args) -> tuple[int, str, str]:
-    """fpt.cli.main in-process: (exit code, stdout, stderr); a SystemExit counts as its code."""
-    from fpt.cli import main
-
-    try:
-        code = main(list(args))
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_inspect_on_a_tiny_llama_trains_exactly_its_rmsnorm_weights(zoo, capsys):
-    code, out, err = _cli(capsys, "inspect", "trunk=auto", f"trunk.path={zoo['llama']}", "freeze=attn,ffn")
+    code, out, err = run_fpt(capsys, "inspect", "trunk=auto", f"trunk.path={zoo['llama']}", "freeze=attn,ffn")
     assert code == 0, err
     lines = out.strip().splitlines()
     header = [ln for ln in lines if ln.startswith("# ")]
@@ -350,7 +338,7 @@ def test_a_group_the_trunk_lacks_is_a_note_an_unknown_group_an_error(zoo, capsys
     assert _trainable(model) == {"output.weight", "output.bias"}
     err = capsys.readouterr().err
     assert err.count("note: freeze group 'pos' matches no parameter of this trunk") == 1
-    code, _, err = _cli(capsys, "inspect", "trunk=auto", f"trunk.path={zoo['llama']}", "freeze=attn,pso")
+    code, _, err = run_fpt(capsys, "inspect", "trunk=auto", f"trunk.path={zoo['llama']}", "freeze=attn,pso")
     assert code == 2 and "unknown freeze group 'pso'" in err and len(err.strip().splitlines()) == 1
 
 
@@ -414,7 +402,7 @@ def _bad_cases(zoo, tmp):
 def test_bad_auto_trunk_inputs_fail_in_one_line_with_exit_2(zoo, tmp_path, capsys):
     for args, needles in _bad_cases(zoo, tmp_path):
         t0 = time.perf_counter()
-        code, _, err = _cli(capsys, "inspect", *args)
+        code, _, err = run_fpt(capsys, "inspect", *args)
         lines = [ln for ln in err.strip().splitlines() if not ln.startswith("note:")]
         assert code == 2 and len(lines) == 1 and "Traceback" not in err, (args, err)
         assert all(n in lines[0] for n in needles), (args, lines[0])
@@ -653,7 +641,7 @@ def test_every_fpt_analyze_command_and_fpt_eval_ablation_on_an_auto_trunk_run(zo
         ("ablate", f"run={run}", "layers=[0,1]"),
     ]
     for args in commands:
-        code, _, err = _cli(capsys, "analyze", *args)
+        code, _, err = run_fpt(capsys, "analyze", *args)
         assert code == 0, (args, err)
     with open(tmp_path / "a" / "attention_stats.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -661,7 +649,7 @@ def test_every_fpt_analyze_command_and_fpt_eval_ablation_on_an_auto_trunk_run(zo
     assert float(rows[0]["uniform_entropy"]) == pytest.approx(ceiling)
     with open(next((tmp_path / "s").glob("similarity_*.csv")), newline="") as f:
         assert len(list(csv.DictReader(f))) == 3 * 3  # (embeddings + 2 blocks) squared, CLS never among the positions
-    code, out, err = _cli(capsys, "eval", f"ckpt={run / 'checkpoints' / 'best.ckpt'}", "ablate.layers=[1]")
+    code, out, err = run_fpt(capsys, "eval", f"ckpt={run / 'checkpoints' / 'best.ckpt'}", "ablate.layers=[1]")
     assert code == 0 and "skipped block" in out, err
 
 
@@ -670,7 +658,7 @@ def test_fpt_bench_runs_on_an_auto_trunk(zoo, tmp_path, capsys):
     import json
 
     out = tmp_path / "bench.jsonl"
-    code, _, err = _cli(capsys, "bench", "trunk=auto", f"trunk.path={zoo['llama']}", *FAST, "bench.batch=4", "bench.seq_len=16",
+    code, _, err = run_fpt(capsys, "bench", "trunk=auto", f"trunk.path={zoo['llama']}", *FAST, "bench.batch=4", "bench.seq_len=16",
                         "bench.rounds=1", "bench.warmup=0", "bench.min_run_time=0", f"bench.out={out}")
     assert code == 0, err
     lines = [json.loads(ln) for ln in out.read_text().splitlines()]
