@@ -17,7 +17,7 @@ import torch  # noqa: E402
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
-from tests.helpers import save_tiny, save_tiny_trunks, zoo_configs  # noqa: E402
+from tests.helpers import LISTOPS_SMALL, save_tiny, save_tiny_trunks, zoo_configs  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +31,13 @@ def zoo(tmp_path_factory) -> dict[str, Path]:
     """{family: folder} of tiny saved models of 21 architectures."""
     root = tmp_path_factory.mktemp("zoo")
     return {family: save_tiny(root, family) for family in zoo_configs()}
+
+
+@pytest.fixture(scope="session")
+def listops_root(tmp_path_factory) -> Path:
+    """A data root holding small generated ListOps files in LRA's format under listops/ (sizes: LISTOPS_SMALL)."""
+    from fpt.tasks.listops import ListOps
+
+    out = tmp_path_factory.mktemp("data")
+    ListOps.write_data(out, **LISTOPS_SMALL)
+    return out

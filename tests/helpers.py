@@ -101,6 +101,10 @@ def save_tiny(root: Path, family: str, **changes) -> Path:
     return path
 
 
+# --- small data in the real on-disk formats ---------------------------------------------------------------
+LISTOPS_SMALL = dict(train_size=24, val_size=8, test_size=8, min_len=20, max_len=80, max_depth=6, max_args=5, seed=3)
+
+
 # --- the `fpt` command, in this process or as a user types it ----------------------------------------------
 FPT = [sys.executable, "-m", "fpt.cli"]
 ROOT = Path(__file__).resolve().parents[1]
