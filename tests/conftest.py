@@ -41,3 +41,12 @@ def listops_root(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("data")
     ListOps.write_data(out, **LISTOPS_SMALL)
     return out
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny trunks: a second thread only adds its wake-ups (on a loaded 2-core machine, most of a step's time)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

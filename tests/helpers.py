@@ -101,6 +101,98 @@ def save_tiny(root: Path, family: str, **changes) -> Path:
     return path
 
 
+def trunk_cfg(**kw):
+    """A bare trunk config node (gpt2, pretrained, seed 0) with `kw` changed, as load_trunk reads it."""
+    from omegaconf import OmegaConf
+
+    base = dict(arch="gpt2", name="gpt2", path=None, package=None, init="pretrained", init_seed=0, dropout=None)
+    return OmegaConf.create({**base, **kw})
+
+
+# --- what the structure rules must find in each zoo family (tests/test_trunk_*.py) ---------------------------
+IO = {"input.weight", "input.bias", "output.weight", "output.bias"}  # the wrapper's own layers: always trainable
+BOTH = (0, 1)
+
+
+def _blocks(*patterns: str) -> set[str]:
+    """Names with {i} expanded over the two blocks of a tiny trunk."""
+    return {p.format(i=i) for p in patterns for i in BOTH}
+
+
+BERT_LIKE = {"embeddings.LayerNorm.weight", "embeddings.LayerNorm.bias", "embeddings.position_embeddings.weight",
+             "embeddings.token_type_embeddings.weight"} | _blocks(
+    "encoder.layer.{i}.attention.output.LayerNorm.weight", "encoder.layer.{i}.attention.output.LayerNorm.bias",
+    "encoder.layer.{i}.output.LayerNorm.weight", "encoder.layer.{i}.output.LayerNorm.bias")
+VIT_LIKE = {"embeddings.position_embeddings", "layernorm.weight", "layernorm.bias"} | _blocks(
+    "layers.{i}.layernorm_before.weight", "layers.{i}.layernorm_before.bias",
+    "layers.{i}.layernorm_after.weight", "layers.{i}.layernorm_after.bias")
+DINO = {"embeddings.position_embeddings", "layernorm.weight", "layernorm.bias"} | _blocks(
+    "encoder.layer.{i}.norm1.weight", "encoder.layer.{i}.norm1.bias", "encoder.layer.{i}.norm2.weight", "encoder.layer.{i}.norm2.bias")
+RMS_DECODER = {"norm.weight"} | _blocks("layers.{i}.input_layernorm.weight", "layers.{i}.post_attention_layernorm.weight")
+
+# what the structure rules must find in each zoo family:
+# family -> (trunk.arch, model class, blocks, positions, limit, causal, trainable trunk tensors under freeze=attn,ffn)
+ZOO_TABLE = {
+    "gpt2": ("auto", "GPT2Model", "h", "learned", 64, True,
+             {"wpe.weight", "ln_f.weight", "ln_f.bias"} | _blocks("h.{i}.ln_1.weight", "h.{i}.ln_1.bias", "h.{i}.ln_2.weight", "h.{i}.ln_2.bias")),
+    "bert": ("auto", "BertModel", "encoder.layer", "learned", 64, False, BERT_LIKE),
+    "t5": ("auto", "T5EncoderModel", "encoder.block", "relative", None, False,
+           {"encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", "encoder.final_layer_norm.weight"}
+           | _blocks("encoder.block.{i}.layer.0.layer_norm.weight", "encoder.block.{i}.layer.1.layer_norm.weight")),
+    "llama": ("auto", "LlamaModel", "layers", "rotary", None, True, RMS_DECODER),
+    "qwen2": ("auto", "Qwen2Model", "layers", "rotary", None, True, RMS_DECODER),
+    "mistral": ("auto", "MistralModel", "layers", "rotary", None, True, RMS_DECODER),
+    "gemma": ("auto", "GemmaModel", "layers", "rotary", None, True, RMS_DECODER),
+    "phi3": ("auto", "Phi3Model", "layers", "rotary", None, True, RMS_DECODER),
+    "gpt_neox": ("auto", "GPTNeoXModel", "layers", "rotary", None, True,
+                 {"final_layer_norm.weight", "final_layer_norm.bias"} | _blocks(
+                     "layers.{i}.input_layernorm.weight", "layers.{i}.input_layernorm.bias",
+                     "layers.{i}.post_attention_layernorm.weight", "layers.{i}.post_attention_layernorm.bias")),
+    "opt": ("auto", "OPTModel", "decoder.layers", "learned", 64, True,
+            {"decoder.embed_positions.weight", "decoder.final_layer_norm.weight", "decoder.final_layer_norm.bias"} | _blocks(
+                "decoder.layers.{i}.self_attn_layer_norm.weight", "decoder.layers.{i}.self_attn_layer_norm.bias",
+                "decoder.layers.{i}.final_layer_norm.weight", "decoder.layers.{i}.final_layer_norm.bias")),
+    "roberta": ("auto", "RobertaModel", "encoder.layer", "learned", 64, False, BERT_LIKE),  # 66 rows, offset 2
+    "distilbert": ("auto", "DistilBertModel", "transformer.layer", "learned", 64, False,
+                   {"embeddings.LayerNorm.weight", "embeddings.LayerNorm.bias", "embeddings.position_embeddings.weight"} | _blocks(
+                       "transformer.layer.{i}.sa_layer_norm.weight", "transformer.layer.{i}.sa_layer_norm.bias",
+                       "transformer.layer.{i}.output_layer_norm.weight", "transformer.layer.{i}.output_layer_norm.bias")),
+    "electra": ("auto", "ElectraModel", "encoder.layer", "learned", 64, False, BERT_LIKE),
+    "deberta_v2": ("auto", "DebertaV2Model", "encoder.layer", "relative", None, False,
+                   {"embeddings.LayerNorm.weight", "embeddings.LayerNorm.bias", "encoder.rel_embeddings.weight",
+                    "encoder.LayerNorm.weight", "encoder.LayerNorm.bias"} | (BERT_LIKE - {
+                        "embeddings.LayerNorm.weight", "embeddings.LayerNorm.bias", "embeddings.position_embeddings.weight",
+                        "embeddings.token_type_embeddings.weight"})),
+    "longformer": ("longformer", "LongformerModel", "encoder.layer", "learned", 64, False, BERT_LIKE),  # 66 rows, offset 2
+    "vit": ("vit", "ViTModel", "layers", "learned", 49, False, VIT_LIKE),
+    "deit": ("auto", "DeiTModel", "layers", "learned", 49, False, VIT_LIKE),  # 51 rows: CLS, distillation, 49 patches
+    # relative bias per block; mean pooling: no final norm; layer scale lambda_1 is attn, lambda_2 ffn
+    "beit": ("auto", "BeitModel", "layers", "relative", 49, False, VIT_LIKE - {
+        "embeddings.position_embeddings", "layernorm.weight", "layernorm.bias"} | _blocks(
+            "layers.{i}.relative_position_bias.relative_position_bias_table")),
+    "dinov2": ("auto", "Dinov2Model", "encoder.layer", "learned", 49, False, DINO),
+    "dinov2_with_registers": ("auto", "Dinov2WithRegistersModel", "encoder.layer", "learned", 49, False, DINO),
+}
+
+
+def xor_spec():
+    """bit_xor's task spec: 10 one-dimensional tokens, two classes, read from the last 5."""
+    from fpt.tasks.base import TaskSpec
+
+    return TaskSpec(seq_len=10, token_dim=1, num_classes=2, readout="last_k", k=5)
+
+
+def auto_cfg(zoo, family, *overrides):
+    """A fast fp32 config on the zoo's tiny model of `family`, through the trunk preset ZOO_TABLE names for it."""
+    arch = ZOO_TABLE[family][0] if family in ZOO_TABLE else "auto"
+    return compose_cfg(f"trunk={arch}", f"trunk.path={zoo[family]}", *FAST, "trainer.precision=32-true", *overrides)
+
+
+def trainable_names(model) -> set[str]:
+    """Names of the parameters that train."""
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
 # --- small data in the real on-disk formats ---------------------------------------------------------------
 LISTOPS_SMALL = dict(train_size=24, val_size=8, test_size=8, min_len=20, max_len=80, max_depth=6, max_args=5, seed=3)
 
