@@ -1,4 +1,4 @@
-"""Shared fixtures: offline before any import, tiny trunks saved with save_pretrained, configs."""
+"""Shared fixtures: offline before any import, tiny trunks saved with save_pretrained. Plain helpers: tests/helpers.py."""
 
 import os
 
@@ -17,19 +17,7 @@ import torch  # noqa: E402
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
-
-def save_tiny_trunks(root: Path) -> dict[str, Path]:
-    """Tiny GPT-2 / BERT / T5 models built from configs and saved as Hugging Face folders."""
-    from transformers import BertConfig, BertModel, GPT2Config, GPT2Model, T5Config, T5EncoderModel
-
-    torch.manual_seed(1234)  # not 0: a random-init trunk seeded 0 must differ from these 'pretrained' ones
-    paths = {a: root / a for a in ("gpt2", "bert", "t5")}
-    GPT2Model(GPT2Config(n_layer=2, n_head=2, n_embd=32, n_positions=64, vocab_size=64, bos_token_id=0, eos_token_id=0)).save_pretrained(paths["gpt2"])
-    # saved with its pooler, like a real BERT checkpoint; the loader leaves the pooler out
-    BertModel(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                         max_position_embeddings=64, vocab_size=64)).save_pretrained(paths["bert"])
-    T5EncoderModel(T5Config(d_model=32, d_ff=64, num_layers=2, num_heads=2, d_kv=16, vocab_size=64)).save_pretrained(paths["t5"])
-    return paths
+from tests.helpers import LISTOPS_SMALL, save_tiny, save_tiny_trunks, zoo_configs  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -38,83 +26,27 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
     return save_tiny_trunks(tmp_path_factory.mktemp("trunks"))
 
 
-FAST = [
-    "trainer.enable_progress_bar=false",
-    "trainer.enable_model_summary=false",
-    "trainer.accelerator=cpu",
-    "task.val_size=256",
-    "task.test_size=256",
-]
-
-
-def compose_cfg(*overrides: str):
-    """The composed training config for these overrides (as `fpt train` would see it)."""
-    from fpt.config import compose, rewrite
-
-    return compose(rewrite(list(overrides)))
-
-
-def tiny_cfg(tiny: dict, arch: str = "gpt2", *overrides: str):
-    """A fast config on a tiny trunk of `arch`."""
-    return compose_cfg(f"trunk={arch}", f"trunk.path={tiny[arch]}", *FAST, *overrides)
-
-
-# --- a zoo of tiny Hugging Face models, one per family the structure rules must read -------------------------
-def zoo_configs() -> dict:
-    """family -> (config class name, kwargs): the smallest configs (hidden 16, 2 blocks, 2 heads, vocab 32)."""
-    h = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, vocab_size=32)
-    decoder = dict(**h, intermediate_size=32, max_position_embeddings=64, num_key_value_heads=1)
-    encoder = dict(**h, intermediate_size=32, max_position_embeddings=64)
-    vit = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32, image_size=28,
-               patch_size=4, num_channels=1)  # a 7x7 patch grid: 49 task tokens at most
-    dino = {**{k: v for k, v in vit.items() if k != "intermediate_size"}, "mlp_ratio": 2}  # DINOv2 sizes its MLP by ratio
-    return {
-        "gpt2": ("GPT2Config", dict(n_layer=2, n_head=2, n_embd=16, n_positions=64, vocab_size=32, bos_token_id=0, eos_token_id=0)),
-        "bert": ("BertConfig", encoder),
-        "t5": ("T5Config", dict(d_model=16, d_ff=32, num_layers=2, num_heads=2, d_kv=8, vocab_size=32)),
-        "llama": ("LlamaConfig", dict(**decoder, bos_token_id=0, eos_token_id=0)),
-        "qwen2": ("Qwen2Config", decoder),
-        "mistral": ("MistralConfig", dict(**decoder, head_dim=8)),
-        "gemma": ("GemmaConfig", dict(**decoder, head_dim=8, pad_token_id=0, bos_token_id=0, eos_token_id=0)),
-        "phi3": ("Phi3Config", dict(**{**decoder, "num_key_value_heads": 2}, pad_token_id=0, bos_token_id=0, eos_token_id=0)),
-        "gpt_neox": ("GPTNeoXConfig", dict(**encoder, bos_token_id=0, eos_token_id=0)),
-        "opt": ("OPTConfig", dict(hidden_size=16, ffn_dim=32, num_hidden_layers=2, num_attention_heads=2, vocab_size=32,
-                                  max_position_embeddings=64, word_embed_proj_dim=16, pad_token_id=1, bos_token_id=0, eos_token_id=0)),
-        "roberta": ("RobertaConfig", {**encoder, "max_position_embeddings": 66}),
-        "distilbert": ("DistilBertConfig", dict(dim=16, hidden_dim=32, n_layers=2, n_heads=2, vocab_size=32, max_position_embeddings=64)),
-        "electra": ("ElectraConfig", dict(**encoder, embedding_size=8)),
-        "deberta_v2": ("DebertaV2Config", dict(**encoder, relative_attention=True, position_biased_input=False,
-                                               pos_att_type=["p2c", "c2p"], max_relative_positions=16, position_buckets=8,
-                                               norm_rel_ebd="layer_norm", share_att_key=True)),  # as DeBERTa-v3
-        "longformer": ("LongformerConfig", {**encoder, "max_position_embeddings": 66, "attention_window": 4}),
-        "albert": ("AlbertConfig", dict(**encoder, embedding_size=8)),  # one shared layer group, run twice
-        "vit": ("ViTConfig", vit),
-        "deit": ("DeiTConfig", vit),  # CLS + distillation token
-        "beit": ("BeitConfig", dict(**vit, use_relative_position_bias=True)),  # as microsoft/beit-*: relative bias per
-        #                                                                       block, mean pooling, layer scale
-        "dinov2": ("Dinov2Config", dino),
-        "dinov2_with_registers": ("Dinov2WithRegistersConfig", dict(**dino, num_register_tokens=2)),
-    }
-
-
-def save_tiny(root: Path, family: str, **changes) -> Path:
-    """One tiny model of `family` (zoo_configs), built from its config, saved with save_pretrained under root."""
-    import transformers
-
-    name, kwargs = zoo_configs()[family]
-    config = getattr(transformers, name)(**{**kwargs, **changes})
-    torch.manual_seed(1234)
-    if family == "t5":
-        model = transformers.T5EncoderModel(config)
-    else:
-        model = transformers.AutoModel.from_config(config)
-    path = root / family
-    model.save_pretrained(path)
-    return path
-
-
 @pytest.fixture(scope="session")
 def zoo(tmp_path_factory) -> dict[str, Path]:
     """{family: folder} of tiny saved models of 21 architectures."""
     root = tmp_path_factory.mktemp("zoo")
     return {family: save_tiny(root, family) for family in zoo_configs()}
+
+
+@pytest.fixture(scope="session")
+def listops_root(tmp_path_factory) -> Path:
+    """A data root holding small generated ListOps files in LRA's format under listops/ (sizes: LISTOPS_SMALL)."""
+    from fpt.tasks.listops import ListOps
+
+    out = tmp_path_factory.mktemp("data")
+    ListOps.write_data(out, **LISTOPS_SMALL)
+    return out
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny trunks: a second thread only adds its wake-ups (on a loaded 2-core machine, most of a step's time)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -6,7 +6,7 @@ import torch
 from fpt.run.preflight import preflight
 from fpt.run.shuffle import shuffle_tokens
 from fpt.run.train import build, train
-from tests.conftest import FAST, compose_cfg
+from tests.helpers import FAST, compose_cfg
 
 SMALL = ("model.hidden=32", "model.input_dropout=0.0", "trainer.precision=32-true")
 

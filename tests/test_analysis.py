@@ -19,7 +19,7 @@ from fpt.run.train import train
 from fpt.trunks import get_arch
 from fpt.trunks.base import keep_blocks
 from fpt.tasks.base import TaskSpec
-from tests.conftest import tiny_cfg
+from tests.helpers import run_fpt, tiny_cfg
 
 XOR = TaskSpec(seq_len=10, token_dim=1, num_classes=2, readout="last_k", k=5)
 
@@ -50,13 +50,6 @@ def strong_run(tmp_path_factory):
 def read_csv(path):
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
-
-
-def analyze(capsys, *args):
-    """`fpt analyze ...` in-process: (exit code, stdout, stderr)."""
-    code = fpt_main(["analyze", *map(str, args)])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 # --- CKA and RSA ---------------------------------------------------------------------------------------
@@ -203,7 +196,7 @@ def test_layer_ablation_report_has_a_row_per_layer_and_changes_predictions(stron
 @pytest.mark.slow
 def test_analyze_attention_writes_grids_and_stats(run_dir, tmp_path, capsys):
     # hydra.run.dir is out='s other name, as for fpt train
-    code, out, err = analyze(capsys, "attention", f"run={run_dir}", "layers=0,1", "heads=[1]", "examples=2", "n=20", f"hydra.run.dir={tmp_path}")
+    code, out, err = run_fpt(capsys, "analyze", "attention", f"run={run_dir}", "layers=0,1", "heads=[1]", "examples=2", "n=20", f"hydra.run.dir={tmp_path}")
     assert code == 0, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["attention_ex0.png", "attention_ex1.png", "attention_stats.csv", "attention_stats.png"]
     rows = read_csv(tmp_path / "attention_stats.csv")
@@ -220,7 +213,7 @@ def test_analyze_attention_writes_grids_and_stats(run_dir, tmp_path, capsys):
 
 
 def test_analyze_similarity_of_a_run_with_itself_is_one_on_the_diagonal(run_dir, tmp_path, capsys):
-    code, _, err = analyze(capsys, "similarity", f"a={run_dir}", f"b={run_dir}", "n=64", f"out={tmp_path}")
+    code, _, err = run_fpt(capsys, "analyze", "similarity", f"a={run_dir}", f"b={run_dir}", "n=64", f"out={tmp_path}")
     assert code == 0, err
     rows = read_csv(tmp_path / f"similarity_{run_dir.name}_mean.csv")
     assert len(rows) == 3 * 3  # (embeddings + 2 blocks) squared
@@ -234,12 +227,12 @@ def test_analyze_similarity_of_a_run_with_itself_is_one_on_the_diagonal(run_dir,
 
 @pytest.mark.slow
 def test_analyze_similarity_against_a_bare_trunk_and_probe(run_dir, strong_run, tmp_path, capsys):
-    code, _, err = analyze(capsys, "similarity", f"a={strong_run}", "b=trunk", "trunk.init=random", "n=64", "pool=flat", f"out={tmp_path / 's'}")
+    code, _, err = run_fpt(capsys, "analyze", "similarity", f"a={strong_run}", "b=trunk", "trunk.init=random", "n=64", "pool=flat", f"out={tmp_path / 's'}")
     assert code == 0, err
     cka = {(r["layer_a"], r["layer_b"]): float(r["cka"]) for r in read_csv(tmp_path / "s" / "similarity_trunk_gpt2_random_flat.csv")}
     assert len(cka) == 9 and all(0 < v <= 1 + 1e-9 for v in cka.values())
     assert cka["2", "2"] < 0.95  # a freshly drawn trunk computes something else from the same embedded inputs
-    code, _, err = analyze(capsys, "probe", f"run={run_dir}", "n=128", "targets=2", f"out={tmp_path / 'p'}")
+    code, _, err = run_fpt(capsys, "analyze", "probe", f"run={run_dir}", "n=128", "targets=2", f"out={tmp_path / 'p'}")
     assert code == 0, err
     rows = read_csv(tmp_path / "p" / "probe_mean.csv")
     assert [r["layer"] for r in rows] == ["0", "1", "2"]
@@ -260,11 +253,11 @@ def test_weights_plot_names_layers_not_tensor_indices():
 
 @pytest.mark.slow
 def test_analyze_weights_and_ablate_print_and_write(run_dir, tiny, tmp_path, capsys):
-    code, out, err = analyze(capsys, "weights", "trunk=bert", f"trunk.path={tiny['bert']}", f"out={tmp_path}")
+    code, out, err = run_fpt(capsys, "analyze", "weights", "trunk=bert", f"trunk.path={tiny['bert']}", f"out={tmp_path}")
     assert code == 0, err
     assert "token embedding / position scale" in out
     assert len(read_csv(tmp_path / "weights_bert_pretrained.csv")) == len(list(build_model(tiny_cfg(tiny, "bert"), XOR).trunk.parameters()))
-    code, out, err = analyze(capsys, "ablate", f"run={run_dir}", "layers=[1]")
+    code, out, err = run_fpt(capsys, "analyze", "ablate", f"run={run_dir}", "layers=[1]")
     assert code == 0, err
     assert "skipped block" in out and len(read_csv(run_dir / "checkpoints" / "best.ablation.csv")) == 2
 
@@ -286,12 +279,12 @@ def test_bad_input_is_one_line(run_dir, tiny, tmp_path, capsys):
         (("nope",), "unknown analysis 'nope'"),
     ]
     for args, needle in cases:
-        code, _, err = analyze(capsys, *args)
+        code, _, err = run_fpt(capsys, "analyze", *args)
         assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, (args, err)
     lstm = tmp_path / "lstm"
     train(tiny_cfg(tiny, "gpt2", "model=lstm", "model.hidden=8", "model.layers=1", "trainer.max_steps=2", "trainer.val_check_interval=2"), lstm)
     capsys.readouterr()  # the training run's own output
-    code, _, err = analyze(capsys, "attention", f"run={lstm}")
+    code, _, err = run_fpt(capsys, "analyze", "attention", f"run={lstm}")
     assert code == 2 and "needs a transformer trunk" in err and len(err.strip().splitlines()) == 1
 
 

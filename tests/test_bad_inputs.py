@@ -11,8 +11,7 @@ import time
 import pytest
 import torch
 
-from fpt.cli import main
-from tests.test_cli import run
+from tests.helpers import run_fpt, run_fpt_process
 
 QUICK, LOADED = 10, 25
 
@@ -206,16 +205,6 @@ def _args(case_args, files, tmp_path):
     return args
 
 
-def in_process(args, capsys) -> tuple[int, str, str]:
-    """`fpt ARGS` in this process: (exit code, stdout, stderr)."""
-    try:
-        code = main(args)
-    except SystemExit as e:  # a Hydra job's failure exits
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def check(code, err, needles, elapsed, budget, tmp_path):
     assert code == 2, (code, err[-2000:])
     assert "Traceback" not in err, err[-3000:]
@@ -236,7 +225,7 @@ def test_bad_input(files, tmp_path, capsys, monkeypatch, name, args, needles, bu
     monkeypatch.chdir(tmp_path)  # a command that wrote to its default place would write here
     (tmp_path / "keep.txt").write_text("finished work")
     t0 = time.perf_counter()
-    code, _, err = in_process(args, capsys)
+    code, _, err = run_fpt(capsys, *args)
     check(code, err, needles, time.perf_counter() - t0, budget, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) in (["keep.txt"], ["keep.txt", "run"])  # nothing written elsewhere
 
@@ -248,5 +237,5 @@ def test_bad_input_in_a_real_process(files, tmp_path, name, args, needles, budge
     args = _args(args, files, tmp_path)
     (tmp_path / "keep.txt").write_text("finished work")
     t0 = time.perf_counter()
-    p, _ = run(*args, env={"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "https://hub.invalid"})
+    p, _ = run_fpt_process(*args, env={"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "https://hub.invalid"})
     check(p.returncode, p.stderr, needles, time.perf_counter() - t0, budget, tmp_path)

@@ -14,7 +14,7 @@ from fpt.models.linformer import LINFORMER_GROUPS
 from fpt.models.build import build_model
 from fpt.run.train import build, restore, train
 from fpt.tasks.base import TaskSpec
-from tests.conftest import tiny_cfg
+from tests.helpers import tiny_cfg
 
 SEQ = TaskSpec(seq_len=40, vocab_size=17, pad_id=0, num_classes=10, readout="last", truncatable=True)
 FIXED = TaskSpec(seq_len=40, token_dim=3, num_classes=2)

@@ -15,9 +15,9 @@ from omegaconf import OmegaConf
 
 from fpt.cli import main
 from fpt.errors import FPTError
-from tests.conftest import FAST, compose_cfg
+from tests.helpers import FAST, compose_cfg
 
-B, T, D, L = 4, 8, 32, 2  # batch, tokens, the tiny GPT-2's width and depth (tests/conftest.py)
+B, T, D, L = 4, 8, 32, 2  # batch, tokens, the tiny GPT-2's width and depth (tests/helpers.py)
 TARGETS = """\
 fpt_full_step: "<= 1e-6"   # impossible: MISSED
 fpt_bare_step: "<= 1000"   # replaced below for bit_xor

@@ -6,38 +6,14 @@ Most tests call `fpt.cli.main` in-process; the first runs the real command in a 
 import json
 import os
 import re
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 import yaml
 
-from fpt.cli import COMMANDS, main
+from fpt.cli import COMMANDS
 from fpt.config import command_line
 from fpt.errors import FPTError
-from tests.conftest import FAST
-
-FPT = [sys.executable, "-m", "fpt.cli"]
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(*args, cwd=None, env=None):
-    t0 = time.perf_counter()
-    e = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    p = subprocess.run([*FPT, *args], capture_output=True, text=True, cwd=cwd or ROOT, env=e, timeout=600)
-    return p, time.perf_counter() - t0
-
-
-def fpt(capsys, *args) -> tuple[int, str, str]:
-    """`fpt ARGS` in this process: (exit code, stdout, stderr)."""
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from tests.helpers import FAST, run_fpt, run_fpt_process
 
 
 @pytest.mark.slow
@@ -45,7 +21,7 @@ def test_train_as_typed_then_eval_reproduces_it(tiny, tmp_path):
     """The real command: out= is the run directory; a log file gets plain progress lines; eval run=DIR re-tests."""
     run_dir = tmp_path / "run"
     shown = [a for a in FAST if "progress_bar" not in a]  # stderr is a pipe here: plain lines, not a bar
-    p, _ = run("train", "task=bit_xor", "freeze=attn,ffn", "trunk=gpt2", f"trunk.path={tiny['gpt2']}", *shown,
+    p, _ = run_fpt_process("train", "task=bit_xor", "freeze=attn,ffn", "trunk=gpt2", f"trunk.path={tiny['gpt2']}", *shown,
                "trainer.max_steps=20", "trainer.val_check_interval=10", "trainer.log_every_n_steps=5", "stop_at_val_acc=null",
                f"out={run_dir}")
     assert p.returncode == 0, p.stderr[-2000:]
@@ -57,13 +33,13 @@ def test_train_as_typed_then_eval_reproduces_it(tiny, tmp_path):
     assert [ln.split()[1] for ln in progress if "train/loss" in ln] == ["5/20", "10/20", "15/20", "20/20"]
     assert all(re.search(r"train/loss \d\.\d{4} .* [\d.]+ steps/s$", ln) for ln in progress if "train/loss" in ln)
     assert sum("validation: val/acc" in ln for ln in progress) == 2
-    p, _ = run("eval", f"run={run_dir}")
+    p, _ = run_fpt_process("eval", f"run={run_dir}")
     assert p.returncode == 0, p.stderr[-2000:]
     assert f"test/acc {res['test/acc']:.4f}" in p.stdout
 
 
 def test_inspect_lists_norms_positions_input_output_as_trainable(tiny, capsys):
-    code, out, err = fpt(capsys, "inspect", "trunk=gpt2", f"trunk.path={tiny['gpt2']}", "freeze=attn,ffn")
+    code, out, err = run_fpt(capsys, "inspect", "trunk=gpt2", f"trunk.path={tiny['gpt2']}", "freeze=attn,ffn")
     assert code == 0, err[-2000:]
     lines = out.strip().splitlines()
     trainable = {ln.split()[0] for ln in lines[:-2] if ln.endswith("trainable")}
@@ -78,7 +54,7 @@ def test_inspect_lists_norms_positions_input_output_as_trainable(tiny, capsys):
 @pytest.mark.parametrize("cmd", list(COMMANDS))
 @pytest.mark.parametrize("flag", ["--help", "-h"])
 def test_every_command_answers_help_with_its_options_and_an_example(cmd, flag, capsys):
-    code, out, err = fpt(capsys, cmd, flag)
+    code, out, err = run_fpt(capsys, cmd, flag)
     assert code == 0 and not err, err
     assert out.startswith(f"usage: fpt {cmd}") and "\nwrites: " in out and f"example:\n  fpt {cmd}" in out
     assert ("config groups (GROUP=NAME):\n  task " in out) == (cmd in ("train", "inspect", "sweep", "bench"))
@@ -87,20 +63,20 @@ def test_every_command_answers_help_with_its_options_and_an_example(cmd, flag, c
 
 
 def test_report_help_is_help_not_a_missing_directory(capsys):
-    code, out, _ = fpt(capsys, "report", "--help")
+    code, out, _ = run_fpt(capsys, "report", "--help")
     assert code == 0 and "no sweep directory" not in out and "out=DIR" in out
 
 
 def test_cfg_job_prints_the_composed_config_and_trains_nothing(tmp_path, capsys):
-    code, out, err = fpt(capsys, "train", "task=bit_memory", "freeze=attn,ln", "optim.lr=3e-4", "--cfg", "job", f"out={tmp_path / 'r'}")
+    code, out, err = run_fpt(capsys, "train", "task=bit_memory", "freeze=attn,ln", "optim.lr=3e-4", "--cfg", "job", f"out={tmp_path / 'r'}")
     assert code == 0, err
     cfg = yaml.safe_load(out)
     assert cfg["task"]["name"] == "bit_memory" and cfg["freeze"] == ["attn", "ln"] and cfg["optim"]["lr"] == 3e-4
     assert "hydra" not in cfg and not (tmp_path / "r").exists()
-    code, out, err = fpt(capsys, "train", "--cfg", "all", f"out={tmp_path / 'r'}")
+    code, out, err = run_fpt(capsys, "train", "--cfg", "all", f"out={tmp_path / 'r'}")
     assert code == 0, err
     assert yaml.safe_load(out)["hydra"]["run"]["dir"] == str(tmp_path / "r")
-    code, out, _ = fpt(capsys, "train", "--cfg", "job", "--resolve", "seed=3")
+    code, out, _ = run_fpt(capsys, "train", "--cfg", "job", "--resolve", "seed=3")
     assert yaml.safe_load(out)["trunk"]["init_seed"] == 3  # ${seed}, resolved
 
 
@@ -124,7 +100,7 @@ def test_one_output_key_for_every_command(tmp_path):
 
 @pytest.mark.slow
 def test_multirun_sweeps_keeps_list_syntax_and_writes_under_out(tiny, tmp_path, capsys):
-    code, _, err = fpt(capsys, "train", "--multirun", "seed=0,1", "freeze=[attn,ffn]", "trunk=gpt2", f"trunk.path={tiny['gpt2']}",
+    code, _, err = run_fpt(capsys, "train", "--multirun", "seed=0,1", "freeze=[attn,ffn]", "trunk=gpt2", f"trunk.path={tiny['gpt2']}",
                        *FAST, "trainer.max_steps=4", "trainer.val_check_interval=2", f"out={tmp_path}")
     assert code == 0, err[-2000:]
     results = sorted((json.loads(p.read_text()) for p in tmp_path.glob("*/results.json")), key=lambda r: r["seed"])
@@ -133,7 +109,7 @@ def test_multirun_sweeps_keeps_list_syntax_and_writes_under_out(tiny, tmp_path, 
 
 def test_data_takes_the_task_as_a_word_or_a_key(tmp_path, capsys):
     for args in (["mnist", f"out={tmp_path / 'a'}"], ["task=mnist", f"hydra.run.dir={tmp_path / 'b'}"]):
-        code, out, err = fpt(capsys, "data", *args, "n_train=12", "n_test=5")
+        code, out, err = run_fpt(capsys, "data", *args, "n_train=12", "n_test=5")
         assert code == 0, err
         assert "wrote 5 file(s) for task mnist" in out
     assert (tmp_path / "a" / "MNIST" / "raw" / "FPT_FIXTURE").is_file() and (tmp_path / "b" / "MNIST" / "raw" / "FPT_FIXTURE").is_file()

@@ -9,7 +9,7 @@ from fpt.errors import FPTError
 from fpt.run.train import train
 from fpt.tasks.arrays import random_split
 from fpt.tasks.base import build_task
-from tests.conftest import FAST, compose_cfg
+from tests.helpers import FAST, compose_cfg
 
 RUN = ("task=custom", "trainer.precision=32-true", "freeze=none", "trunk.dropout=0.0", "optim.lr=3e-3",
        "trainer.max_steps=150", "trainer.val_check_interval=50", "stop_at_val_acc=null")

@@ -8,7 +8,7 @@ import torch
 
 from fpt.cli import main
 from fpt.run.train import train
-from tests.conftest import tiny_cfg
+from tests.helpers import tiny_cfg
 
 R = 4
 

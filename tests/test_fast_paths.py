@@ -9,7 +9,7 @@ from fpt.models.build import build_model
 from fpt.run.precision import cpu_has_bf16, resolve_precision, trunk_dtype
 from fpt.run.train import build, evaluate, train
 from fpt.tasks.base import TaskSpec
-from tests.conftest import tiny_cfg
+from tests.helpers import tiny_cfg
 
 BITS = TaskSpec(seq_len=12, token_dim=3, num_classes=2, readout="last_k", k=4)
 SEQ = TaskSpec(seq_len=20, vocab_size=17, pad_id=0, num_classes=10, readout="last")

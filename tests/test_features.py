@@ -8,7 +8,7 @@ from fpt.run.features import CachedFeatures
 from fpt.models.build import FPTModel
 from fpt.run.train import build, restore, train
 from fpt.checkpoint import load_checkpoint
-from tests.conftest import tiny_cfg
+from tests.helpers import tiny_cfg
 
 # 64 training examples in batches of 16: 4 steps an epoch, 10 epochs
 OUT_ONLY = ("variant=output_only", "data.train_size=64", "trainer.max_steps=40", "trainer.val_check_interval=20",

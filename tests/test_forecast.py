@@ -15,7 +15,7 @@ from fpt.models.build import build_model
 from fpt.run.train import train
 from fpt.tasks.base import build_task
 from fpt.tasks.forecast import Forecast, borders
-from tests.conftest import FAST, compose_cfg
+from tests.helpers import FAST, compose_cfg
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from fpt.errors import FPTError
 from fpt.config.groups import GROUPS, parse_freeze
 from fpt.models.freeze import inspect_table
 from fpt.trunks import ARCHS, get_arch
-from tests.conftest import tiny_cfg
+from tests.helpers import tiny_cfg
 
 IO = {"input.weight", "input.bias", "output.weight", "output.bias"}
 

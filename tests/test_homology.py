@@ -10,7 +10,7 @@ import torch
 from fpt.errors import FPTError
 from fpt.tasks.homology import CLS, PAD, SEP, SPLITS, RemoteHomology, encode
 from fpt.tasks.homology_fixture import write_json, write_lmdb
-from tests.conftest import tiny_cfg
+from tests.helpers import tiny_cfg
 
 SMALL = dict(n_train=48, n_valid=16, n_test=16, n_folds=4, long_frac=0.1)
 

@@ -13,7 +13,7 @@ from einops import rearrange
 from fpt.errors import FPTError
 from fpt.tasks.image_base import LUMA, carve, patchify
 from fpt.tasks.images import CIFAR_CLASSES, Cifar10, Cifar10Lra, Mnist
-from tests.conftest import compose_cfg
+from tests.helpers import compose_cfg
 
 N_TRAIN, N_TEST, N_VAL = 120, 30, 20
 MNIST_NAMES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]

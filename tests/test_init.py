@@ -8,7 +8,7 @@ from fpt.models.build import build_model
 from fpt.run.train import build, train
 from fpt.trunks.init import xavier_std
 from fpt.tasks.base import TaskSpec
-from tests.conftest import tiny_cfg
+from tests.helpers import tiny_cfg
 
 XOR = TaskSpec(seq_len=10, token_dim=1, num_classes=2, readout="last_k", k=5)
 

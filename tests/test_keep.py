@@ -7,7 +7,7 @@ from transformers import GPT2Model
 from fpt.run.preflight import preflight
 from fpt.errors import FPTError
 from fpt.run.train import build
-from tests.conftest import tiny_cfg
+from tests.helpers import tiny_cfg
 
 
 def test_random_trunk_keeps_the_pretrained_positions_only(tiny):

@@ -13,18 +13,7 @@ import torch
 import fpt.tasks.listops as lo
 from fpt.errors import FPTError
 from fpt.tasks.listops import TOKENS, ListOps, generate, tokenize
-from tests.conftest import tiny_cfg
-
-SMALL = dict(train_size=24, val_size=8, test_size=8, min_len=20, max_len=80, max_depth=6, max_args=5, seed=3)
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory) -> Path:
-    """A data root holding small generated files in LRA's format under listops/."""
-    out = tmp_path_factory.mktemp("data")
-    ListOps.write_data(out, **SMALL)
-    return out
-
+from tests.helpers import LISTOPS_SMALL, tiny_cfg
 
 def _task(root: Path, data: dict | None = None, **kw) -> ListOps:
     task = ListOps(data={"root": str(root), **(data or {})}, **kw)
@@ -56,16 +45,16 @@ def lra_length(source: str) -> int:
     return sum(t not in ("(", ")") for t in source.split())
 
 
-def test_written_files_are_lra_tsvs_with_correct_labels(root):
-    d = root / "listops"
+def test_written_files_are_lra_tsvs_with_correct_labels(listops_root):
+    d = listops_root / "listops"
     assert sorted(p.name for p in d.glob("*.tsv")) == ["basic_test.tsv", "basic_train.tsv", "basic_val.tsv"]
     lines = (d / "basic_train.tsv").read_text().splitlines()
-    assert lines[0] == "Source\tTarget" and len(lines) == 1 + SMALL["train_size"]
+    assert lines[0] == "Source\tTarget" and len(lines) == 1 + LISTOPS_SMALL["train_size"]
     for line in lines[1:]:
         src, label = line.split("\t")
         assert src.startswith("( ") and src.endswith(" ] )")  # LRA's wrappers around the root node
         assert int(label) == reference_value(src)
-        assert SMALL["min_len"] < lra_length(src) < SMALL["max_len"]
+        assert LISTOPS_SMALL["min_len"] < lra_length(src) < LISTOPS_SMALL["max_len"]
     sources = [ln.split("\t")[0] for f in d.glob("*.tsv") for ln in f.read_text().splitlines()[1:]]
     assert len(set(sources)) == len(sources)  # no expression in two splits
 
@@ -108,10 +97,10 @@ def test_median_takes_the_integer_part():
     assert lo.evaluate(("[SM", [9, 8, 7])) == 4
 
 
-def test_batches_have_documented_shapes_padding_and_labels(root):
-    task = _task(root, batch_size=4, bucket=False)
+def test_batches_have_documented_shapes_padding_and_labels(listops_root):
+    task = _task(listops_root, batch_size=4, bucket=False)
     task.setup("fit")
-    src_lines = (root / "listops" / "basic_val.tsv").read_text().splitlines()[1:]
+    src_lines = (listops_root / "listops" / "basic_val.tsv").read_text().splitlines()[1:]
     want = {tuple(tokenize(s)): int(lab) for s, lab in (ln.split("\t") for ln in src_lines)}
     seen = 0
     for batch in task.val_dataloader():
@@ -124,7 +113,7 @@ def test_batches_have_documented_shapes_padding_and_labels(root):
             assert (row[~m] == 0).all() and m[: len(ids)].all()  # right padding with pad id 0
             assert want[tuple(ids)] == int(label)
             seen += 1
-    assert seen == SMALL["val_size"]
+    assert seen == LISTOPS_SMALL["val_size"]
     assert task.spec.vocab_size == 17 and task.spec.pad_id == 0 and task.spec.num_classes == 10
     assert task.spec.seq_len == 2000 and task.spec.truncatable and task.spec.readout == "last"
 
@@ -152,12 +141,12 @@ def test_vocabulary_keeps_closers_and_is_fixed_across_processes(tmp_path):
     assert tokens == list(TOKENS) and ids == tokenize("( ( [SM 1 ) ( ( [MED 7 ) 3 ) ] ) ] )")
 
 
-def test_paper_compat_drops_every_bracket_and_caps_at_512(root):
-    task = _task(root, paper_compat=True)
+def test_paper_compat_drops_every_bracket_and_caps_at_512(listops_root):
+    task = _task(listops_root, paper_compat=True)
     assert task.spec.seq_len == 512
     task.setup("test")
     ds = task.dataset("test")
-    fixed = _task(root)
+    fixed = _task(listops_root)
     fixed.setup("test")
     close = TOKENS.index("]")
     assert not (ds.data.tokens == close).any() and (fixed.dataset("test").data.tokens == close).any()
@@ -165,8 +154,8 @@ def test_paper_compat_drops_every_bracket_and_caps_at_512(root):
     assert ds[0][0].tolist() == [t for t in fixed.dataset("test")[0][0].tolist() if t != close]
 
 
-def test_fit_to_keeps_the_first_tokens(root):
-    task = _task(root, batch_size=8)
+def test_fit_to_keeps_the_first_tokens(listops_root):
+    task = _task(listops_root, batch_size=8)
     task.setup("fit")
     full = task.dataset("val")[0][0].copy()
     task.fit_to(16)
@@ -175,13 +164,13 @@ def test_fit_to_keeps_the_first_tokens(root):
     assert next(iter(task.val_dataloader()))["x"].shape[1] == 16
 
 
-def test_bucketed_train_batches_cover_every_example_once(root):
-    task = _task(root, batch_size=5)
+def test_bucketed_train_batches_cover_every_example_once(listops_root):
+    task = _task(listops_root, batch_size=5)
     task.setup("fit")
     loader = task.train_dataloader()
     batches = loader.batch_sampler
     epoch0 = list(batches)
-    assert sorted(i for b in epoch0 for i in b) == list(range(SMALL["train_size"]))
+    assert sorted(i for b in epoch0 for i in b) == list(range(LISTOPS_SMALL["train_size"]))
     batches.set_epoch(1)
     assert list(batches) != epoch0
     batches.set_epoch(0)
@@ -190,9 +179,9 @@ def test_bucketed_train_batches_cover_every_example_once(root):
     assert sizes == [5, 5, 5, 5, 4]  # full batches first, the short one last
 
 
-def test_data_train_size_takes_a_seeded_nested_subset(root):
+def test_data_train_size_takes_a_seeded_nested_subset(listops_root):
     def train_rows(n):
-        task = _task(root, data={"train_size": n})
+        task = _task(listops_root, data={"train_size": n})
         task.setup("fit")
         ds = task.dataset("train")
         return [tuple(ds[i][0].tolist()) for i in range(len(ds))]
@@ -200,11 +189,11 @@ def test_data_train_size_takes_a_seeded_nested_subset(root):
     five, ten, again = train_rows(5), train_rows(10), train_rows(5)
     assert len(five) == 5 and len(ten) == 10 and five == again
     assert set(five) < set(ten)  # a smaller set is part of a larger one
-    assert len(train_rows(None)) == SMALL["train_size"]
+    assert len(train_rows(None)) == LISTOPS_SMALL["train_size"]
 
 
 def test_cache_is_reused_and_invalidated_when_the_file_changes(tmp_path, monkeypatch):
-    ListOps.write_data(tmp_path, **SMALL)
+    ListOps.write_data(tmp_path, **LISTOPS_SMALL)
     path = tmp_path / "listops" / "basic_val.tsv"
     calls = []
     real = lo.tokenize_file
@@ -223,7 +212,7 @@ def test_cache_is_reused_and_invalidated_when_the_file_changes(tmp_path, monkeyp
 
 
 def test_files_directly_in_data_root_are_accepted(tmp_path):
-    ListOps.write_data(tmp_path, **SMALL)
+    ListOps.write_data(tmp_path, **LISTOPS_SMALL)
     flat = tmp_path / "flat"
     (tmp_path / "listops").rename(flat)
     assert _task(flat).data_dir() == flat
@@ -240,7 +229,7 @@ def test_missing_files_error_is_one_line_and_names_them(tmp_path):
 
 
 def test_bad_header_and_bad_label_fail_in_one_line(tmp_path):
-    ListOps.write_data(tmp_path, **SMALL)
+    ListOps.write_data(tmp_path, **LISTOPS_SMALL)
     d = tmp_path / "listops"
     lines = (d / "basic_test.tsv").read_text().splitlines()
     (d / "basic_test.tsv").write_text("\n".join(lines[1:]) + "\n")
@@ -273,17 +262,17 @@ def test_write_data_rejects_bad_options():
 
 
 @pytest.mark.slow
-def test_train_end_to_end_writes_test_accuracy(tiny, root, tmp_path):
+def test_train_end_to_end_writes_test_accuracy(tiny, listops_root, tmp_path):
     from fpt.run.train import build, train
 
-    cfg = tiny_cfg(tiny, "bert", "task=listops", f"data.root={root}", "trainer.max_steps=4",
+    cfg = tiny_cfg(tiny, "bert", "task=listops", f"data.root={listops_root}", "trainer.max_steps=4",
                    "trainer.val_check_interval=2", "task.batch_size=4", "trainer.log_every_n_steps=1")
     task, lit = build(cfg)  # the tiny BERT has 64 positions: model and task are cut to them
     assert task.spec.seq_len == lit.model.spec.seq_len == 64 and lit.model.spec.vocab_size == 17
     res = train(cfg, tmp_path / "run")
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved["test/acc"] == res["test/acc"] and saved["task"] == "listops" and saved["steps"] == 4
-    n_test = SMALL["test_size"]
+    n_test = LISTOPS_SMALL["test_size"]
     assert 0 <= res["test/acc"] <= 1 and abs(res["test/acc"] * n_test - round(res["test/acc"] * n_test)) < 1e-6  # whole test file
 
 

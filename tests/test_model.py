@@ -6,7 +6,7 @@ import torch
 from fpt.errors import FPTError
 from fpt.models.build import build_model
 from fpt.tasks.base import TaskSpec
-from tests.conftest import tiny_cfg
+from tests.helpers import tiny_cfg
 
 BITS = TaskSpec(seq_len=60, token_dim=10, num_classes=2, readout="last_k", k=10, targets_per_position=10)
 SEQ = TaskSpec(seq_len=40, vocab_size=17, pad_id=0, num_classes=10, readout="last", truncatable=True)

@@ -7,23 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from fpt.cli import main as fpt_main
 from fpt.models.freeze import count_params, count_used
 from fpt.run.train import build, train
 from fpt.tasks.bits import TEST, VAL, BitMemory, batch_seeds, set_seed
-from tests.conftest import compose_cfg, tiny_cfg
-
-
-def fpt(capsys, *args):
-    """The `fpt` command in-process: (exit code, stdout, stderr)."""
-    code = fpt_main([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from tests.helpers import compose_cfg, run_fpt, tiny_cfg
 
 
 # --- the "Full" row is a transformer trained from scratch --------------------------------------------
 def test_scratch_trains_every_tensor_but_the_token_table_of_a_random_trunk(tiny, capsys):
-    code, out, err = fpt(capsys, "inspect", "variant=scratch", "trunk=gpt2", f"trunk.path={tiny['gpt2']}")
+    code, out, err = run_fpt(capsys, "inspect", "variant=scratch", "trunk=gpt2", f"trunk.path={tiny['gpt2']}")
     assert code == 0, err
     rows = [ln.split() for ln in out.splitlines() if ln.endswith(("trainable", "frozen"))]
     frozen = {r[0] for r in rows if r[-1] == "frozen"}
@@ -101,10 +93,10 @@ def test_a_run_shorter_than_its_validation_interval_validates_and_checkpoints_at
 @pytest.mark.slow
 def test_a_short_run_works_with_eval_and_analyze(short_run, capsys):
     d, res = short_run
-    code, out, err = fpt(capsys, "eval", f"ckpt={d / 'checkpoints' / 'best.ckpt'}")
+    code, out, err = run_fpt(capsys, "eval", f"ckpt={d / 'checkpoints' / 'best.ckpt'}")
     assert code == 0, err
     assert f"test/acc {res['test/acc']:.4f}" in out
-    code, out, err = fpt(capsys, "analyze", "attention", f"run={d}", "n=8", "examples=1")
+    code, out, err = run_fpt(capsys, "analyze", "attention", f"run={d}", "n=8", "examples=1")
     assert code == 0, err
     assert (d / "analysis" / "attention_stats.csv").is_file()
 

@@ -8,7 +8,7 @@ import torch
 from fpt.checkpoint import load_checkpoint
 from fpt.run.train import build, train
 from fpt.tasks.bits import _Stream
-from tests.conftest import tiny_cfg
+from tests.helpers import tiny_cfg
 
 LEARN = ("freeze=none", "optim.lr=3e-3", "trunk.dropout=0.0", "trainer.val_check_interval=50")
 

@@ -7,10 +7,9 @@ import pytest
 import torch
 
 from fpt.checkpoint import load_checkpoint
-from fpt.cli import main
 from fpt.run.preflight import preflight
 from fpt.run.train import build, evaluate, train
-from tests.conftest import FAST, compose_cfg, save_tiny, tiny_cfg
+from tests.helpers import FAST, compose_cfg, run_fpt, save_tiny, tiny_cfg
 
 R = 4
 
@@ -117,11 +116,7 @@ def test_lora_trains_slim_evals_and_exports_a_merged_model(tiny, tmp_path):
 
 
 def _err(args, capsys, tmp_path):
-    try:
-        code = main([*args, f"hydra.run.dir={tmp_path / 'run'}"])
-    except SystemExit as e:
-        code = e.code
-    err = capsys.readouterr().err
+    code, _, err = run_fpt(capsys, *args, f"hydra.run.dir={tmp_path / 'run'}")
     lines = [ln for ln in err.strip().splitlines() if ln.strip() and not ln.startswith("note:")]
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
     return lines[0]

@@ -16,7 +16,7 @@ from fpt.checkpoint import load_checkpoint
 from fpt.cli import main as fpt_main
 from fpt.errors import FPTError, Preempted
 from fpt.run.train import train
-from tests.conftest import FAST, compose_cfg, tiny_cfg
+from tests.helpers import FAST, compose_cfg, tiny_cfg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAME = ("val/acc", "test/acc", "test/loss", "train/acc", "steps", "steps_to", "best_step")

@@ -13,7 +13,7 @@ import torch
 from fpt.checkpoint import atomic_write_bytes, load_checkpoint
 from fpt.errors import FPTError
 from fpt.run.train import train
-from tests.conftest import FAST, tiny_cfg
+from tests.helpers import FAST, tiny_cfg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from fpt.study.sweep import select
-from tests.test_cli import run
+from tests.helpers import run_fpt_process
 
 GRID = ["variant=fpt,full", "seed=0,1"]
 
@@ -15,7 +15,7 @@ GRID = ["variant=fpt,full", "seed=0,1"]
 def _sweep(tiny, sweep_dir, *extra, key="out", cwd=None):
     fast = ["trunk=gpt2", f"trunk.path={tiny['gpt2']}", "trainer.max_steps=4", "trainer.val_check_interval=2",
             "trainer.enable_progress_bar=false", "task.val_size=64", "task.test_size=64"]
-    p, _ = run("sweep", *GRID, *fast, *extra, f"{key}={sweep_dir}", cwd=cwd)
+    p, _ = run_fpt_process("sweep", *GRID, *fast, *extra, f"{key}={sweep_dir}", cwd=cwd)
     return p
 
 
@@ -116,7 +116,7 @@ def test_scaling_sweep_has_one_row_per_variant_size_and_seed_and_a_size_plot(tin
 
     fast = ["trunk=gpt2", f"trunk.path={tiny['gpt2']}", "trainer.max_steps=4", "trainer.val_check_interval=2",
             "trainer.enable_progress_bar=false", "task.val_size=64", "task.test_size=64"]
-    p, _ = run("sweep", "data.train_size=8,64", "variant=fpt,full", "seed=0,1", *fast, f"out={tmp_path}")
+    p, _ = run_fpt_process("sweep", "data.train_size=8,64", "variant=fpt,full", "seed=0,1", *fast, f"out={tmp_path}")
     assert p.returncode == 0, p.stderr[-3000:]
     rows = _rows(tmp_path)
     keys = sorted((r["variant"], r["seed"]) for r in rows)
@@ -134,7 +134,7 @@ def test_seed0_protocol_chooses_the_lr_on_seed_0_then_runs_the_other_seeds_at_it
 
     fast = ["trunk=gpt2", f"trunk.path={tiny['gpt2']}", "trainer.max_steps=4", "trainer.val_check_interval=2",
             "trainer.enable_progress_bar=false", "task.val_size=64", "task.test_size=64", "stop_at_val_acc=null"]
-    p, _ = run("sweep", "variant=fpt,scratch", "optim.lr=1e-4,1e-2", "seed=0,1,2", "sweep.lr_protocol=seed0", *fast,
+    p, _ = run_fpt_process("sweep", "variant=fpt,scratch", "optim.lr=1e-4,1e-2", "seed=0,1,2", "sweep.lr_protocol=seed0", *fast,
                f"hydra.sweep.dir={tmp_path}")
     assert p.returncode == 0, p.stderr[-3000:]
     rows = collect(tmp_path)

@@ -8,7 +8,7 @@ import torch
 from fpt.checkpoint import load_checkpoint
 from fpt.errors import FPTError
 from fpt.run.train import build, evaluate, restore, train
-from tests.conftest import tiny_cfg
+from tests.helpers import tiny_cfg
 
 LEARN = ("freeze=none", "optim.lr=3e-3", "trunk.dropout=0.0", "trainer.max_steps=500", "trainer.val_check_interval=50")
 

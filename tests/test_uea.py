@@ -7,7 +7,7 @@ import pytest
 
 from fpt.errors import FPTError
 from fpt.tasks.base import build_task
-from tests.conftest import compose_cfg
+from tests.helpers import compose_cfg
 
 HEADER = "# a comment\n@problemName Toy\n@timeStamps false\n@missing true\n@univariate false\n@dimensions 2\n" \
          "@equalLength false\n@classLabel true a b\n@data\n"

@@ -6,7 +6,7 @@ import torch
 from fpt.models.freeze import count_params, count_used, used_values
 from fpt.run.precision import store_frozen
 from fpt.run.train import build
-from tests.conftest import compose_cfg, tiny_cfg
+from tests.helpers import compose_cfg, tiny_cfg
 
 
 def test_bitfit_leaves_out_bert_key_biases_and_keeps_query_and_value_biases(tiny):

@@ -1,10 +1,10 @@
 """ViT-style image encoders beyond ViT (DeiT, BEiT, DINOv2, DINOv2 with registers) on task tokens, and the image
-models FPT refuses. Tiny models from tests/conftest.py's zoo (a 7x7 grid of 4-pixel patches, hidden 16, 2 blocks)."""
+models FPT refuses. Tiny models from tests/helpers.py's zoo (a 7x7 grid of 4-pixel patches, hidden 16, 2 blocks)."""
 
 import pytest
 import torch
 
-from tests.conftest import FAST, compose_cfg, save_tiny
+from tests.helpers import FAST, compose_cfg, save_tiny
 
 # family -> the encoder's own leading tokens: (positioned prefix, unpositioned registers)
 OWN = {"vit": (1, 0), "deit": (2, 0), "beit": (1, 0), "dinov2": (1, 0), "dinov2_with_registers": (1, 2)}
