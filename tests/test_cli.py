@@ -38,6 +38,24 @@ def test_train_as_typed_then_eval_reproduces_it(tiny, tmp_path):
     assert f"test/acc {res['test/acc']:.4f}" in p.stdout
 
 
+
+@pytest.mark.slow
+def test_ddp_as_typed_reruns_the_command_per_rank_and_tests_once_on_rank_0(tiny, tmp_path):
+    """trainer.strategy=ddp: Lightning starts rank 1 by running the command line again (both ranks reach the test);
+    the process group closes on both, rank 0 tests on one device and writes the one results.json."""
+    run_dir = tmp_path / "run"
+    shown = [a for a in FAST if "progress_bar" not in a]
+    p, _ = run_fpt_process("train", "task=bit_xor", "trunk=gpt2", f"trunk.path={tiny['gpt2']}", *shown,
+                           "trainer.max_steps=10", "trainer.val_check_interval=5", "trainer.devices=2",
+                           "trainer.strategy=ddp", "eval.train_acc=false", f"out={run_dir}")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "MEMBER: 2/2" in p.stderr  # two ranks did run
+    res = json.loads((run_dir / "results.json").read_text())
+    assert res["steps"] == 10 and res["status"] == "ok"
+    q, _ = run_fpt_process("eval", f"run={run_dir}")
+    assert q.returncode == 0, q.stderr[-2000:]
+    assert f"test/acc {res['test/acc']:.4f}" in q.stdout
+
 def test_inspect_lists_norms_positions_input_output_as_trainable(tiny, capsys):
     code, out, err = run_fpt(capsys, "inspect", "trunk=gpt2", f"trunk.path={tiny['gpt2']}", "freeze=attn,ffn")
     assert code == 0, err[-2000:]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fpt.checkpoint import load_checkpoint
-from fpt.run.train import build, train
+from fpt.run.train import build, evaluate, train
 from fpt.tasks.bits import _Stream
 from tests.helpers import tiny_cfg
 
@@ -35,6 +35,9 @@ def test_cpu_ddp_spawn_two_processes_trains_and_writes_results(tiny, tmp_path):
     assert json.loads((tmp_path / "results.json").read_text()) == res
     ckpt = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
     assert ckpt["global_step"] == res["steps"]
+    # tested once on one device (no sampler padding, no second spawn): what `fpt eval` scores on the same checkpoint
+    again = evaluate(res["best_checkpoint"])
+    assert (again["test/acc"], again["test/loss"]) == pytest.approx((res["test/acc"], res["test/loss"]), abs=1e-6)
 
 
 @pytest.mark.slow

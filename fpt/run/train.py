@@ -94,10 +94,11 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None, prepared: P
     t0 = time.perf_counter()
     steps = _fit(cfg, trainer, p, fit, run_dir, extra)
     best = fit.best.best_model_path or None
-    test = trainer.test(p.lit, datamodule=p.task, ckpt_path=best, verbose=False)[0]
-    more = _further_tests(cfg, trainer, p, best)
-    if not trainer.is_global_zero:  # under DDP every rank runs this; rank 0 writes the results
+    tester = one_device_tester(cfg, trainer)
+    if tester is None:  # under DDP every rank runs this; rank 0 tests and writes the results
         return None
+    test = tester.test(p.lit, datamodule=p.task, ckpt_path=best, verbose=False)[0]
+    more = _further_tests(cfg, tester, p, best)
     results = _results(cfg, trainer, p, fit, {**{k: float(v) for k, v in test.items() if k.startswith("test/")}, **more}, extra)
     results.steps = steps
     _records(results, p, fit)
@@ -150,6 +151,26 @@ def _fit(cfg: DictConfig, trainer: pl.Trainer, p: Prepared, fit: Fit, run_dir: P
     if fit.timing.train_steps == 0 and (ckpt_dir / "last.ckpt").is_file():  # ddp_spawn trained in child processes
         return from_last_checkpoint(ckpt_dir / "last.ckpt", (fit.history, fit.timing, fit.resumes))
     return int(trainer.global_step)
+
+
+def one_device_tester(cfg: DictConfig, trainer: pl.Trainer) -> pl.Trainer | None:
+    """The trainer that tests the selected model: `trainer` itself when it ran on one device. After a DDP or FSDP fit,
+    a one-device trainer on global rank 0 (None on the other ranks): a DistributedSampler pads each split to a multiple
+    of the world size by repeating examples, so testing on every rank would score some examples twice, and ddp_spawn
+    would start its processes again. The process group is closed first on every rank, so torchmetrics on rank 0 does
+    not wait for ranks that have left."""
+    if trainer.world_size == 1:
+        return trainer
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():  # ddp launched as processes (torchrun, SLURM): all ranks are here
+        dist.barrier()
+        dist.destroy_process_group()
+    if not trainer.is_global_zero:
+        return None
+    return make_trainer({"accelerator": cfg.trainer.get("accelerator", "auto"), "devices": 1, "num_nodes": 1,
+                         "precision": trainer.precision}, logger=trainer.loggers or False, enable_checkpointing=False,
+                        enable_progress_bar=False, default_root_dir=trainer.default_root_dir)
 
 
 def _further_tests(cfg: DictConfig, trainer: pl.Trainer, p: Prepared, best: str | None) -> dict:
