@@ -19,6 +19,6 @@ def save(fig, path: Path, dpi: int = 110, tight: bool = True) -> Path:
     """Write `fig` to `path` (PNG) and free it; returns the path."""
     if tight:
         fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")  # legends placed outside the axes included
     pyplot().close(fig)
     return Path(path)

@@ -189,3 +189,26 @@ def test_parameter_efficiency_shows_an_error_metric_as_it_is_with_its_direction(
     assert ax.get_ylabel() == "test mse ↓"
     assert {float(line.get_ydata()[0]) for line in ax.lines} == {0.25, 0.5}  # markers and caps, not x100
     assert efficiency.axis_label("map") == "map (%) ↑"
+
+
+def test_a_swept_data_set_is_a_column_and_the_tasks_references_are_rows(tmp_path):
+    """data.name varies: one column per set (uea/GunPoint), the variant rows keep their labels, and each set's own
+    baseline/* numbers are italic rows (a range where a column's runs recorded different ones)."""
+    import json as _json
+
+    from fpt.study.report import report
+
+    runs = [("fpt", "GunPoint", 0.9, 0.913), ("fpt", "ArrowHead", 0.6, 0.8), ("no_trunk", "GunPoint", 0.5, 0.913),
+            ("no_trunk", "ArrowHead", 0.4, 0.7)]  # ArrowHead's two runs disagree on the reference: a range
+    for variant, name, acc, nn in runs:
+        d = tmp_path / f"{variant}-{name}"
+        d.mkdir()
+        (d / "results.json").write_text(_json.dumps({
+            "status": "ok", "task": "uea", "model": "fpt", "seed": 0, "lr": 1e-3, "val/acc": acc, "test/acc": acc,
+            "baseline/1nn_acc": nn, "baseline/note": "text is not a number", "label": variant,
+            "overrides": {"variant": variant, "data.name": name, "experiment": "x"}}))
+    md = report(tmp_path).read_text().split("## Validation")[0]
+    assert "| variant | uea/ArrowHead (acc % ↑) | uea/GunPoint (acc % ↑) |" in md  # no multirun.yaml: as found
+    assert "| fpt | 60.0 ± 0.0 (n=1) | 90.0 ± 0.0 (n=1) |" in md
+    assert "| *baseline/1nn_acc* | 70.0–80.0 | 91.3 |" in md and "baseline/note" not in md
+    assert (tmp_path / "plots" / "accuracy_bars.png").stat().st_size > 10_000

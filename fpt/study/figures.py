@@ -69,10 +69,11 @@ def learning_curves(rows, by, tasks, plots: Path, title: str = "", chance: dict 
     return save(fig, plots / "learning_curves.png")
 
 
-def bars(by, variants, tasks, plots: Path, title: str = "", chance: dict | None = None) -> Path:
-    """Grouped bars: test accuracy per variant (e.g. the parameter-group ablation) for each task."""
+def bars(by, variants, tasks, plots: Path, title: str = "", chance: dict | None = None, refs: dict | None = None) -> Path:
+    """Grouped bars: test accuracy per variant (e.g. the parameter-group ablation) for each task column; each task's
+    chance level and its own reference numbers (`refs`: baseline/NAME -> {task: [values]}) as lines across its group."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(max(5.5, 1.2 * len(variants) * len(tasks)), 4.2))
+    fig, ax = plt.subplots(figsize=(max(5.5, 0.45 * len(variants) * len(tasks) + 2.5), 4.2))
     width = 0.8 / max(len(variants), 1)
     highest = 0.0
     for i, v in enumerate(variants):
@@ -81,15 +82,18 @@ def bars(by, variants, tasks, plots: Path, title: str = "", chance: dict | None 
         es = [100 * by[(v, t)]["test_std"] if (v, t) in by else 0 for t in tasks]
         highest = max([highest, *(y + e for y, e in zip(ys, es))])
         ax.bar(xs, ys, width, yerr=es, capsize=3, label=v)
-    shown = [(j, (chance or {})[t]) for j, t in enumerate(tasks) if t in (chance or {})]
-    for k, (j, c) in enumerate(shown):  # each task's own chance level, across its group of bars
-        ax.hlines(100 * c, j - width / 2 - 0.05, j + 0.8 - width / 2 + 0.05, ls=":", lw=1.2, color="gray",
-                  label="chance (1 / classes)" if k == 0 else None)
+    lines = [("chance (1 / classes)", {t: [c] for t, c in (chance or {}).items() if c is not None}, ":", "gray")]
+    lines += [(k, per_task, style, "black") for (k, per_task), style in zip((refs or {}).items(), ("--", "-.", (0, (1, 3)), "-"))]
+    for label, per_task, style, color in lines:  # across each task's group of bars
+        shown = [(j, v) for j, t in enumerate(tasks) for v in per_task.get(t, [])]
+        for k, (j, v) in enumerate(shown):
+            ax.hlines(100 * v, j - width / 2 - 0.05, j + 0.8 - width / 2 + 0.05, ls=style, lw=1.4, color=color,
+                      label=label if k == 0 else None)
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(tasks))], tasks)
     percent_axis(ax, highest=highest)
     ax.set_ylabel(f"test accuracy (%)\nbars: mean; error bars: {seeds_label(c['n'] for c in by.values())}")
     ax.set_title(f"{title}\ntest accuracy at the lr chosen on validation", fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return save(fig, plots / "accuracy_bars.png")
 
 

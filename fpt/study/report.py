@@ -67,6 +67,7 @@ class Sweep:
     tasks: list[str]
     by: dict  # (variant, task) -> cell
     metric: dict  # task -> its metric
+    refs: dict  # baseline/NAME -> {task: its value(s) on the task's split}
 
 
 def report(sweep_dir: Path, out_dir: Path | None = None) -> Path:
@@ -99,7 +100,21 @@ def _read(sweep_dir: Path) -> Sweep:
     variants = list(dict.fromkeys(r["variant"] for r in ok))
     tasks = list(dict.fromkeys(r["task"] for r in ok))
     by = {(c["variant"], c["task"]): c for c in cells}
-    return Sweep(sweep_dir, rows, ok, cells, on_seed, variants, tasks, by, {c["task"]: c["metric"] for c in cells})
+    return Sweep(sweep_dir, rows, ok, cells, on_seed, variants, tasks, by, {c["task"]: c["metric"] for c in cells},
+                 references(ok))
+
+
+def references(ok: list[dict]) -> dict[str, dict[str, list[float]]]:
+    """The tasks' own reference numbers (results.json's baseline/* keys, e.g. 1-NN on the same split): per key, per
+    task column, the distinct values its runs recorded (one, unless the split varies within the column)."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for r in ok:
+        for k, v in r.items():
+            if k.startswith("baseline/") and isinstance(v, (int, float)) and not isinstance(v, bool):
+                values = out.setdefault(k, {}).setdefault(r["task"], [])
+                if float(v) not in values:
+                    values.append(float(v))
+    return out
 
 
 def _plots(sw: Sweep, plots: Path) -> list[Path | None]:
@@ -109,7 +124,7 @@ def _plots(sw: Sweep, plots: Path) -> list[Path | None]:
         return []
     pby = {k: c for k, c in sw.by.items() if k[1] in pct}
     name, chance = f"sweep {sw.dir.name}", task_chances(sw.ok)
-    return [learning_curves(sw.rows, pby, pct, plots, name, chance), bars(pby, sw.variants, pct, plots, name, chance),
+    return [learning_curves(sw.rows, pby, pct, plots, name, chance), bars(pby, sw.variants, pct, plots, name, chance, sw.refs),
             lr_plot(pby, sw.variants, pct, plots, name, chance),
             size_plot([r for r in sw.ok if r["task"] in pct], plots, name, chance)]
 
@@ -124,7 +139,11 @@ def _tables(sw: Sweep) -> list[str]:
     lines = [f"# Sweep report: {sw.dir.name}", "",
              f"Test value of each task's metric at the selected learning rate, mean ± std over seeds (n); {how}. "
              "Accuracy, F1 and mAP in %, higher is better (↑); MSE and MAE as they are, lower is better (↓).", ""]
-    lines += _table(["variant", *heads], [[v, *(by[(v, t)]["cell"] if (v, t) in by else "–" for t in tasks)] for v in variants])
+    lines += _table(["variant", *heads], [[v, *(by[(v, t)]["cell"] if (v, t) in by else "–" for t in tasks)] for v in variants]
+                    + [[f"*{k}*", *(_ref(metric[t], sw.refs[k].get(t)) for t in tasks)] for k in sw.refs])
+    if sw.refs:
+        lines += ["", "Rows in italics are the tasks' own reference numbers on the same split (results.json's `baseline/*`: "
+                  "no training, no selection; e.g. 1-NN on the whole training file), not variants of the sweep."]
     lines += ["", "## Validation metric of the same runs", "",
               "Best validation value of the selected runs, mean over seeds: the number model selection saw." +
               (" The paper's remote-homology result (12.7%) is on TAPE's validation split (its code evaluated `valid` "
@@ -174,6 +193,13 @@ def _train_vs_test(by: dict, variants: list[str], tasks: list[str]) -> list[str]
             return "–"
         return f"{fmt(c['metric'], c['test_mean'])} / {fmt(c['metric'], c['train_mean'])}"
     return out + _table(["variant (test / train)", *tasks], [[v, *(cell(v, t) for t in tasks)] for v in variants])
+
+
+def _ref(metric: str, values: list[float] | None) -> str:
+    """A reference cell: its value, or the range when the split varies within the column (data.train_size)."""
+    if not values:
+        return "–"
+    return fmt(metric, values[0]) if len(values) == 1 else f"{fmt(metric, min(values))}–{fmt(metric, max(values))}"
 
 
 def _table(header: list[str], body: list[list[str]]) -> list[str]:

@@ -19,6 +19,7 @@ from fpt.run.results import NAME, Results
 from fpt.run.objectives import MODES, fmt
 
 SELECT_OVER = ("seed", "optim.lr")  # averaged over (seed) and selected over (lr) within a cell
+DATA_KEYS = ("data.name",)  # overrides that name a data set (a UEA archive, a forecasting file): columns, like tasks
 COLUMNS = ["status", "variant", "task", "seed", "lr", "metric", "val", "test", "train", "val/acc", "test/acc", "train/acc", "steps",
            "wall_seconds",
            "params_trainable", "params_used",
@@ -111,10 +112,18 @@ def variant_of(res: Results, varying: set[str] | None = None) -> str:
     """A run's row in the table: its variant label plus the other overrides that vary across the sweep (e.g.
     data.train_size), or without a label those overrides; never task, seed and lr (columns, mean, selection)."""
     ov = res.overrides or {}
-    skip = ("task", *SELECT_OVER) + (("variant", "experiment") if res.label else ())
+    skip = ("task", *SELECT_OVER, *DATA_KEYS) + (("variant", "experiment") if res.label else ())
     keys = [k for k in sorted(ov) if k not in skip and not k.startswith(("hydra.", "data.root"))
             and (varying is None or k in varying)]
     return " ".join(([str(res.label)] if res.label else []) + [f"{k}={ov[k]}" for k in keys]) or "default"
+
+
+def task_of(res: Results, varying: set[str] | None = None) -> str:
+    """A run's column in the table: its task, with the data set when the sweep varies it (`uea/GunPoint`)."""
+    ov = res.overrides or {}
+    task = str(_either(res.task, ov.get("task", "")))
+    named = [str(ov[k]) for k in DATA_KEYS if k in ov and (varying is None or k in varying)]
+    return "/".join([task, *named])
 
 
 def collect(sweep_dir: Path) -> list[dict]:
@@ -142,7 +151,7 @@ def _row(res: Results, run_dir: Path, varying: set[str]) -> dict:
     """One run's row of results.csv (a value the run did not record: empty)."""
     ov = res.overrides or {}
     row = {
-        "status": res.status, "variant": variant_of(res, varying), "task": _either(res.task, ov.get("task", "")),
+        "status": res.status, "variant": variant_of(res, varying), "task": task_of(res, varying),
         "seed": _either(res.seed, ov.get("seed", "")), "lr": _either(res.lr, ov.get("optim.lr", "")),
         "config": " ".join(f"{k}={v}" for k, v in sorted(ov.items())), "run_dir": str(run_dir),
         "freeze": ",".join(res.freeze or []), "error": res.error or "",
@@ -151,6 +160,9 @@ def _row(res: Results, run_dir: Path, varying: set[str]) -> dict:
         row[k] = _either(res.scores.get(k), "")
     for k in ("steps", "wall_seconds", "params_trainable", "params_used", "model", "trunk", "init"):
         row[k] = _either(getattr(res, k), "")
+    for k, v in res.scores.items():  # the task's reference numbers on the same split (baseline/1nn_acc, ...)
+        if k.startswith("baseline/"):
+            row[k] = v
     m = row["metric"] = res.metric or "acc"  # the task objective's validation metric: val, test, train hold it
     for split in ("val", "test", "train"):
         row[split] = _either(res.score(split, m), "")
