@@ -1,16 +1,21 @@
 """Every registry entry checked the same way: each model kind has a yaml its options accept, freeze groups the
-toolkit knows, and builds; and a new kind is its own entry (here written in the test) plus model.kind=NAME."""
+toolkit knows, its own default freeze, and builds; each trunk architecture has a preset and maps every tensor of a
+tiny model to a known group; each PEFT method has a variant and adds what it says. A new kind and a new PEFT
+method are each their own entry (here written in the tests) plus what a yaml would set."""
 
 import pytest
 from omegaconf import OmegaConf
 
 from fpt.config import choices, compose, config_dir
 from fpt.config.groups import GROUPS
-from fpt.config.kinds import ModelKind
+from fpt.config.kinds import ModelKind, freeze_of
+from fpt.config.methods import METHODS, PeftMethod
 from fpt.config.schema import check
 from fpt.config.sections import ModelCommon, validate
 from fpt.models.build import build_model
+from fpt.models.adapters import recorded
 from fpt.models.registry import KINDS
+from fpt.trunks import ARCHS
 from fpt.models.wrapper import FPTModel, input_options
 from fpt.tasks.spec import TaskSpec
 
@@ -32,11 +37,73 @@ def test_model_kind_entry(name):
         cfg = compose([f"model={y}"])
         check(e.options, OmegaConf.to_container(cfg.model, resolve=True), "model")
         validate(cfg)
+        assert freeze_of(cfg) == list(e.freeze)  # freeze: null -> the kind's own (FPT attn,ffn; scratch kinds none)
     if not e.trunk:  # the baselines build in a moment; the trunk kind builds on tiny trunks in test_trunks.py
         overrides = {"lstm": ["model.hidden=8", "model.layers=1"], "linformer": ["model.hidden=8", "model.heads=2"]}
         model = build_model(compose([f"model={_yamls(name)[0]}", *overrides.get(name, ["model.hidden=8", "model.heads=2"]
                                                                                   if name != "no_trunk" else [])]), SPEC)
         assert isinstance(model, FPTModel) and set(model.param_groups().values()) <= set(e.groups) | {"input", "output"}
+
+
+ARCH_MODELS = {"gpt2": ("tiny", "gpt2"), "bert": ("tiny", "bert"), "t5": ("tiny", "t5"), "auto": ("zoo", "llama"),
+               "vit": ("zoo", "vit"), "longformer": ("zoo", "longformer")}  # a tiny saved model each arch reads
+
+
+@pytest.mark.parametrize("name", list(ARCHS))
+def test_trunk_architecture_entry(name, tiny, zoo):
+    """An arch: its entry names it and a known forward, a trunk preset uses it, and on a tiny model of its kind every
+    tensor falls in a freeze group the toolkit knows, with the blocks it names found."""
+    from fpt.trunks import build_trunk, get_arch
+    from fpt.trunks.forward import FORWARDS
+
+    arch = get_arch(name)
+    assert arch.name == name and arch.forward in FORWARDS
+    assert set(arch.groups or {}) <= set(GROUPS)
+    presets = [y for y in choices("trunk") if OmegaConf.load(config_dir() / "trunk" / f"{y}.yaml").get("arch") == name]
+    assert presets, f"trunk.arch={name} has no preset in configs/trunk/"
+    for y in presets:
+        validate(compose([f"trunk={y}"]))
+    source, family = ARCH_MODELS[name]
+    cfg = compose([f"trunk={presets[0]}", f"trunk.path={(tiny if source == 'tiny' else zoo)[family]}", "trunk.name=null"])
+    built = build_trunk(cfg.trunk, cfg.model)
+    names = {n for n, _ in built.model.named_parameters()}
+    assert names == set(built.groups) and set(built.groups.values()) <= set(GROUPS)
+    assert len(built.model.get_submodule(built.spec.blocks)) == 2
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_peft_method_entry(name, tiny):
+    """A PEFT method: a variant that chooses it, and on a tiny GPT-2 the group it says it adds (LoRA, IA3, LN tuning:
+    PEFT's new tensors in `adapter`; BitFit: the biases in `bias`), trainable, all else frozen as the variant says."""
+    e = METHODS[name]
+    assert e.name == name and callable(e.adapt)
+    variants = ["fpt"] if name == "none" else [v for v in choices("variant") if compose([f"variant={v}"]).peft.method == name]
+    assert variants, f"peft.method={name} has no variant in configs/variant/"
+    cfg = compose([f"variant={variants[0]}", "trunk=gpt2", f"trunk.path={tiny['gpt2']}"])
+    validate(cfg)
+    model = build_model(cfg, SPEC)
+    groups = model.param_groups()
+    added = {"none": set(), "bitfit": {"bias"}}.get(name, {"adapter"})
+    assert added <= set(groups.values()) and not ({"adapter", "bias"} - added) & set(groups.values())
+    trained = {groups[n] for n, p in model.named_parameters() if p.requires_grad}
+    assert added <= trained and trained <= {"input", "output", "ln", "pos", *added}
+    assert recorded(cfg.peft)["peft_r"] == (int(cfg.peft.r) if e.uses_rank else None)
+
+
+def test_a_new_peft_method_is_one_entry(monkeypatch, tiny):
+    """Adding a PEFT method: its entry (how it changes the trunk's groups) and a variant yaml (here its overrides)."""
+    def first_block_biases(trunk, groups, pcfg, skip=()):
+        return {n: "bias" if n.startswith("h.0.") and n.endswith(".bias") else g for n, g in groups.items()}
+
+    monkeypatch.setitem(METHODS, "bias0", PeftMethod("bias0", first_block_biases, injects=False))
+    cfg = compose(["trunk=gpt2", f"trunk.path={tiny['gpt2']}", "peft.method=bias0", "freeze=[attn,ffn,ln,pos]"])
+    validate(cfg)
+    model = build_model(cfg, SPEC)
+    trained = sorted(n for n, p in model.named_parameters() if p.requires_grad and n.startswith("trunk."))
+    assert trained and all(n.startswith("trunk.h.0.") and n.endswith(".bias") for n in trained)
+    assert recorded(cfg.peft) == {"peft": "bias0", "peft_r": None}
+    with pytest.raises(Exception, match="unknown peft.method 'nope'; choose one of: none, lora"):
+        validate(compose(["peft.method=nope"]))
 
 
 class Mean(ModelCommon):

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 from einops import rearrange, reduce
 
+from fpt.config.kinds import freeze_of
 from fpt.analysis import examples, open_run, require_transformer, slug, trunk_name, trunk_outputs, write_csv
 from fpt.errors import FPTError
 from fpt.plots import pyplot, save
@@ -157,7 +158,7 @@ def _side_b(b: str, a, trunk_overrides: list[str]):
 
 def _label(r) -> str:
     """A short name for a run: its directory, trunk, init and frozen groups."""
-    return f"{r.path.name} ({trunk_name(r.cfg.trunk)} {r.cfg.trunk.init}, freeze={','.join(r.cfg.freeze) or 'none'})"
+    return f"{r.path.name} ({trunk_name(r.cfg.trunk)} {r.cfg.trunk.init}, freeze={','.join(freeze_of(r.cfg)) or 'none'})"
 
 
 def analyze_similarity(a: str, b: str, n: int = 512, pool: str = "mean", trunk_overrides: list[str] | None = None, out: str | None = None) -> list[Path]:

@@ -29,8 +29,8 @@ def config_dir() -> Path:
 
 
 def choices(group: str) -> list[str]:
-    """The options of a config group: its yaml files."""
-    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+    """The options of a config group: its yaml files (a name starting with `_` is a shared base, e.g. trunk/_common)."""
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml") if not p.stem.startswith("_"))
 
 
 def pop_arg(args: list[str], key: str) -> tuple[str | None, list[str]]:

@@ -22,6 +22,7 @@ class ModelKind:
     builder: Callable[[Any, Any], Any]  # (cfg, TaskSpec) -> FPTModel
     trunk: bool  # a Hugging Face trunk: trunk.* applies; its blocks can be unfrozen, skipped and analysed
     groups: tuple[str, ...] = ()  # freeze groups its body's parameters fall in (besides input and output)
+    freeze: tuple[str, ...] = ()  # what `freeze: null` (the root default) freezes: FPT's attn,ffn; scratch kinds none
     note: Optional[str] = None  # what its row shows, printed under `fpt report`'s efficiency table
 
 
@@ -49,3 +50,11 @@ def kind(name: str) -> ModelKind:
 def has_trunk(name: str) -> bool:
     """Whether model.kind `name` wraps a Hugging Face trunk (see ModelKind.trunk)."""
     return kind(str(name)).trunk
+
+
+def freeze_of(cfg) -> list[str]:
+    """The groups a config freezes: `freeze` as given, or with `freeze: null` its model kind's own (see ModelKind.freeze)."""
+    from fpt.config.groups import parse_freeze
+
+    given = cfg.get("freeze")
+    return parse_freeze(given) if given is not None else list(kind(str(cfg["model"]["kind"])).freeze)

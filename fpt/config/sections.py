@@ -54,7 +54,7 @@ class Unfreeze(Options):
 class Peft(Options):
     """Parameter-efficient baselines on the trunk (fpt/models/adapters.py): which method, LoRA's rank, alpha and dropout."""
 
-    method: choice("none", "lora", "ia3", "ln_tuning", "bitfit") = "none"
+    method: Text = "none"  # a registered method (fpt/config/methods.py), checked by validate()
     r: Count = 8
     alpha: Positive = 16.0
     dropout: Dropout = 0.0
@@ -137,7 +137,7 @@ class Root(Options):
 
     seed: Seed = 0
     label: TextOrNull = None
-    freeze: Groups = ["attn", "ffn"]
+    freeze: Optional[Groups] = None  # None: the model kind's own (fpt.config.kinds.freeze_of)
     unfreeze: Unfreeze = Unfreeze()
     peft: Peft = Peft()
     optim: Optim = Optim()
@@ -201,6 +201,7 @@ def validate(cfg) -> None:
     from omegaconf import DictConfig, OmegaConf
 
     from fpt.config.kinds import kind
+    from fpt.config.methods import peft_method
 
     try:
         c = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
@@ -214,6 +215,7 @@ def validate(cfg) -> None:
     has_trunk = kind(name).trunk  # an unknown kind: one line naming the known ones
     check(kind(name).options, c["model"], "model")
     method = (c.get("peft") or {}).get("method", "none")
+    peft_method(str(method))  # an unknown method: one line naming the known ones
     if method != "none" and not has_trunk:
         raise FPTError(f"peft.method={method} adapts a pretrained trunk; it does not apply to model.kind={name}")
     if has_trunk:

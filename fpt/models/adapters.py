@@ -16,13 +16,13 @@ the rest as usual. `merged_trunk` folds the adapters back in: a plain Hugging Fa
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from torch import nn
 
+from fpt.config.methods import PeftMethod
 from fpt.errors import FPTError
 
-METHODS = ("none", "lora", "ia3", "ln_tuning", "bitfit")
 ADAPTER, BIAS = "adapter", "bias"
 KEY_VALUE = {"key", "value", "k", "v", "k_proj", "v_proj", "k_lin", "v_lin", "key_proj", "value_proj", "wk", "wv"}
 
@@ -54,31 +54,41 @@ def norm_modules(trunk: nn.Module, groups: Mapping[str, str]) -> list[str]:
 
 
 def recorded(pcfg) -> dict:
-    """results.json's record of the method: `peft` (none, lora, ...) and `peft_r` (LoRA's rank; None otherwise)."""
+    """results.json's record of the method: `peft` (none, lora, ...) and `peft_r` (the rank of a method sized by it)."""
+    from fpt.config.methods import peft_method
+
     method = str((pcfg or {}).get("method") or "none")
-    return {"peft": method, "peft_r": int(pcfg.get("r", 8)) if method == "lora" else None}
+    return {"peft": method, "peft_r": int(pcfg.get("r", 8)) if peft_method(method).uses_rank else None}
 
 
-def peft_config(trunk: nn.Module, groups: Mapping[str, str], pcfg, skip: Iterable[str] = ()):
-    """The PEFT config of `peft.method` with target modules from the trunk's groups; one line if there are none."""
+def lora_config(trunk: nn.Module, groups: Mapping[str, str], pcfg, skip: Iterable[str] = ()):
+    """LoRA on every attention projection (a Linear or Conv1D whose weight is in group attn)."""
     import peft
 
-    method, name = str(pcfg.get("method")), type(trunk).__name__
     attn = projections(trunk, groups, "attn", skip)
-    if method == "lora":
-        _need(attn, f"peft.method=lora: found no attention projection (a Linear or Conv1D in group attn) in this {name} trunk")
-        return peft.LoraConfig(r=int(pcfg.get("r", 8)), lora_alpha=float(pcfg.get("alpha", 16)), lora_dropout=float(pcfg.get("dropout", 0.0)),
-                               target_modules=attn, fan_in_fan_out=_fan_in_fan_out(trunk, attn))
-    if method == "ia3":
-        kv = [n for n in attn if n.rsplit(".", 1)[-1] in KEY_VALUE] or attn
-        down = [n for n in projections(trunk, groups, "ffn", skip) if in_out(trunk.get_submodule(n))[0] > in_out(trunk.get_submodule(n))[1]]
-        _need(kv, f"peft.method=ia3: found no attention projection (a Linear or Conv1D in group attn) in this {name} trunk")
-        return peft.IA3Config(target_modules=kv + down, feedforward_modules=down, fan_in_fan_out=_fan_in_fan_out(trunk, kv + down))
-    if method == "ln_tuning":
-        norms = norm_modules(trunk, groups)
-        _need(norms, f"peft.method=ln_tuning: this {name} trunk has no normalisation layers (group ln)")
-        return peft.LNTuningConfig(target_modules=norms)
-    raise FPTError(f"unknown peft.method '{method}'; choose one of: {', '.join(METHODS)}")
+    _need(attn, f"peft.method=lora: found no attention projection (a Linear or Conv1D in group attn) in this {type(trunk).__name__} trunk")
+    return peft.LoraConfig(r=int(pcfg.get("r", 8)), lora_alpha=float(pcfg.get("alpha", 16)), lora_dropout=float(pcfg.get("dropout", 0.0)),
+                           target_modules=attn, fan_in_fan_out=_fan_in_fan_out(trunk, attn))
+
+
+def ia3_config(trunk: nn.Module, groups: Mapping[str, str], pcfg, skip: Iterable[str] = ()):
+    """IA3 on the key and value projections and the feed-forward's down projection."""
+    import peft
+
+    attn = projections(trunk, groups, "attn", skip)
+    kv = [n for n in attn if n.rsplit(".", 1)[-1] in KEY_VALUE] or attn
+    down = [n for n in projections(trunk, groups, "ffn", skip) if in_out(trunk.get_submodule(n))[0] > in_out(trunk.get_submodule(n))[1]]
+    _need(kv, f"peft.method=ia3: found no attention projection (a Linear or Conv1D in group attn) in this {type(trunk).__name__} trunk")
+    return peft.IA3Config(target_modules=kv + down, feedforward_modules=down, fan_in_fan_out=_fan_in_fan_out(trunk, kv + down))
+
+
+def ln_tuning_config(trunk: nn.Module, groups: Mapping[str, str], pcfg, skip: Iterable[str] = ()):
+    """LayerNorm tuning: a trained copy of every module owning `ln` tensors."""
+    import peft
+
+    norms = norm_modules(trunk, groups)
+    _need(norms, f"peft.method=ln_tuning: this {type(trunk).__name__} trunk has no normalisation layers (group ln)")
+    return peft.LNTuningConfig(target_modules=norms)
 
 
 def _need(names: list, message: str) -> None:
@@ -95,22 +105,44 @@ def _fan_in_fan_out(trunk: nn.Module, names: list[str]) -> bool:
 
 
 def add_adapters(trunk: nn.Module, groups: Mapping[str, str], pcfg, skip: Iterable[str] = ()) -> dict[str, str]:
-    """Apply `peft.method` to `trunk` in place; returns the trunk's new name -> group map."""
-    method = str((pcfg or {}).get("method") or "none")
-    if method == "none":
-        return dict(groups)
-    if method == "bitfit":
-        out = {n: BIAS if n.rsplit(".", 1)[-1] == "bias" and g != "emb" else g for n, g in groups.items()}
-        _need([g for g in out.values() if g == BIAS], f"peft.method=bitfit: this {type(trunk).__name__} trunk has no biases")
-        return out
-    import warnings
+    """Apply `peft.method` to `trunk` in place (its registered entry); returns the trunk's new name -> group map."""
+    from fpt.config.methods import peft_method
 
-    import peft
+    return peft_method(str((pcfg or {}).get("method") or "none")).adapt(trunk, groups, pcfg or {}, skip)
 
-    with warnings.catch_warnings():  # LN tuning wraps any norm class, and says so per layer
-        warnings.filterwarnings("ignore", message="Unsupported layer type")
-        peft.inject_adapter_in_model(peft_config(trunk, groups, pcfg, skip), trunk)
-    return regroup(trunk, groups)
+
+def injected(config: Callable) -> Callable:
+    """An entry's `adapt` for a PEFT config builder: inject its layers in place, regroup the trunk's tensors."""
+    def adapt(trunk: nn.Module, groups: Mapping[str, str], pcfg, skip: Iterable[str] = ()) -> dict[str, str]:
+        import warnings
+
+        import peft
+
+        with warnings.catch_warnings():  # LN tuning wraps any norm class, and says so per layer
+            warnings.filterwarnings("ignore", message="Unsupported layer type")
+            peft.inject_adapter_in_model(config(trunk, groups, pcfg, skip), trunk)
+        return regroup(trunk, groups)
+    return adapt
+
+
+def bitfit(trunk: nn.Module, groups: Mapping[str, str], pcfg, skip: Iterable[str] = ()) -> dict[str, str]:
+    """BitFit: no new tensors; every trunk bias (the token table's aside) joins the group `bias`."""
+    out = {n: BIAS if n.rsplit(".", 1)[-1] == "bias" and g != "emb" else g for n, g in groups.items()}
+    _need([g for g in out.values() if g == BIAS], f"peft.method=bitfit: this {type(trunk).__name__} trunk has no biases")
+    return out
+
+
+def unchanged(trunk: nn.Module, groups: Mapping[str, str], pcfg, skip: Iterable[str] = ()) -> dict[str, str]:
+    """peft.method=none: the trunk as it is."""
+    return dict(groups)
+
+
+# One entry per method; fpt/models/registry.py registers them (fpt/config/methods.py).
+NONE = PeftMethod("none", unchanged, injects=False)
+LORA = PeftMethod("lora", injected(lora_config), injects=True, uses_rank=True)
+IA3 = PeftMethod("ia3", injected(ia3_config), injects=True)
+LN_TUNING = PeftMethod("ln_tuning", injected(ln_tuning_config), injects=True)
+BITFIT = PeftMethod("bitfit", bitfit, injects=False)
 
 
 def regroup(trunk: nn.Module, old: Mapping[str, str]) -> dict[str, str]:

@@ -17,7 +17,7 @@ from pydantic import Field
 from fpt.errors import FPTError
 from fpt.config.groups import parse_freeze
 from fpt.models.freeze import apply_freeze, unfreeze_blocks
-from fpt.config.kinds import ModelKind, has_trunk, kind
+from fpt.config.kinds import ModelKind, freeze_of, has_trunk, kind
 from fpt.config.schema import CountOrNull, Flag, choice
 from fpt.config.sections import ModelCommon
 from fpt.models.wrapper import INPUT_DROPOUT, INPUT_GAIN, BodyForward, FPTModel, input_options
@@ -35,12 +35,12 @@ class FPTModelOptions(ModelCommon):
 
 
 def build_model(cfg, spec: TaskSpec) -> FPTModel:
-    """The model `cfg.model.kind` names, built for `spec`, with `cfg.freeze` applied."""
+    """The model `cfg.model.kind` names, built for `spec`, with its freeze groups applied (fpt.config.kinds.freeze_of)."""
     name = str(cfg.model.kind)
     model = kind(name).builder(cfg, spec)
     groups = model.param_groups()
     # a group this trunk lacks (pos on a rotary trunk) is a note; on a baseline it stays an error
-    apply_freeze(model, groups, parse_freeze(cfg.freeze), absent="note" if has_trunk(name) else "error", never=model.never_trained)
+    apply_freeze(model, groups, freeze_of(cfg), absent="note" if has_trunk(name) else "error", never=model.never_trained)
     unfreeze = cfg.get("unfreeze") or {}
     if unfreeze.get("groups"):
         if not has_trunk(name):
@@ -55,6 +55,7 @@ def build_model(cfg, spec: TaskSpec) -> FPTModel:
 
 def build_fpt(cfg, spec: TaskSpec) -> FPTModel:
     """A Hugging Face trunk (trunk.*), cut to model.blocks / model.depth, between the task's input and output layers."""
+    from fpt.config.methods import peft_method
     from fpt.models.adapters import add_adapters, renamed
     from fpt.models.input_init import apply_input_init
     from fpt.trunks import build_trunk
@@ -74,7 +75,7 @@ def build_fpt(cfg, spec: TaskSpec) -> FPTModel:
     model.blocks = f"trunk.{ts.blocks}"
     model.trunk_spec = ts
     model.never_trained = frozenset(f"trunk.{n}" for n in renamed(ts.unused, groups))
-    injected = str(pcfg.get("method") or "none") not in ("none", "bitfit")  # the read-positions forward calls weights, not PEFT's layers
+    injected = peft_method(str(pcfg.get("method") or "none")).injects  # the read-positions forward calls weights, not PEFT's layers
     if model.readout in ("last", "last_k") and cfg.model.get("last_block_reads_only", True) and not injected:
         last = model.get_submodule(model.blocks)[-1]
         if install(last):  # a plain attribute, not a second registration of the block's parameters
@@ -116,4 +117,5 @@ def _grad_checkpointing(trunk) -> None:
 
 
 # the trunk's own groups (attn, ffn, ln, pos, emb) and PEFT's (adapter, bias)
-FPT = ModelKind("fpt", FPTModelOptions, build_fpt, trunk=True, groups=("attn", "ffn", "ln", "pos", "emb", "adapter", "bias"))
+FPT = ModelKind("fpt", FPTModelOptions, build_fpt, trunk=True, groups=("attn", "ffn", "ln", "pos", "emb", "adapter", "bias"),
+                freeze=("attn", "ffn"))

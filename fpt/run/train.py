@@ -24,7 +24,7 @@ from fpt.checkpoint import META_KEY, AtomicCheckpointIO, load_checkpoint, write_
 from fpt.config import resolved
 from fpt.errors import FPTError, Preempted
 from fpt.models.freeze import count_params, count_used, summary_line
-from fpt.config.kinds import has_trunk
+from fpt.config.kinds import freeze_of, has_trunk
 from fpt.run.lit import FPTModule
 from fpt.run.metrics_log import MetricsCSV
 from fpt.run.precision import trunk_dtype
@@ -195,7 +195,7 @@ def _results(cfg: DictConfig, trainer: pl.Trainer, p: Prepared, fit: Fit, scores
         status="ok", task=cfg.task.name, model=kind,
         trunk=cfg.trunk.name if has_trunk(kind) else None,
         init=cfg.trunk.init if has_trunk(kind) else None,
-        freeze=list(cfg.freeze),
+        freeze=freeze_of(cfg),
         **(recorded(cfg.get("peft")) if has_trunk(kind) else {"peft": None, "peft_r": None}),
         seed=int(cfg.seed), lr=float(cfg.optim.lr),
         precision=str(trainer.precision),  # as resolved (auto: bf16-mixed on bf16 hardware)

@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from fpt.config import check_groups, compose, config_dir, is_multirun, resolved, rewrite
+from fpt.config.kinds import freeze_of
 from fpt.run.preflight import preflight
 from fpt.errors import FPTError
 from fpt.study.measure import (Entry, bare_entry, check, checkpoint_bytes, count_flops, kernels, matmul_settings, peak_bytes, peaks,
@@ -84,9 +85,10 @@ def variant_config(cfg, name: str, precision: str, hidden: int):
         c.freeze, c.unfreeze.groups = [], []
     elif name == "fpt_gc":
         c.model.grad_checkpointing = True
-    elif name.startswith("lstm"):  # the very file model=lstm (model=lstm_plain) selects, at the trunk's width
+    elif name.startswith("lstm"):  # what variant=lstm (variant=lstm_plain) selects, at the trunk's width
         base = OmegaConf.load(config_dir() / "model" / f"{name}.yaml")
-        c.model, c.freeze, c.unfreeze.groups, c.optim.lr = base.model, base.freeze, [], base.optim.lr
+        c.model, c.freeze, c.unfreeze.groups = base.model, None, []  # None: the kind's own (nothing frozen)
+        c.optim.lr = OmegaConf.load(config_dir() / "variant" / f"{name}.yaml").optim.lr
         c.model.hidden = hidden
     return c
 
@@ -222,7 +224,7 @@ def results(entries, mm, refs, cfg, opts, precisions, device, targets) -> list[d
              "ok": k.ok, "check": check(k.precision, k.rel_err)[1], "peak": k is best[k.precision]} for k in mm]
     spec, cuda = next(iter(refs.values())).model.spec, device.type == "cuda"
     config = {"trunk": str(cfg.trunk.name or cfg.trunk.path), "arch": str(cfg.trunk.arch), "init": str(cfg.trunk.init),
-              "freeze": list(cfg.freeze), "task": str(cfg.task.name),
+              "freeze": freeze_of(cfg), "task": str(cfg.task.name),
               "seq_len": spec.seq_len, "token_dim": spec.token_dim, "vocab_size": spec.vocab_size, "num_classes": spec.num_classes,
               "n_targets": spec.n_targets, "batch": opts["batch"], "rounds": opts["rounds"], "warmup": opts["warmup"],
               "min_run_time": opts["min_run_time"], "precisions": precisions, "compile": bool(cfg.model.get("compile")),
