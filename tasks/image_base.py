@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Union
 
 import torch
 from einops import rearrange
@@ -39,7 +39,8 @@ def patch_of(side: int):
 
 
 # a validation split (or data.train_size) as a count, or a fraction of the training file
-CountOrFraction = rule(float, lambda v: 0 < v < 1 or v >= 1 and float(v).is_integer(), "a count or a fraction in (0, 1)")
+CountOrFraction = rule(Union[int, float], lambda v: 0 < v < 1 or v >= 1 and float(v).is_integer(),  # a count stays an int
+                       "a count or a fraction in (0, 1)")
 
 
 class ImageOptions(TaskOptions):
