@@ -180,14 +180,21 @@ class ImageTask(Task, ABC):
     dataset: str  # the name users know, for messages
     Options = ImageOptions
     DataOptions = FixtureOptions
+    options: ImageOptions
 
-    def __init__(self, batch_size=16, val_size=0.1, data_seed=1234, readout="last", eval_batch_size=None,
-                 augment=False, seed=0, data=None):
-        super().__init__(batch_size, seed, data)
-        self.val_size, self.data_seed = val_size, int(data_seed)
-        self.readout, self.augment = readout, augment
-        self.eval_batch_size = max(self.batch_size, 64) if eval_batch_size is None else int(eval_batch_size)
+    def __init__(self, options: ImageOptions | None = None, **kw):
+        super().__init__(options, **kw)
         self.sets: dict[str, ImageSet] = {}
+
+    @property
+    def augment(self) -> bool:
+        """Whether training images are augmented (`task.augment`)."""
+        return self.options.augment
+
+    @property
+    def eval_batch_size(self) -> int:
+        """`task.eval_batch_size`; null: max(batch_size, 64)."""
+        return max(self.batch_size, 64) if self.options.eval_batch_size is None else self.options.eval_batch_size
 
     # subclass interface (abstract: a subclass missing one cannot be instantiated)
     @abstractmethod
@@ -240,7 +247,7 @@ class ImageTask(Task, ABC):
         images, labels = self.read(True)
         test_images, test_labels = self.read(False)
         encode = self.encoder(images)
-        train_idx, val_idx = carve(len(labels), self.val_size, self.train_size, self.data_seed)
+        train_idx, val_idx = carve(len(labels), self.options.val_size, self.train_size, self.options.data_seed)
         augment = paper_augment(self.side) if self.augment else None
         self.sets = {
             "train": ImageSet(images[train_idx], labels[train_idx], encode, augment, seed=self.seed),
