@@ -112,9 +112,10 @@ def test_task_yaml_holds_exactly_its_schemas_options(name):
 
 @pytest.mark.parametrize("name", TASK_YAMLS)
 def test_task_yaml_values_are_its_schemas_defaults_but_for_named_preset_settings(name):
-    schema, checked = task_class(_task_yaml(name)).Options, task_options(_task_yaml(name))  # build_task's one check
-    differ = {k for k, f in schema.model_fields.items() if getattr(checked, k) != f.get_default(call_default_factory=True)}
-    assert differ == set(PRESET_SETTINGS.get(name, {})), f"configs/task/{name}.yaml: {sorted(differ)} differ from the schema"
+    checked = task_options(_task_yaml(name))  # the one check build_task and preflight make
+    defaults = type(checked)()
+    differ = {k for k in type(checked).model_fields if getattr(checked, k) != getattr(defaults, k)}
+    assert differ == set(PRESET_SETTINGS.get(name, {})), f"configs/task/{name}.yaml: {sorted(differ)} not the default"
     assert set(PRESET_SETTINGS) <= set(TASK_YAMLS)
 
 
@@ -136,3 +137,16 @@ def test_no_task_signature_repeats_a_schema_default(cls):
     assert not set(params) & set(cls.Options.model_fields), f"{cls.__name__}.__init__ takes its options one by one"
     if not inspect.isabstract(cls):
         assert cls().options == cls.Options()  # built with no options, it has the schema's defaults
+
+
+def test_a_task_given_keywords_checks_them_through_its_schema():
+    from fpt.errors import FPTError
+    from fpt.tasks.bits import BitXor
+
+    assert BitXor(n_bits=3).options == BitXor.Options(n_bits=3) and BitXor(BitXor.Options(n_bits=3)).spec.k == 3
+    with pytest.raises(FPTError, match=r"^task.n_bits must be a positive integer, got 0$"):
+        BitXor(n_bits=0)
+    with pytest.raises(TypeError, match="not both"):
+        BitXor(BitXor.Options(), n_bits=3)
+    with pytest.raises(TypeError, match="takes BitXorOptions"):
+        BitXor(Task.Options())
