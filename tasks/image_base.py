@@ -47,7 +47,7 @@ class ImageOptions(TaskOptions):
     val_size: CountOrFraction = 0.1
     data_seed: NonNegative = 1234
     readout: SequenceReadout = "last"
-    eval_batch_size: CountOrNull = None
+    eval_batch_size: CountOrNull = None  # null: max(batch_size, 64)
     augment: Flag = False
 
 
@@ -191,11 +191,6 @@ class ImageTask(Task, ABC):
         """Whether training images are augmented (`task.augment`)."""
         return self.options.augment
 
-    @property
-    def eval_batch_size(self) -> int:
-        """`task.eval_batch_size`; null: max(batch_size, 64)."""
-        return max(self.batch_size, 64) if self.options.eval_batch_size is None else self.options.eval_batch_size
-
     # subclass interface (abstract: a subclass missing one cannot be instantiated)
     @abstractmethod
     def required(self) -> list[Path]:
@@ -259,7 +254,7 @@ class ImageTask(Task, ABC):
     def _loader(self, split: str) -> DataLoader:
         # augmentation and encoding run in the workers; pinned memory only helps a CUDA copy
         if split != "train":
-            return loader(self.sets[split], self.data, batch_size=self.eval_batch_size)
+            return loader(self.sets[split], self.data, batch_size=self.options.eval_batch_size or max(self.batch_size, 64))
         n = len(self.sets["train"])
         if self.trainer is not None and self.trainer.world_size > 1:  # Lightning shards a plain sampler over the ranks
             return loader(self.sets[split], self.data, batch_size=self.batch_size, shuffle=True,
