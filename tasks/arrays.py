@@ -14,7 +14,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from fpt.errors import FPTError
-from fpt.tasks.base import Task
+from fpt.config.schema import Count
+from fpt.tasks.base import Task, TaskOptions
 from fpt.tasks.loading import loader
 from fpt.tasks.sampling import epoch_batches, nested_order, shuffled_batches
 
@@ -47,11 +48,20 @@ def random_split(n: int, seed: int, fractions=(0.8, 0.1, 0.1)) -> np.ndarray:
     return names
 
 
+class ArrayOptions(TaskOptions):
+    eval_batch_size: Count = 256  # no gradients at evaluation: larger batches fit
+
+
 class ArrayTask(Task, ABC):
     """A task whose splits are `self.arrays()` (dict split -> arrays, built once by `load()`); resumable shuffled batches."""
 
-    eval_batch_size = 256
-    split_seed = 0  # seeds the data.train_size subsets (tasks with a `task.split_seed` option set their own)
+    Options = ArrayOptions
+    options: ArrayOptions
+
+    @property
+    def split_seed(self) -> int:
+        """Seeds the data.train_size subsets: `task.split_seed` where the task has that option (uea, custom), else 0."""
+        return getattr(self.options, "split_seed", 0)
 
     @abstractmethod
     def load(self) -> dict[str, dict[str, np.ndarray]]:
@@ -91,7 +101,7 @@ class ArrayTask(Task, ABC):
 
     def _eval(self, split: str) -> DataLoader:
         ds = self._set(split)
-        return loader(ds, self.data, batch_size=self.eval_batch_size, collate_fn=ds.collate)
+        return loader(ds, self.data, batch_size=self.options.eval_batch_size, collate_fn=ds.collate)
 
     def train_set(self) -> DataLoader:
         return self._eval("train")

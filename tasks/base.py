@@ -8,36 +8,51 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
+from pydantic import ConfigDict
 
 from fpt.errors import FPTError
-from fpt.config.schema import Count, Options
+from fpt.config.schema import Count, Options, check
 from fpt.tasks.spec import READOUTS, TaskSpec  # noqa: F401 - TaskSpec is part of the task API
 
 META_KEYS = ("impl", "name", "paper")  # task yaml keys about the task, not options of its class
 
 
 class TaskOptions(Options):
-    """What every task takes. A task's own schema subclasses this, next to its class (`Options = ...`); the
-    options are checked there, once, when the config is composed (fpt.run.preflight.check_task), not by the class."""
+    """What every task takes. A task's own schema subclasses this, next to its class (`Options = ...`): the one place
+    its options' defaults live. The yaml section is checked against it once (`task_options`), when the config is
+    composed (fpt.run.preflight) and where the class is built (build_task), and the class gets the checked object."""
+
+    model_config = ConfigDict(frozen=True)  # read, never changed: what a task derives from its options it keeps apart
 
     batch_size: Count = 16
 
 
 class Task(pl.LightningDataModule):
-    """A LightningDataModule that also declares its TaskSpec and the schema of its options."""
+    """A LightningDataModule that also declares its TaskSpec and the schema of its options.
+
+    `Task(options)` takes an instance of the class's `Options` (what build_task passes); `Task(**kw)` checks the keyword
+    options through that schema first (`BitXor(n_bits=5)`), with the same one-line errors. A task reads its settings
+    from `self.options` and repeats no default of its schema in its signature."""
 
     spec: TaskSpec
     Options: type[Options] = TaskOptions  # the yaml's options (all but META_KEYS), checked before the class is built
     DataOptions: type[Options] | None = None  # `fpt data TASK key=value` options of write_data; None: nothing to write
+    options: TaskOptions
 
-    def __init__(self, batch_size: int, seed: int = 0, data=None):
+    def __init__(self, options: TaskOptions | None = None, *, seed: int = 0, data=None, **kw: Any):
         super().__init__()
-        self.batch_size = int(batch_size)
+        self.options = _options_for(type(self), options, kw)
         self.seed = int(seed)
         self.data = data or {}
+
+    @property
+    def batch_size(self) -> int:
+        """`task.batch_size`: the training batch."""
+        return self.options.batch_size
 
     @property
     def root(self) -> Path:
@@ -129,13 +144,29 @@ def task_class(task_cfg) -> type[Task]:
     return getattr(importlib.import_module(module), cls_name)
 
 
+def task_options(task_cfg) -> TaskOptions:
+    """The task section's options (all but META_KEYS) as an instance of its class's `Options`: the one check of a
+    task's options, made where the config is composed (fpt.run.preflight) and where the class is built (build_task).
+    One FPTError line names the first bad key: 'task.n_bits must be a positive integer, got 0'."""
+    from omegaconf import DictConfig, OmegaConf
+
+    section = OmegaConf.to_container(task_cfg, resolve=True) if isinstance(task_cfg, DictConfig) else dict(task_cfg)
+    return check(task_class(section).Options, {k: v for k, v in section.items() if k not in META_KEYS}, "task")
+
+
+def _options_for(cls: type[Task], options: TaskOptions | None, kw: dict) -> TaskOptions:
+    """What Task.__init__ keeps: `options` as given (an instance of `cls.Options`), else the keywords checked into one."""
+    if options is None:
+        return check(cls.Options, kw, "task")
+    if kw:
+        raise TypeError(f"{cls.__name__}: pass either an options object or keyword options, not both (got {sorted(kw)})")
+    if not isinstance(options, cls.Options):
+        raise TypeError(f"{cls.__name__} takes {cls.Options.__name__} options, got {type(options).__name__}")
+    return options
+
+
 def build_task(task_cfg, seed: int, data_cfg=None) -> Task:
-    """Instantiate the task class named by `task.impl` with the yaml's options; check its data exists."""
-    cls = task_class(task_cfg)
-    options = {k: v for k, v in dict(task_cfg).items() if k not in META_KEYS}
-    try:
-        task = cls(**options, seed=seed, data=data_cfg)
-    except TypeError as e:
-        raise FPTError(f"task '{task_cfg.name}': {e}") from None
+    """Instantiate the task class named by `task.impl` with the yaml's checked options; check its data exists."""
+    task = task_class(task_cfg)(task_options(task_cfg), seed=seed, data=data_cfg)
     task.check()
     return task

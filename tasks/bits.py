@@ -76,10 +76,7 @@ class BitTask(Task):
     """
 
     Options = BitTaskOptions
-
-    def __init__(self, batch_size=16, val_size=1000, test_size=1000, data_seed=1234, seed=0, data=None):
-        super().__init__(batch_size, seed, data)
-        self.val_size, self.test_size, self.data_seed = int(val_size), int(test_size), int(data_seed)
+    options: BitTaskOptions
 
     def _fixed(self, n: int, seed: int) -> DataLoader:
         x, y = self.sample(n, torch.Generator().manual_seed(seed))
@@ -99,7 +96,7 @@ class BitTask(Task):
 
     def _pool(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The fixed training pool of `size` examples (data.train_size)."""
-        return self.sample(size, torch.Generator().manual_seed(set_seed(POOL, self.data_seed)))
+        return self.sample(size, torch.Generator().manual_seed(set_seed(POOL, self.options.data_seed)))
 
     def train_set(self) -> DataLoader:
         """The pool of data.train_size examples, once (an endless stream has no such set)."""
@@ -115,7 +112,7 @@ class BitTask(Task):
         if self.train_size is not None:
             return self.train_set()
         stream = iter(_Stream(self.sample, self.batch_size, self.seed))
-        batches = [next(stream) for _ in range(-(-self.val_size // self.batch_size))]
+        batches = [next(stream) for _ in range(-(-self.options.val_size // self.batch_size))]
         x, y = (torch.cat([b[k] for b in batches]) for k in ("x", "y"))
         ds = TensorDataset(x, torch.ones(x.shape[:2], dtype=torch.bool), y)
         return DataLoader(ds, batch_size=max(self.batch_size, 64), collate_fn=_as_dict)
@@ -131,10 +128,10 @@ class BitTask(Task):
         return sample
 
     def val_dataloader(self) -> DataLoader:
-        return self._fixed(self.val_size, set_seed(VAL, self.data_seed))
+        return self._fixed(self.options.val_size, set_seed(VAL, self.options.data_seed))
 
     def test_dataloader(self) -> DataLoader:
-        return self._fixed(self.test_size, set_seed(TEST, self.data_seed))
+        return self._fixed(self.options.test_size, set_seed(TEST, self.options.data_seed))
 
 
 def _as_dict(rows):
@@ -155,14 +152,15 @@ class BitXor(BitTask):
     """Two random n-bit strings, one bit per token (+-1); predict their XOR at the last n positions."""
 
     Options = BitXorOptions
+    options: BitXorOptions
 
-    def __init__(self, n_bits: int = 5, **kw):
-        super().__init__(**kw)
-        self.n_bits = int(n_bits)
-        self.spec = TaskSpec(seq_len=2 * self.n_bits, token_dim=1, num_classes=2, readout="last_k", k=self.n_bits)
+    def __init__(self, options: BitXorOptions | None = None, **kw):
+        super().__init__(options, **kw)
+        bits = self.options.n_bits
+        self.spec = TaskSpec(seq_len=2 * bits, token_dim=1, num_classes=2, readout="last_k", k=bits)
 
     def sample(self, n, g):
-        a, b = _bits((n, self.n_bits), g), _bits((n, self.n_bits), g)
+        a, b = _bits((n, self.options.n_bits), g), _bits((n, self.options.n_bits), g)
         x = rearrange(torch.cat([a, b], dim=1).float() * 2 - 1, "n t -> n t 1")  # (n, 2*bits, 1)
         return x, a ^ b
 
@@ -188,23 +186,25 @@ class BitMemory(BitTask):
     """
 
     Options = BitMemoryOptions
+    options: BitMemoryOptions
 
-    def __init__(self, n_strings: int = 5, n_bits: int = 1000, patch: int = 50, mask_prob: float = 0.5, **kw):
-        super().__init__(**kw)
-        self.n_strings, self.n_bits, self.patch, self.mask_prob = int(n_strings), int(n_bits), int(patch), float(mask_prob)
-        k = self.n_bits // self.patch
+    def __init__(self, options: BitMemoryOptions | None = None, **kw):
+        super().__init__(options, **kw)
+        o = self.options
+        k = o.n_bits // o.patch
         self.spec = TaskSpec(
-            seq_len=(self.n_strings + 1) * k, token_dim=self.patch, num_classes=2,
-            readout="last_k", k=k, targets_per_position=self.patch,
+            seq_len=(o.n_strings + 1) * k, token_dim=o.patch, num_classes=2,
+            readout="last_k", k=k, targets_per_position=o.patch,
         )
 
     def sample(self, n, g):
-        bits = _bits((n, self.n_strings, self.n_bits), g)  # (n, S, L)
-        pick = torch.randint(0, self.n_strings, (n,), generator=g, device=g.device)
+        o = self.options
+        bits = _bits((n, o.n_strings, o.n_bits), g)  # (n, S, L)
+        pick = torch.randint(0, o.n_strings, (n,), generator=g, device=g.device)
         target = bits[torch.arange(n, device=g.device), pick]  # (n, L)
-        keep = torch.rand((n, self.n_bits), generator=g, device=g.device) >= self.mask_prob
+        keep = torch.rand((n, o.n_bits), generator=g, device=g.device) >= o.mask_prob
         signed = bits.float() * 2 - 1
         query = (target.float() * 2 - 1) * keep  # masked bits become 0
         seq = torch.cat([signed, query[:, None]], dim=1)  # (n, S+1, L)
-        x = rearrange(seq, "n s (k p) -> n (s k) p", p=self.patch)  # (n, (S+1)*L/p, p)
+        x = rearrange(seq, "n s (k p) -> n (s k) p", p=o.patch)  # (n, (S+1)*L/p, p)
         return x, target

@@ -16,14 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from fpt.errors import FPTError
-from fpt.config.schema import Count, SequenceReadout, choice
-from fpt.tasks.arrays import SPLITS, ArrayTask, random_split
-from fpt.tasks.base import TaskOptions
+from fpt.config.schema import SequenceReadout, choice
+from fpt.tasks.arrays import SPLITS, ArrayOptions, ArrayTask, random_split
 from fpt.tasks.spec import TaskSpec
 
 
-class CustomOptions(TaskOptions):
-    eval_batch_size: Count = 256
+class CustomOptions(ArrayOptions):
     objective: choice("auto", "classification", "multilabel", "regression") = "auto"
     readout: SequenceReadout = "mean"
     norm: choice("train", "none") = "train"  # float x: per-feature standardisation by the training split's statistics
@@ -93,12 +91,10 @@ class Custom(ArrayTask):
     """Your own arrays: classification, multi-label or regression, chosen from y (or task.objective)."""
 
     Options = CustomOptions
+    options: CustomOptions
 
-    def __init__(self, batch_size: int = 16, eval_batch_size: int = 256, objective: str = "auto", readout: str = "mean",
-                 norm: str = "train", split_seed: int = 0, seed: int = 0, data=None):
-        super().__init__(batch_size, seed, data)
-        self.eval_batch_size, self.objective, self.readout, self.norm = int(eval_batch_size), objective, readout, norm
-        self.split_seed = int(split_seed)
+    def __init__(self, options: CustomOptions | None = None, **kw):
+        super().__init__(options, **kw)
         self._spec: TaskSpec | None = None
 
     @property
@@ -160,8 +156,8 @@ class Custom(ArrayTask):
         return mask
 
     def _objective(self, y: np.ndarray, path: Path) -> str:
-        if self.objective != "auto":
-            return self.objective
+        if self.options.objective != "auto":
+            return self.options.objective
         if y.ndim == 2:
             return "multilabel"
         if y.ndim == 1:
@@ -189,7 +185,7 @@ class Custom(ArrayTask):
 
     def _split(self, split, n: int, path: Path) -> np.ndarray:
         if split is None:
-            return random_split(n, self.split_seed)
+            return random_split(n, self.options.split_seed)
         split = np.asarray(split).astype(str)
         if split.shape != (n,):
             raise FPTError(f"{path}: split must be (N,) = ({n},), got {split.shape}")
@@ -208,7 +204,7 @@ class Custom(ArrayTask):
             self._pad = int(x.max()) + 1  # padding gets its own id
             return np.where(mask, x, self._pad).astype(np.int64)
         x = x.astype(np.float32)
-        if self.norm == "train":
+        if self.options.norm == "train":
             real = x[train][mask[train]]  # (tokens, D) of the training split
             x = (x - real.mean(0)) / np.where(real.std(0) > 0, real.std(0), 1.0)
         return np.where(mask[..., None], x, 0.0).astype(np.float32)
@@ -221,5 +217,5 @@ class Custom(ArrayTask):
         else:
             classes, per = 1, y.shape[1]
         tokens = {"vocab_size": self._pad + 1, "pad_id": self._pad} if discrete else {"token_dim": int(x.shape[2])}
-        return TaskSpec(seq_len=int(x.shape[1]), num_classes=classes, targets_per_position=per, readout=self.readout,
+        return TaskSpec(seq_len=int(x.shape[1]), num_classes=classes, targets_per_position=per, readout=self.options.readout,
                         objective=objective, target_loc=loc, target_scale=scale, **tokens)

@@ -23,8 +23,7 @@ from einops import rearrange, repeat
 
 from fpt.errors import FPTError
 from fpt.config.schema import Count, CountOrNull, Dropout, Flag, NonNegative, Options, choice
-from fpt.tasks.arrays import ArrayTask
-from fpt.tasks.base import TaskOptions
+from fpt.tasks.arrays import ArrayOptions, ArrayTask
 from fpt.tasks.spec import TaskSpec
 from fpt.tasks.uea import bundled_root
 
@@ -84,7 +83,7 @@ def read_csv(path: Path) -> np.ndarray:
     return values
 
 
-class ForecastOptions(TaskOptions):
+class ForecastOptions(ArrayOptions):
     batch_size: Count = 64
     eval_batch_size: Count = 512
     seq_len: Count = 336  # input steps
@@ -108,10 +107,10 @@ class ForecastData(Options):
 class Windows(torch.utils.data.Dataset):
     """(window, channel) examples over a standardised split (rows, c): inputs patched, targets the next `horizon` steps."""
 
-    def __init__(self, series: np.ndarray, task: "Forecast", limit: int | None = None):
-        self.s, self.t = torch.from_numpy(series), task
-        self.windows = len(series) - task.seq_len - task.horizon + 1
-        self.per = series.shape[1] if task.channel_independent else 1
+    def __init__(self, series: np.ndarray, options: ForecastOptions, limit: int | None = None):
+        self.s, self.t = torch.from_numpy(series), options
+        self.windows = len(series) - options.seq_len - options.horizon + 1
+        self.per = series.shape[1] if options.channel_independent else 1
         self.n = self.windows * self.per if limit is None else min(limit, self.windows * self.per)
 
     def __len__(self) -> int:
@@ -145,14 +144,7 @@ class Forecast(ArrayTask):
 
     Options = ForecastOptions
     DataOptions = ForecastData
-
-    def __init__(self, batch_size: int = 64, eval_batch_size: int = 512, seq_len: int = 336, horizon: int = 96,
-                 patch_len: int = 16, stride: int = 8, norm: str = "instance", channel_independent: bool = True,
-                 readout: str = "flatten", head_dropout: float = 0.0, seed: int = 0, data=None):
-        super().__init__(batch_size, seed, data)
-        self.eval_batch_size, self.seq_len, self.horizon = int(eval_batch_size), int(seq_len), int(horizon)
-        self.patch_len, self.stride, self.norm, self.readout = int(patch_len), int(stride), norm, readout
-        self.channel_independent, self.head_dropout = bool(channel_independent), float(head_dropout)
+    options: ForecastOptions
 
     @property
     def name(self) -> str:
@@ -165,16 +157,17 @@ class Forecast(ArrayTask):
 
     @property
     def spec(self) -> TaskSpec:
-        c = 1 if self.channel_independent else self.arrays()["train"].shape[1]
-        return TaskSpec(seq_len=(self.seq_len + self.stride - self.patch_len) // self.stride + 1, num_classes=1,
-                        token_dim=self.patch_len * c, targets_per_position=self.horizon * c, readout=self.readout,
-                        objective="forecast", head_dropout=self.head_dropout)
+        o = self.options
+        c = 1 if o.channel_independent else self.arrays()["train"].shape[1]
+        return TaskSpec(seq_len=(o.seq_len + o.stride - o.patch_len) // o.stride + 1, num_classes=1,
+                        token_dim=o.patch_len * c, targets_per_position=o.horizon * c, readout=o.readout,
+                        objective="forecast", head_dropout=o.head_dropout)
 
     def load(self) -> dict[str, np.ndarray]:
         path = find_csv(self.name, self.root)
         values = read_csv(path)
-        cuts = borders(self.name, len(values), self.seq_len)
-        need = self.seq_len + self.horizon
+        cuts = borders(self.name, len(values), self.options.seq_len)
+        need = self.options.seq_len + self.options.horizon
         if cuts[-1][1] > len(values) or any(e - s < need for s, e in cuts):
             short = min(e - s for s, e in cuts)
             raise FPTError(f"{path}: {len(values)} rows leave a split of {short} rows (cut at rows {[e for _, e in cuts]}), fewer "
@@ -184,7 +177,7 @@ class Forecast(ArrayTask):
         return {s: ((values[a:b] - mean) / std).astype(np.float32) for s, (a, b) in zip(("train", "val", "test"), cuts)}
 
     def _set(self, split: str) -> Windows:
-        return Windows(self.arrays()[split], self, self.train_size if split == "train" else None)
+        return Windows(self.arrays()[split], self.options, self.train_size if split == "train" else None)
 
     @classmethod
     def write_data(cls, out: Path, name: str = "ETTh1", rows: int | None = None, seed: int = 0) -> list[Path]:

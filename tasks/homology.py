@@ -177,22 +177,29 @@ class RemoteHomology(SequenceTask):
 
     Options = HomologyOptions
     DataOptions = HomologyFixtureOptions
+    options: HomologyOptions
+    end_id, min_len = SEP, 3  # a cut keeps <cls> ... <sep>
 
-    def __init__(self, batch_size: int = 16, eval_batch_size: int = 32, max_len: int = 1024, num_classes: int = NUM_FOLDS,
-                 format: str = "auto", readout: str = "mean", bucket: int = 50, val_size: int | None = None,
-                 test_size: int | None = None, seed: int = 0, data=None):
-        super().__init__(batch_size, seed, data)
-        self.fmt, self.max_len, self.bucket = format, int(max_len), int(bucket)
-        self.eval_batch_size, self.end_id, self.min_len = int(eval_batch_size), SEP, 3  # a cut keeps <cls> ... <sep>
-        self.val_size, self.test_size = val_size, test_size
-        self.spec = TaskSpec(seq_len=self.max_len, num_classes=int(num_classes), readout=readout,
+    def __init__(self, options: HomologyOptions | None = None, **kw):
+        super().__init__(options, **kw)
+        o = self.options
+        self.max_len = o.max_len  # fit_to may cut it further
+        self.spec = TaskSpec(seq_len=self.max_len, num_classes=o.num_classes, readout=o.readout,
                              vocab_size=len(IUPAC_VOCAB), pad_id=PAD, truncatable=True)
         self._splits: dict[str, Ragged] | None = None
+
+    @property
+    def bucket(self) -> int:
+        return self.options.bucket
+
+    @property
+    def eval_batch_size(self) -> int:
+        return self.options.eval_batch_size
 
     # -- data on disk --
     def paths(self) -> dict[str, Path | None]:
         """Each split's file (None when missing)."""
-        return {s: find_split(self.root, s, self.fmt) for s in SPLITS}
+        return {s: find_split(self.root, s, self.options.format) for s in SPLITS}
 
     def data_files(self) -> list[Path]:
         return [p for p in self.paths().values() if p is not None]
@@ -213,13 +220,14 @@ class RemoteHomology(SequenceTask):
         self._splits = splits
 
     def _missing_message(self, missing: list[str]) -> str:
-        kinds = "{json,lmdb}" if self.fmt == "auto" else self.fmt
+        fmt = self.options.format
+        kinds = "{json,lmdb}" if fmt == "auto" else fmt
         names = ", ".join(f"remote_homology_{s}.{kinds}" for s in missing)
         if len(missing) == len(SPLITS):
             names = f"all five splits, remote_homology_{{{','.join(SPLITS)}}}.{kinds}"
         where = " and ".join(str(d) for d in search_dirs(self.root))
         urls = {"lmdb": f"{LMDB_URL} (LMDB)", "json": f"{JSON_URL} (JSON)"}
-        get = " or ".join(v for k, v in urls.items() if self.fmt in ("auto", k))
+        get = " or ".join(v for k, v in urls.items() if fmt in ("auto", k))
         return (f"remote homology data missing: {names} (looked in {where}); download {get} and unpack it into {self.root}, "
                 f"or write a small fixture: fpt data remote_homology out={self.root}")
 
@@ -233,7 +241,7 @@ class RemoteHomology(SequenceTask):
         """train, val (TAPE's valid), test (the fold holdout: the headline) or an extra test; val_size/test_size
         keep the first examples."""
         data = self.split(TAPE_NAMES[split])
-        limit = None if split == "train" else self.val_size if split == "val" else self.test_size
+        limit = None if split == "train" else self.options.val_size if split == "val" else self.options.test_size
         return data if limit is None or limit >= len(data) else data.subset(np.arange(limit))
 
     def extra_test_dataloaders(self) -> dict[str, DataLoader]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Union
 
 import torch
 from einops import rearrange
@@ -39,14 +39,15 @@ def patch_of(side: int):
 
 
 # a validation split (or data.train_size) as a count, or a fraction of the training file
-CountOrFraction = rule(float, lambda v: 0 < v < 1 or v >= 1 and float(v).is_integer(), "a count or a fraction in (0, 1)")
+CountOrFraction = rule(Union[int, float], lambda v: 0 < v < 1 or v >= 1 and float(v).is_integer(),  # a count stays an int
+                       "a count or a fraction in (0, 1)")
 
 
 class ImageOptions(TaskOptions):
     val_size: CountOrFraction = 0.1
     data_seed: NonNegative = 1234
     readout: SequenceReadout = "last"
-    eval_batch_size: CountOrNull = None
+    eval_batch_size: CountOrNull = None  # null: max(batch_size, 64)
     augment: Flag = False
 
 
@@ -179,14 +180,16 @@ class ImageTask(Task, ABC):
     dataset: str  # the name users know, for messages
     Options = ImageOptions
     DataOptions = FixtureOptions
+    options: ImageOptions
 
-    def __init__(self, batch_size=16, val_size=0.1, data_seed=1234, readout="last", eval_batch_size=None,
-                 augment=False, seed=0, data=None):
-        super().__init__(batch_size, seed, data)
-        self.val_size, self.data_seed = val_size, int(data_seed)
-        self.readout, self.augment = readout, augment
-        self.eval_batch_size = max(self.batch_size, 64) if eval_batch_size is None else int(eval_batch_size)
+    def __init__(self, options: ImageOptions | None = None, **kw):
+        super().__init__(options, **kw)
         self.sets: dict[str, ImageSet] = {}
+
+    @property
+    def augment(self) -> bool:
+        """Whether training images are augmented (`task.augment`)."""
+        return self.options.augment
 
     # subclass interface (abstract: a subclass missing one cannot be instantiated)
     @abstractmethod
@@ -239,7 +242,7 @@ class ImageTask(Task, ABC):
         images, labels = self.read(True)
         test_images, test_labels = self.read(False)
         encode = self.encoder(images)
-        train_idx, val_idx = carve(len(labels), self.val_size, self.train_size, self.data_seed)
+        train_idx, val_idx = carve(len(labels), self.options.val_size, self.train_size, self.options.data_seed)
         augment = paper_augment(self.side) if self.augment else None
         self.sets = {
             "train": ImageSet(images[train_idx], labels[train_idx], encode, augment, seed=self.seed),
@@ -251,7 +254,7 @@ class ImageTask(Task, ABC):
     def _loader(self, split: str) -> DataLoader:
         # augmentation and encoding run in the workers; pinned memory only helps a CUDA copy
         if split != "train":
-            return loader(self.sets[split], self.data, batch_size=self.eval_batch_size)
+            return loader(self.sets[split], self.data, batch_size=self.options.eval_batch_size or max(self.batch_size, 64))
         n = len(self.sets["train"])
         if self.trainer is not None and self.trainer.world_size > 1:  # Lightning shards a plain sampler over the ranks
             return loader(self.sets[split], self.data, batch_size=self.batch_size, shuffle=True,

@@ -57,12 +57,13 @@ class Mnist(ImageTask):
 
     side, dataset = 28, "MNIST"
     Options = MnistOptions
+    options: MnistOptions
 
-    def __init__(self, patch=4, normalize=True, **kw):
-        super().__init__(**kw)
-        self.patch, self.normalize = int(patch), normalize
-        grid = self.side // self.patch
-        self.spec = TaskSpec(seq_len=grid * grid, token_dim=self.patch**2, num_classes=10, readout=self.readout)
+    def __init__(self, options: MnistOptions | None = None, **kw):
+        super().__init__(options, **kw)
+        o = self.options
+        grid = self.side // o.patch
+        self.spec = TaskSpec(seq_len=grid * grid, token_dim=o.patch**2, num_classes=10, readout=o.readout)
 
     @property
     def raw(self) -> Path:
@@ -84,7 +85,7 @@ class Mnist(ImageTask):
             if (h, w) != (28, 28) or n != m:
                 raise FPTError(f"{images} holds {n} images of {h}x{w} and {labels} {m} labels; MNIST has 28x28 images, one label each")
             if train:
-                split_sizes(n, self.val_size, self.train_size)
+                split_sizes(n, self.options.val_size, self.train_size)
 
     def read(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
         from torchvision.datasets import MNIST
@@ -107,7 +108,7 @@ class Mnist(ImageTask):
             raise FPTError(f"could not download MNIST into {self.raw}: {_first_line(e)}; files are at {MNIST_URL}") from None
 
     def encoder(self, train_images: torch.Tensor) -> PatchTokens:
-        return PatchTokens(self.patch, stats=channel_stats(train_images) if self.normalize else None)
+        return PatchTokens(self.options.patch, stats=channel_stats(train_images) if self.options.normalize else None)
 
     @classmethod
     def write_data(cls, out: Path, n_train: int = 1000, n_test: int = 200, seed: int = 0) -> list[Path]:
@@ -149,10 +150,7 @@ class _Cifar(ImageTask):
     """CIFAR-10's files: torchvision's MD5-checked loader, or the unchecked pickle reader for fixtures."""
 
     side, dataset = 32, "CIFAR-10"
-
-    def __init__(self, verify=None, **kw):
-        super().__init__(**kw)
-        self.verify = verify
+    options: CifarOptions
 
     @property
     def folder(self) -> Path:
@@ -168,7 +166,8 @@ class _Cifar(ImageTask):
 
     def checked(self) -> bool:
         """torchvision's MD5 check applies unless turned off or the folder is a fixture of ours."""
-        return self.verify if self.verify is not None else not (self.folder / FIXTURE_MARKER).is_file()
+        verify = self.options.verify
+        return verify if verify is not None else not (self.folder / FIXTURE_MARKER).is_file()
 
     def read(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
         if self.checked():
@@ -233,15 +232,16 @@ class Cifar10(_Cifar):
     """CIFAR-10: 32x32 RGB cut into patch x patch tokens (4: 64 tokens of 48 features), 10 classes."""
 
     Options = Cifar10Options
+    options: Cifar10Options
 
-    def __init__(self, patch=4, normalize=True, augment=True, **kw):
-        super().__init__(augment=augment, **kw)
-        self.patch, self.normalize = int(patch), normalize
-        grid = self.side // self.patch
-        self.spec = TaskSpec(seq_len=grid * grid, token_dim=3 * self.patch**2, num_classes=10, readout=self.readout)
+    def __init__(self, options: Cifar10Options | None = None, **kw):
+        super().__init__(options, **kw)
+        o = self.options
+        grid = self.side // o.patch
+        self.spec = TaskSpec(seq_len=grid * grid, token_dim=3 * o.patch**2, num_classes=10, readout=o.readout)
 
     def encoder(self, train_images: torch.Tensor) -> PatchTokens:
-        return PatchTokens(self.patch, stats=channel_stats(train_images) if self.normalize else None)
+        return PatchTokens(self.options.patch, stats=channel_stats(train_images) if self.options.normalize else None)
 
 
 class Cifar10LraOptions(CifarOptions):
@@ -268,18 +268,27 @@ class Cifar10Lra(_Cifar):
     """
 
     Options = Cifar10LraOptions
+    options: Cifar10LraOptions
 
-    def __init__(self, variant="fpt", augment=None, normalize=None, **kw):
-        super().__init__(augment=variant == "fpt" if augment is None else augment, **kw)
-        self.variant = variant
-        self.normalize = variant == "fpt" if normalize is None else normalize
-        tokens = self.side * self.side
-        if variant == "lra":
-            self.spec = TaskSpec(seq_len=tokens, vocab_size=256, pad_id=None, num_classes=10, readout=self.readout)
+    def __init__(self, options: Cifar10LraOptions | None = None, **kw):
+        super().__init__(options, **kw)
+        o, tokens = self.options, self.side * self.side
+        if o.variant == "lra":
+            self.spec = TaskSpec(seq_len=tokens, vocab_size=256, pad_id=None, num_classes=10, readout=o.readout)
         else:
-            self.spec = TaskSpec(seq_len=tokens, token_dim=1, num_classes=10, readout=self.readout)
+            self.spec = TaskSpec(seq_len=tokens, token_dim=1, num_classes=10, readout=o.readout)
+
+    @property
+    def augment(self) -> bool:
+        """`task.augment`; null: the variant's own (fpt: the paper's augmentation, lra: none)."""
+        return self.options.variant == "fpt" if self.options.augment is None else self.options.augment
+
+    @property
+    def normalize(self) -> bool:
+        """`task.normalize`; null: the variant's own (fpt: standardised gray values, lra: raw ids)."""
+        return self.options.variant == "fpt" if self.options.normalize is None else self.options.normalize
 
     def encoder(self, train_images: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-        if self.variant == "lra":
+        if self.options.variant == "lra":
             return GrayIds()
         return PatchTokens(1, gray=True, stats=channel_stats(train_images, gray=True) if self.normalize else None)

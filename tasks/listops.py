@@ -120,16 +120,16 @@ class ListOps(SequenceTask):
 
     Options = ListOpsOptions
     DataOptions = GeneratorOptions
+    options: ListOpsOptions
 
-    def __init__(self, batch_size=16, max_len=2000, readout="last", paper_compat=False, bucket=True,
-                 val_size=None, test_size=None, data_seed=1234, seed=0, data=None):
-        super().__init__(batch_size, seed, data)
-        self.paper_compat, self.data_seed = paper_compat, int(data_seed)
-        self.bucket = 50 if bucket else 1  # batches per length-sorted pool; 1: plain shuffled batches
-        self.max_len = min(int(max_len), PAPER_MAX_LEN) if paper_compat else int(max_len)
-        self.sizes = {"train": self.train_size, "val": val_size, "test": test_size}  # train: data.train_size
+    def __init__(self, options: ListOpsOptions | None = None, **kw):
+        super().__init__(options, **kw)
+        o = self.options
+        self.bucket = 50 if o.bucket else 1  # batches per length-sorted pool; 1: plain shuffled batches
+        self.max_len = min(o.max_len, PAPER_MAX_LEN) if o.paper_compat else o.max_len  # fit_to may cut it further
+        self.sizes = {"train": self.train_size, "val": o.val_size, "test": o.test_size}  # train: data.train_size
         self.spec = TaskSpec(seq_len=self.max_len, vocab_size=len(TOKENS), pad_id=PAD_ID, words=TOKENS, num_classes=10,
-                             readout=str(readout), truncatable=True)
+                             readout=o.readout, truncatable=True)
 
     def data_dir(self) -> Path | None:
         """The first of `<root>/listops/` and `<root>/` holding all three split files."""
@@ -161,10 +161,10 @@ class ListOps(SequenceTask):
         seeded subset for every run seed, nested across sizes. Too-long sequences keep their first tokens."""
         if self.data_dir() is None:
             self.check()  # the one-line error (GeneratedListOps: writes the files)
-        data = load_split(self.data_dir() / SPLITS[split], self.paper_compat)
+        data = load_split(self.data_dir() / SPLITS[split], self.options.paper_compat)
         n = self.sizes[split]
         if n is not None and n < len(data):
-            data = data.subset(np.sort(np.random.default_rng(self.data_seed).permutation(len(data))[:n]))
+            data = data.subset(np.sort(np.random.default_rng(self.options.data_seed).permutation(len(data))[:n]))
         return data
 
     @classmethod
@@ -202,10 +202,11 @@ class GeneratedListOps(ListOps):
     """
 
     Options = GeneratedListOpsOptions
+    options: GeneratedListOpsOptions
 
-    def __init__(self, generate: dict | None = None, **kw):
-        super().__init__(**kw)
-        self.gen = {**GENERATOR_DEFAULTS, **dict(generate or {})}
+    def __init__(self, options: GeneratedListOpsOptions | None = None, **kw):
+        super().__init__(options, **kw)
+        self.gen = self.options.generate.model_dump()
         key = hashlib.sha256(json.dumps(self.gen, sort_keys=True).encode()).hexdigest()[:10]
         self.gen_root = self.root / f"listops_generated-{key}"
 

@@ -9,7 +9,7 @@ A new sequence task is a `SequenceTask` subclass that says where its files are a
             return cached(path, "mine-v1", lambda: Ragged.of(my_tokenize(path), my_labels(path), path))
 
 and sets `self.spec` (vocab_size, pad_id, num_classes, readout, truncatable=True) and `self.max_len` in its
-`__init__`. Batches, bucketing, DDP sharding, resumable order, truncation reports and `fit_to` come from here.
+`__init__(self, options=None, **kw)`, after `super().__init__(options, **kw)`, from `self.options`. Batches, bucketing, DDP sharding, resumable order, truncation reports and `fit_to` come from here.
 
 Axes: b batch, t tokens.
 """
@@ -178,8 +178,8 @@ class SequenceTask(Task, ABC):
     min_len: int = 1  # the shortest cut that still makes an example
     eval_batch_size: int | None = None  # None: twice the training batch (no gradients)
 
-    def __init__(self, batch_size: int, seed: int = 0, data=None):
-        super().__init__(batch_size, seed, data)
+    def __init__(self, options=None, **kw):
+        super().__init__(options, **kw)
         self._ragged: dict[str, Ragged] = {}
 
     @abstractmethod

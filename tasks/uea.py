@@ -21,8 +21,7 @@ import numpy as np
 
 from fpt.errors import FPTError
 from fpt.config.schema import Count, Fraction, NonNegative, SequenceReadout, choice
-from fpt.tasks.arrays import ArrayTask
-from fpt.tasks.base import TaskOptions
+from fpt.tasks.arrays import ArrayOptions, ArrayTask
 from fpt.tasks.sampling import stratified_holdout
 from fpt.tasks.spec import TaskSpec
 from fpt.tasks.timeseries import NORMS, channel_stats, dtw_cells, nn1_dtw, nn1_euclidean, normalise, patches, read_ts, to_array
@@ -49,8 +48,7 @@ def find_files(name: str, root: Path) -> tuple[Path, Path]:
                    f"put the archive's NAME/NAME_TRAIN.ts and NAME_TEST.ts under data.root (timeseriesclassification.com)")
 
 
-class UEAOptions(TaskOptions):
-    eval_batch_size: Count = 256
+class UEAOptions(ArrayOptions):
     patch_len: Count = 4
     stride: Count = 2
     norm: choice(*NORMS) = "train"  # by measurement: per-instance normalisation erases the levels that tell classes apart
@@ -64,14 +62,7 @@ class UEA(ArrayTask):
     """A UEA/UCR classification data set: series -> patches of `patch_len` steps (every channel) -> class."""
 
     Options = UEAOptions
-
-    def __init__(self, batch_size: int = 16, eval_batch_size: int = 256, patch_len: int = 4, stride: int = 2,
-                 norm: str = "train", readout: str = "mean", val_fraction: float = 0.2, split_seed: int = 0,
-                 dtw_max_cells: int = 2_000_000_000, seed: int = 0, data=None):
-        super().__init__(batch_size, seed, data)
-        self.eval_batch_size, self.patch_len, self.stride, self.norm = int(eval_batch_size), int(patch_len), int(stride), norm
-        self.readout, self.val_fraction, self.split_seed = readout, float(val_fraction), int(split_seed)
-        self.dtw_max_cells = int(dtw_max_cells)
+    options: UEAOptions
 
     @property
     def name(self) -> str:
@@ -88,7 +79,7 @@ class UEA(ArrayTask):
     @property
     def spec(self) -> TaskSpec:
         a = self.arrays()["train"]
-        return TaskSpec(seq_len=a["x"].shape[1], num_classes=len(self.classes), token_dim=a["x"].shape[2], readout=self.readout)
+        return TaskSpec(seq_len=a["x"].shape[1], num_classes=len(self.classes), token_dim=a["x"].shape[2], readout=self.options.readout)
 
     def load(self) -> dict[str, dict[str, np.ndarray]]:
         train_path, test_path = self.files()
@@ -104,15 +95,15 @@ class UEA(ArrayTask):
         x, mask = to_array(tr + te, length)
         y = np.array([index[c] for c in tr_labels + te_labels], dtype=np.int64)[:, None]
         split = np.array(["train"] * len(tr) + ["test"] * len(te))
-        held = stratified_holdout(y[: len(tr), 0], self.val_fraction, self.split_seed)
+        held = stratified_holdout(y[: len(tr), 0], self.options.val_fraction, self.options.split_seed)
         if not held.any():
             raise FPTError(f"{train_path}: no class has two training series, so validation cannot be carved without "
                            f"removing a class from training; add series (or use a larger file)")
         split[np.flatnonzero(held)] = "val"
         self.stored = {"train": (tr, y[: len(tr), 0]), "test": (te, y[len(tr) :, 0])}  # as in the files: the 1-NN baselines
         stats = channel_stats(x[split == "train"], mask[split == "train"])
-        x = normalise(x, mask, self.norm, stats)
-        tokens, tmask = patches(x, mask, self.patch_len, self.stride)
+        x = normalise(x, mask, self.options.norm, stats)
+        tokens, tmask = patches(x, mask, self.options.patch_len, self.options.stride)
         return {s: {"x": tokens[split == s], "mask": tmask[split == s], "y": y[split == s]} for s in ("train", "val", "test")}
 
     def baselines(self) -> dict:
@@ -121,8 +112,8 @@ class UEA(ArrayTask):
         self.arrays()
         (a, ya), (b, yb) = self.stored["train"], self.stored["test"]
         out = {"baseline/1nn_acc": round(nn1_euclidean(a, ya, b, yb), 4), "baseline/1nn_dtw_acc": None}
-        if (cells := dtw_cells(a, b)) > self.dtw_max_cells:
-            out["baseline/note"] = f"1nn_dtw_acc skipped: {cells:.2g} DTW cells exceed task.dtw_max_cells={self.dtw_max_cells:.2g}"
+        if (cells := dtw_cells(a, b)) > (limit := self.options.dtw_max_cells):
+            out["baseline/note"] = f"1nn_dtw_acc skipped: {cells:.2g} DTW cells exceed task.dtw_max_cells={limit:.2g}"
             return out
         try:
             out["baseline/1nn_dtw_acc"] = round(nn1_dtw(a, ya, b, yb), 4)

@@ -200,7 +200,7 @@ def test_cache_is_reused_and_invalidated_when_the_file_changes(tmp_path, monkeyp
 
 
 def test_options_are_checked():
-    """By the task's schemas (when the config is composed, and for fpt data), not by the class."""
+    """By the task's schemas: task_options where the config is composed and the class built; and for fpt data."""
     from fpt.config.schema import check
     from fpt.config.sections import check_data_options
 

@@ -262,7 +262,7 @@ def test_truncated_cifar_pickle_is_a_one_line_error_naming_the_file(root, tmp_pa
     (Mnist, {"data_seed": "abc"}, "integer"),
 ])
 def test_bad_options_are_one_line_errors(cls, options, words):
-    """Each image task's schema, checked when the config is composed (the class does not re-check)."""
+    """Each image task's schema: the one check when the config is composed and the class is built (task_options)."""
     from fpt.config.schema import check
 
     with pytest.raises(FPTError, match=words) as e:

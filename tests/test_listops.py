@@ -244,7 +244,7 @@ def test_bad_header_and_bad_label_fail_in_one_line(tmp_path):
 @pytest.mark.parametrize("kw, word", [({"max_len": 0}, "max_len"), ({"readout": "last_k"}, "readout"),
                                       ({"paper_compat": "yes"}, "paper_compat"), ({"val_size": -1}, "val_size")])
 def test_bad_options_fail_in_one_line(kw, word):
-    """By the task's schema, when the config is composed (not by the class)."""
+    """By the task's schema: the one check when the config is composed and the class is built (task_options)."""
     from fpt.config.schema import check
 
     with pytest.raises(FPTError, match=f"task.{word}") as e:

@@ -127,3 +127,93 @@ def test_a_new_model_kind_is_one_entry(monkeypatch):
     assert set(model.param_groups().values()) == {"input", "ffn", "output"}
     with pytest.raises(Exception, match="model.hidden must be"):
         validate(compose(["model=no_trunk", "model.kind=mean", "model.hidden=x"]))
+
+
+
+# --- task yamls against their schemas ---------------------------------------------------------------------------
+# A task's defaults live in its schema (`Options`, beside its class). Its yaml in configs/task/ still holds every
+# key, since Hydra's struct mode takes `task.KEY=VALUE` only for a key the composed yaml has; so the yaml holds exactly
+# the schema's fields, each at the schema's default, but for a preset's deliberate settings, named here with why.
+# No task class repeats a default in its signature: it reads `self.options`.
+import functools  # noqa: E402
+import importlib  # noqa: E402
+import inspect  # noqa: E402
+import pkgutil  # noqa: E402
+
+from pydantic import BaseModel  # noqa: E402
+
+import fpt.tasks  # noqa: E402
+from fpt.tasks.base import META_KEYS, Task, task_class, task_options  # noqa: E402
+
+TASK_YAMLS = choices("task")
+PRESET_SETTINGS = {  # task yaml -> {option: why the yaml sets it apart from the schema's default}
+    "bit_memory_small": {"n_bits": "CPU scale: strings of 50 bits, not the paper's 1000",
+                         "patch": "10 bits per token, so a string is 5 tokens (36 tokens in all)",
+                         "val_size": "a validation set of 500 keeps CPU evaluation short"},
+    "listops_small": {"max_len": "the generated expressions are shorter than 60 tokens",
+                      "generate": "CPU scale: 5000/500/1000 expressions of 10..60 tokens, depth <= 4, <= 5 arguments"},
+}
+
+
+@functools.cache
+def _task_yaml(name: str) -> dict:
+    """`task=NAME` as `fpt train` composes it."""
+    return OmegaConf.to_container(compose([f"task={name}"]).task, resolve=True)
+
+
+def _key_drift(schema: type[BaseModel], section: dict, at: str = "task") -> list[str]:
+    """The keys the yaml lacks (-) or adds (+) against the schema's fields, nested sections (generate) included."""
+    fields = schema.model_fields
+    drift = [f"-{at}.{k}" for k in fields if k not in section] + [f"+{at}.{k}" for k in section if k not in fields]
+    for k, f in fields.items():
+        if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel) and isinstance(section.get(k), dict):
+            drift += _key_drift(f.annotation, section[k], f"{at}.{k}")
+    return drift
+
+
+@pytest.mark.parametrize("name", TASK_YAMLS)
+def test_task_yaml_holds_exactly_its_schemas_options(name):
+    options = {k: v for k, v in _task_yaml(name).items() if k not in META_KEYS}
+    assert _key_drift(task_class(_task_yaml(name)).Options, options) == [], f"configs/task/{name}.yaml"
+
+
+@pytest.mark.parametrize("name", TASK_YAMLS)
+def test_task_yaml_values_are_its_schemas_defaults_but_for_named_preset_settings(name):
+    checked = task_options(_task_yaml(name))  # the one check build_task and preflight make
+    defaults = type(checked)()
+    differ = {k for k in type(checked).model_fields if getattr(checked, k) != getattr(defaults, k)}
+    assert differ == set(PRESET_SETTINGS.get(name, {})), f"configs/task/{name}.yaml: {sorted(differ)} not the default"
+    assert set(PRESET_SETTINGS) <= set(TASK_YAMLS)
+
+
+def _task_classes() -> list[type[Task]]:
+    """Task and every subclass of it in fpt.tasks (abstract bases included)."""
+    for m in pkgutil.iter_modules(fpt.tasks.__path__):
+        importlib.import_module(f"fpt.tasks.{m.name}")
+    found, todo = [], [Task]
+    while todo:
+        found.append(todo.pop())
+        todo += [c for c in found[-1].__subclasses__() if c.__module__.startswith("fpt.tasks.") and c not in found]
+    return sorted(found, key=lambda c: c.__qualname__)
+
+
+@pytest.mark.parametrize("cls", _task_classes(), ids=lambda c: c.__qualname__)
+def test_no_task_signature_repeats_a_schema_default(cls):
+    """`__init__(self, options=None, **kw)`, no option one by one: each option's default is in the schema only."""
+    params = inspect.signature(cls.__init__).parameters if "__init__" in vars(cls) else {}
+    assert not set(params) & set(cls.Options.model_fields), f"{cls.__name__}.__init__ takes its options one by one"
+    if not inspect.isabstract(cls):
+        assert cls().options == cls.Options()  # built with no options, it has the schema's defaults
+
+
+def test_a_task_given_keywords_checks_them_through_its_schema():
+    from fpt.errors import FPTError
+    from fpt.tasks.bits import BitXor
+
+    assert BitXor(n_bits=3).options == BitXor.Options(n_bits=3) and BitXor(BitXor.Options(n_bits=3)).spec.k == 3
+    with pytest.raises(FPTError, match=r"^task.n_bits must be a positive integer, got 0$"):
+        BitXor(n_bits=0)
+    with pytest.raises(TypeError, match="not both"):
+        BitXor(BitXor.Options(), n_bits=3)
+    with pytest.raises(TypeError, match="takes BitXorOptions"):
+        BitXor(Task.Options())

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from fpt.tasks.base import TaskSpec
+from fpt.config.schema import Count
+from fpt.tasks.base import TaskOptions, TaskSpec
 from fpt.tasks.sequences import Examples, PadCollate, Ragged, SequenceTask, cached
 
 
@@ -65,11 +66,17 @@ def test_pad_collate_masks_by_length_not_by_token_value():
     assert b["mask"].tolist() == [[True, True, True], [True, False, False]] and b["x"].dtype == torch.long
 
 
+class ParityOptions(TaskOptions):
+    batch_size: Count = 4  # its defaults live here only: the class reads self.options
+
+
 class Parity(SequenceTask):
     """A new sequence task: bit strings, one per line of `<root>/<split>.txt`, label = parity. This is all it takes."""
 
-    def __init__(self, batch_size=4, seed=0, data=None):
-        super().__init__(batch_size, seed, data)
+    Options = ParityOptions
+
+    def __init__(self, options=None, **kw):
+        super().__init__(options, **kw)
         self.max_len, self.bucket = 64, 2
         self.spec = TaskSpec(seq_len=64, vocab_size=3, pad_id=0, num_classes=2, readout="mean", truncatable=True)
 

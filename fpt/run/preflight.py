@@ -27,12 +27,8 @@ def preflight(cfg: DictConfig) -> None:
 
 
 def check_task(task) -> None:
-    """A task section against its class's schema (Task.Options, next to the class; importing it imports Lightning)."""
-    from omegaconf import DictConfig, OmegaConf
+    """A task section against its class's schema (Task.Options, next to the class; importing it imports Lightning),
+    through the one check build_task makes too (fpt.tasks.base.task_options)."""
+    from fpt.tasks.base import task_options
 
-    from fpt.config.schema import check
-    from fpt.tasks.base import META_KEYS, task_class
-
-    task = OmegaConf.to_container(task, resolve=True) if isinstance(task, DictConfig) else dict(task)
-    cls = task_class(task)
-    check(cls.Options, {k: v for k, v in task.items() if k not in META_KEYS}, "task")
+    task_options(task)

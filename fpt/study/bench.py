@@ -61,10 +61,10 @@ def training_config(args: list[str]):
 
 def task_spec(task_cfg, seq_len: int | str):
     """The TaskSpec the task's class declares (constructed for it, no data read), at `seq_len` tokens."""
-    from fpt.tasks.base import META_KEYS, task_class
+    from fpt.tasks.base import task_class, task_options
 
     try:
-        spec = task_class(task_cfg)(**{k: v for k, v in dict(task_cfg).items() if k not in META_KEYS}).spec
+        spec = task_class(task_cfg)(task_options(task_cfg)).spec
     except FPTError:
         raise
     except Exception as e:  # a module or class not there, a bad option

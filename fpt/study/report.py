@@ -223,10 +223,10 @@ def task_chances(rows: list[dict]) -> dict[str, float]:
         if r["status"] != "ok" or r["task"] in out or not (Path(r["run_dir"]) / "config.yaml").is_file():
             continue
         try:
-            from fpt.tasks.base import META_KEYS, task_class
+            from fpt.tasks.base import task_class, task_options
 
             task = OmegaConf.to_container(OmegaConf.load(Path(r["run_dir"]) / "config.yaml").task)
-            spec = task_class(task)(**{k: v for k, v in task.items() if k not in META_KEYS}, data={}).spec
+            spec = task_class(task)(task_options(task), data={}).spec
             out[r["task"]] = 1 / spec.num_classes if spec.objective == "classification" else None
         except Exception:  # noqa: BLE001 - a task this version cannot build: its plots go without a chance line
             out[r["task"]] = None
