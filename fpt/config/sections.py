@@ -194,10 +194,11 @@ class EvalCommand(Options):
     ablate_layers: Indices = Field(None, alias="ablate.layers")
 
 
-def validate(cfg) -> None:
+def validate(cfg) -> dict:
     """The options of a composed config (a DictConfig or plain dict) that need no import: the root sections, the model
     kind's options (its entry in fpt.config.kinds, registered by importing fpt.models) and the trunk's when the kind has
-    one. fpt.run.preflight calls it, then check_task."""
+    one. Returns the config resolved (interpolations filled in, Hydra's node left out) as a plain dict: the one
+    resolution a run makes. fpt.run.preflight calls it, then check_task."""
     from omegaconf import DictConfig, OmegaConf
 
     from fpt.config.kinds import kind
@@ -220,6 +221,7 @@ def validate(cfg) -> None:
         raise FPTError(f"peft.method={method} adapts a pretrained trunk; it does not apply to model.kind={name}")
     if has_trunk:
         check(Trunk, c["trunk"], "trunk")
+    return c
 
 
 def check_data_options(cls, options: dict, task: str) -> dict:

@@ -18,9 +18,10 @@ from fpt.run.precision import resolve_precision, store_frozen, trunk_dtype
 from fpt.tasks.base import build_task
 
 
-def build(cfg: DictConfig, cached: bool = True):
+def build(cfg: DictConfig, cached: bool = True, config: dict | None = None):
     """Task and LightningModule for `cfg`, seeded. `cached`: output-only runs may serve cached features
-    (features.cache); False gives the task's own examples (analysis reads inputs, not features)."""
+    (features.cache); False gives the task's own examples (analysis reads inputs, not features). `config`: `cfg`
+    already resolved (fpt.run.train.prepare resolves it once), the hyperparameters the checkpoints record."""
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     task = build_task(cfg.task, int(cfg.seed), cfg.data)
     cap = cfg.data.get("max_len")
@@ -30,7 +31,7 @@ def build(cfg: DictConfig, cached: bool = True):
     store_frozen(model, trunk_dtype(cfg))
     if model.spec.seq_len != task.spec.seq_len:  # a variable-length task cut to the trunk's positions
         task.fit_to(model.spec.seq_len)
-    return (maybe_cache(cfg, task, model) if cached else task), FPTModule(model, resolved(cfg))
+    return (maybe_cache(cfg, task, model) if cached else task), FPTModule(model, config if config is not None else resolved(cfg))
 
 
 def make_trainer(trainer_cfg, **kw) -> pl.Trainer:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from fpt.config import resolved
 from fpt.run.preflight import preflight
 from fpt.run.results import BASELINE, NAME, Results
 from fpt.errors import FPTError, Preempted
@@ -44,14 +43,16 @@ def run_job(cfg: DictConfig) -> float | None:
     if is_secondary_rank():  # another DDP rank of a run rank 0 holds and reports
         from fpt.run.train import train
 
-        train(cfg, run_dir, extra)
+        train(preflight(cfg), run_dir, extra)
         return None
     started = False
     try:
         with RunLock(run_dir):
-            if (done := finished(run_dir)) and _nothing_to_do(run_dir, cfg, sweep):
+            if (done := finished(run_dir)) and sweep:
                 return _say_finished(done, run_dir, sweep)
-            preflight(cfg)
+            cfg = preflight(cfg)  # the checked config travels on from here
+            if done and _nothing_to_do(run_dir, cfg):
+                return _say_finished(done, run_dir, sweep)
             from fpt.run.train import prepare, train
 
             prepared = prepare(cfg, run_dir)  # raises before any file of the run directory is written
@@ -102,11 +103,9 @@ def _fmt(v) -> str:
     return "None" if v is None else f"{v:.4f}"
 
 
-def _nothing_to_do(run_dir: Path, cfg: DictConfig, sweep: bool) -> bool:
+def _nothing_to_do(run_dir: Path, cfg: DictConfig) -> bool:
     """A finished run needs no training unless this command asks for more (CONTINUES) than it was given;
-    a command that changes anything else about the run is refused (fpt.run.resume)."""
-    if sweep:
-        return True
+    a command that changes anything else about the run is refused (fpt.run.resume). `cfg`: the checked config."""
     from omegaconf import OmegaConf
 
     from fpt.run.resume import check_resume
@@ -114,7 +113,7 @@ def _nothing_to_do(run_dir: Path, cfg: DictConfig, sweep: bool) -> bool:
     saved = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml")) if (run_dir / "config.yaml").is_file() else None
     if saved is None:
         return True
-    changes = check_resume(saved, resolved(cfg), run_dir)
+    changes = check_resume(saved, OmegaConf.to_container(cfg), run_dir)
     return not any(k in changes for k in CONTINUES)
 
 

@@ -19,9 +19,7 @@ def checked(overrides: list[str], multirun: bool):
         for point in sweep_points(overrides):
             preflight(compose(point))
         return None
-    cfg = compose(overrides)
-    preflight(cfg)
-    return cfg
+    return preflight(compose(overrides))
 
 
 def launch(args: list[str]) -> int:

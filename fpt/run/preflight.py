@@ -9,21 +9,30 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 import fpt.models  # noqa: F401 - registers the model kinds that validate() checks model.* against
-from fpt.config.kinds import has_trunk
+from fpt.config.kinds import freeze_of, has_trunk
 
 
-def preflight(cfg: DictConfig) -> None:
+def preflight(cfg: DictConfig) -> DictConfig:
     """Every option against its schema (fpt.config.sections: names, types, ranges, the task's own options) and whether the
     trunk's weights can be reached. Each failure is one line; nothing after this re-checks what it checked. The
-    task's schema comes last: it lives beside the task's class, and importing that module imports Lightning."""
+    task's schema comes last: it lives beside the task's class, and importing that module imports Lightning.
+
+    Returns the checked config: resolved once (interpolations filled in, no Hydra node) and `freeze: null` replaced by
+    the model kind's own groups, so what travels on, and what the run directory's config.yaml records, is what ran."""
+    from omegaconf import OmegaConf
+
     from fpt.config.sections import validate
 
-    validate(cfg)
-    if has_trunk(cfg.model.kind):
+    plain = validate(cfg)
+    if has_trunk(plain["model"]["kind"]):
         from fpt.trunks.source import check_source
 
         check_source(cfg.trunk)
     check_task(cfg.task)
+    plain["freeze"] = freeze_of(plain)
+    out = OmegaConf.create(plain)
+    OmegaConf.set_struct(out, True)
+    return out
 
 
 def check_task(task) -> None:

@@ -33,7 +33,7 @@ from fpt.run.results import Results, job_keys
 from fpt.tasks.base import first_examples
 
 
-def loggers(cfg: DictConfig, run_dir: Path, resume_step: int | None = None) -> list:
+def loggers(cfg: DictConfig, run_dir: Path, resume_step: int | None = None, config: dict | None = None) -> list:
     """CSV always (metrics.csv in the run dir), plus TensorBoard or W&B when chosen."""
     out = [MetricsCSV(run_dir / "metrics.csv", keep_before=resume_step)]
     kind = cfg.logger.kind
@@ -46,7 +46,7 @@ def loggers(cfg: DictConfig, run_dir: Path, resume_step: int | None = None) -> l
 
         lc = cfg.logger
         out.append(WandbLogger(project=lc.project, entity=lc.entity, save_dir=str(run_dir), offline=bool(lc.offline),
-                               tags=list(lc.tags), name=run_dir.name, config=resolved(cfg)))
+                               tags=list(lc.tags), name=run_dir.name, config=config if config is not None else resolved(cfg)))
     elif kind != "csv":
         raise FPTError(f"unknown logger.kind '{kind}'; choose csv, tensorboard or wandb")
     return out
@@ -63,17 +63,19 @@ class Prepared:
     changes: dict  # honoured config changes since that checkpoint: {key: [old, new]}
     used: int
     cut: dict | None
+    config: dict  # the config resolved once, as config.yaml, the loggers and the checkpoints record it
 
 
 def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
     """Build the task and module and check a resume; a refusal (FPTError) leaves the run directory untouched."""
-    task, lit = build(cfg)
+    config = resolved(cfg)
+    task, lit = build(cfg, config=config)
     resume, resume_step, changes = resume_path(cfg, Path(run_dir) / "checkpoints"), None, {}
     if resume:
         ckpt = load_checkpoint(resume)
-        changes = check_resume(ckpt[META_KEY]["config"], resolved(cfg), resume)
+        changes = check_resume(ckpt[META_KEY]["config"], config, resume)
         resume_step = int(ckpt["global_step"])
-    return Prepared(task, lit, resume, resume_step, changes, count_used(lit.model), truncation_report(task))
+    return Prepared(task, lit, resume, resume_step, changes, count_used(lit.model), truncation_report(task), config)
 
 
 def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None, prepared: Prepared | None = None) -> Results | None:
@@ -86,10 +88,10 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None, prepared: P
     run_dir = Path(run_dir)
     p = prepared or prepare(cfg, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(resolved(cfg)))
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(p.config))
     print(summary_line(p.lit.model))
     fit = _callbacks(cfg, p, run_dir / "checkpoints")
-    trainer = make_trainer(cfg.trainer, logger=loggers(cfg, run_dir, p.resume_step), callbacks=fit.callbacks,
+    trainer = make_trainer(cfg.trainer, logger=loggers(cfg, run_dir, p.resume_step, p.config), callbacks=fit.callbacks,
                            default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()], say_precision=True)
     t0 = time.perf_counter()
     steps = _fit(cfg, trainer, p, fit, run_dir, extra)

@@ -52,8 +52,7 @@ def training_config(args: list[str]):
     check_groups(args)
     if is_multirun(args):
         raise FPTError("bench measures one configuration; drop --multirun")
-    cfg = compose(args)
-    preflight(cfg)
+    cfg = preflight(compose(args))  # the checked config
     if cfg.model.kind != "fpt":
         raise FPTError(f"bench builds its baselines itself (bench.variants=[lstm,...]); leave out model= (got model.kind={cfg.model.kind})")
     return cfg
