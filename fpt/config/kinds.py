@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from fpt.errors import FPTError
+from fpt.config.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -26,25 +26,17 @@ class ModelKind:
     note: Optional[str] = None  # what its row shows, printed under `fpt report`'s efficiency table
 
 
-KINDS: dict[str, ModelKind] = {}
+KINDS: Registry[ModelKind] = Registry("model.kind")
 
 
-def register(*entries: ModelKind) -> dict[str, ModelKind]:
+def register(*entries: ModelKind) -> Registry[ModelKind]:
     """Add `entries` to the table (fpt/models/registry.py calls it once); a name given twice is a bug."""
-    for e in entries:
-        if KINDS.get(e.name, e) is not e:
-            raise FPTError(f"model.kind '{e.name}' is registered twice")
-        KINDS[e.name] = e
-    return KINDS
+    return KINDS.register(*entries)
 
 
 def kind(name: str) -> ModelKind:
     """The registered kind `name`; unknown names are a one-line error."""
-    if not KINDS:  # a caller below fpt.models that nothing above has imported: a bug, said plainly
-        raise FPTError("no model kinds are registered: import fpt.models before checking or building a config")
-    if name not in KINDS:
-        raise FPTError(f"unknown model.kind '{name}'; choose one of: {', '.join(KINDS)}")
-    return KINDS[name]
+    return KINDS.entry(name)
 
 
 def has_trunk(name: str) -> bool:

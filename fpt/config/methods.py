@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from fpt.errors import FPTError
+from fpt.config.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -23,22 +23,14 @@ class PeftMethod:
     note: Optional[str] = None  # what its row shows
 
 
-METHODS: dict[str, PeftMethod] = {}
+METHODS: Registry[PeftMethod] = Registry("peft.method")
 
 
-def register_methods(*entries: PeftMethod) -> dict[str, PeftMethod]:
+def register_methods(*entries: PeftMethod) -> Registry[PeftMethod]:
     """Add `entries` to the table (fpt/models/registry.py calls it once); a name given twice is a bug."""
-    for e in entries:
-        if METHODS.get(e.name, e) is not e:
-            raise FPTError(f"peft.method '{e.name}' is registered twice")
-        METHODS[e.name] = e
-    return METHODS
+    return METHODS.register(*entries)
 
 
 def peft_method(name: str) -> PeftMethod:
     """The registered method `name`; unknown names are a one-line error."""
-    if not METHODS:
-        raise FPTError("no peft methods are registered: import fpt.models before checking or building a config")
-    if name not in METHODS:
-        raise FPTError(f"unknown peft.method '{name}'; choose one of: {', '.join(METHODS)}")
-    return METHODS[name]
+    return METHODS.entry(name)

@@ -38,7 +38,7 @@ from fpt.config.groups import assign_groups
 from fpt.config.kinds import ModelKind
 from fpt.config.schema import Count, Dropout, Flag, choice
 from fpt.config.sections import ModelCommon
-from fpt.models.wrapper import FPTModel, input_options
+from fpt.models.wrapper import FPTModel, call_body, input_options
 from fpt.tasks.spec import TaskSpec
 
 CELLS = ("ln", "plain")
@@ -139,10 +139,6 @@ class LSTMBody(nn.Module):
         return x
 
 
-def _lstm_forward(body: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return body(x, mask)
-
-
 def lstm_groups(body: LSTMBody) -> dict[str, str]:
     """LSTM parameter name -> freeze group: rnn (LSTM weights), ln (every layernorm), pos (LSTM* positions)."""
     return assign_groups((n for n, _ in body.named_parameters()), LSTM_GROUPS)
@@ -155,7 +151,7 @@ def build_lstm(cfg, spec: TaskSpec) -> FPTModel:
     cell = mcfg.get("cell", "plain")  # no model.cell: a config saved before it existed, when every LSTM was torch's nn.LSTM
     body = LSTMBody(hidden, layers, dropout, bool(mcfg.get("residual", False)),
                     spec.seq_len if mcfg.get("positions", False) else None, cell)
-    return FPTModel(spec, body, hidden, lstm_groups(body), _lstm_forward, mcfg.get("readout"), **input_options(mcfg))
+    return FPTModel(spec, body, hidden, lstm_groups(body), call_body, mcfg.get("readout"), **input_options(mcfg))
 
 
 class LSTMOptions(ModelCommon):

@@ -34,7 +34,7 @@ from fpt.config.groups import assign_groups
 from fpt.config.kinds import ModelKind
 from fpt.config.schema import Count, CountOrNull, Dropout
 from fpt.config.sections import ModelCommon, heads_divide_hidden
-from fpt.models.wrapper import FPTModel, input_options
+from fpt.models.wrapper import FPTModel, call_body, input_options
 from fpt.tasks.spec import TaskSpec
 
 # Anchored (re.fullmatch) patterns over LinformerBody parameter names. The package's blocks are
@@ -74,10 +74,6 @@ class LinformerBody(nn.Module):
         return self.ln_f(h)
 
 
-def _linformer_forward(body: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return body(x, mask)
-
-
 def linformer_groups(body: LinformerBody) -> dict[str, str]:
     """Linformer parameter name -> freeze group (attn incl. sequence projections, ffn, ln, pos)."""
     return assign_groups((n for n, _ in body.named_parameters()), LINFORMER_GROUPS)
@@ -93,7 +89,7 @@ def build_linformer(cfg, spec: TaskSpec) -> FPTModel:
                        f"set model.max_len=null (the task's length) or at least {spec.seq_len}")
     seq_len = max_len or spec.seq_len
     body = LinformerBody(hidden, seq_len, depth, heads, min(k, seq_len), float(dropout))
-    return FPTModel(spec, body, hidden, linformer_groups(body), _linformer_forward, mcfg.get("readout"), **input_options(mcfg))
+    return FPTModel(spec, body, hidden, linformer_groups(body), call_body, mcfg.get("readout"), **input_options(mcfg))
 
 
 class LinformerOptions(ModelCommon):

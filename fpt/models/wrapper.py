@@ -140,3 +140,8 @@ class FPTModel(nn.Module):
 def input_options(mcfg) -> dict:
     """The input layer's options from `model.*` (the 2021 code's gain and dropout by default)."""
     return {"input_gain": float(mcfg.get("input_gain", INPUT_GAIN)), "input_dropout": float(mcfg.get("input_dropout", INPUT_DROPOUT))}
+
+
+def call_body(body: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The forward of a body that takes (tokens, mask) itself (the LSTM, the Linformer): FPTModel's `forward` argument."""
+    return body(x, mask)
