@@ -65,6 +65,18 @@ def test_map_leaves_out_a_label_without_a_positive_and_counts_it():
     assert float(m["map_labels_left_out"].compute()) == 0.0 and float(m["map"].compute()) == pytest.approx((1 + 0.5 + 1) / 3)
 
 
+def test_a_run_still_improving_when_its_budget_ran_out_is_marked_and_no_other():
+    from fpt.run.callbacks import still_improving
+
+    rising = [(100, 0.6), (200, 0.7), (300, 0.8)]
+    assert still_improving(rising, "max", 300, 300) is True  # best at the last evaluation, budget spent
+    assert still_improving([(100, 0.9), (200, 0.95), (300, 0.94)], "max", 300, 300) is True  # one of the last two
+    assert still_improving([(100, 0.9), (200, 0.8), (300, 0.8)], "max", 300, 300) is False  # flat since step 100
+    assert still_improving(rising, "max", 200, 300) is False  # stopped early (a target, a plateau)
+    assert still_improving([(100, 0.5), (200, 0.3)], "min", 200, 200) is True  # an error metric still falling
+    assert still_improving([], "max", 300, 300) is None and still_improving(rising, "max", 300, -1) is None
+
+
 def test_best_step_and_selection_follow_the_metrics_direction():
     assert best_step([(10, 0.5), (20, 0.3), (30, 0.3)], "min") == 20
     assert best_step([(10, 0.5), (20, 0.3)], "max") == 10

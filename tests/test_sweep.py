@@ -212,3 +212,26 @@ def test_a_swept_data_set_is_a_column_and_the_tasks_references_are_rows(tmp_path
     assert "| fpt | 60.0 ± 0.0 (n=1) | 90.0 ± 0.0 (n=1) |" in md
     assert "| *baseline/1nn_acc* | 70.0–80.0 | 91.3 |" in md and "baseline/note" not in md
     assert (tmp_path / "plots" / "accuracy_bars.png").stat().st_size > 10_000
+
+
+def test_lr_ties_on_validation_break_on_validation_loss_then_on_the_smaller_lr():
+    def rows(loss_small, loss_big):
+        return [{"status": "ok", "variant": "v", "task": "t", "lr": lr, "val/acc": 1.0, "val/loss": loss, "test/acc": t,
+                 "run_dir": f"r{lr}", "config": ""} for lr, loss, t in [(1e-4, loss_small, 0.6), (1e-3, loss_big, 0.9)]]
+    assert select(rows(0.30, 0.05))[0]["lr"] == 1e-3  # the tie at val/acc 1.0 goes to the lower loss
+    assert select(rows(0.05, 0.30))[0]["lr"] == 1e-4
+    assert select(rows("", ""))[0]["lr"] == 1e-4  # runs recorded before val/loss: the smaller lr, as before
+
+
+def test_a_cell_with_a_run_still_improving_is_marked_budget_bound(tmp_path):
+    from fpt.study.report import report
+
+    for name, improving in [("a", True), ("b", False)]:
+        d = tmp_path / name
+        d.mkdir()
+        (d / "results.json").write_text(json.dumps({
+            "status": "ok", "task": "bit_xor", "model": "fpt", "seed": 0, "lr": 1e-3, "val/acc": 0.8, "test/acc": 0.8,
+            "improving_at_end": improving, "label": name, "overrides": {"variant": name}}))
+    md = report(tmp_path).read_text().split("## Validation")[0]
+    assert "| a | 80.0 ± 0.0 (n=1) † |" in md and "| b | 80.0 ± 0.0 (n=1) |" in md
+    assert "† budget-bound" in md

@@ -1,5 +1,6 @@
 """Training end to end in-process on tiny trunks: learning, run directory, checkpoints, eval, seeds."""
 
+import csv
 import json
 
 import pytest
@@ -35,6 +36,9 @@ def test_run_directory_holds_config_metrics_results_checkpoints(xor_run):
     for key in ("val/acc", "test/acc", "params_trainable", "params_total", "steps", "wall_seconds"):
         assert res[key] is not None
     assert res["params_trainable"] < res["params_total"]  # wte never trains
+    history = [(int(r["step"]), float(r["val/loss"])) for r in csv.DictReader(open(run_dir / "metrics.csv")) if r.get("val/loss")]
+    assert any(v == pytest.approx(res["val/loss"], rel=1e-6) for _, v in history)  # the tested checkpoint's, logged
+    assert res["improving_at_end"] is (False if res["steps"] < 500 else res["improving_at_end"])  # stopped at 1.0: not
     cfg = (run_dir / "config.yaml").read_text()
     assert "freeze: []" in cfg and "${" not in cfg  # resolved
     rows = (run_dir / "metrics.csv").read_text().splitlines()

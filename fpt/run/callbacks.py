@@ -90,6 +90,7 @@ class ValHistory(pl.Callback):
         self.targets = sorted(float(t) for t in targets or [])
         self.monitor, self.mode = monitor, mode
         self.history: list[tuple[int, float]] = []
+        self.losses: dict[int, float] = {}  # step -> val/loss (what breaks ties between learning rates)
         self.steps_to: dict[str, int] = {}
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module) -> None:
@@ -97,17 +98,38 @@ class ValHistory(pl.Callback):
             return
         value, step = float(trainer.callback_metrics[self.monitor]), int(trainer.global_step)  # one host sync per evaluation
         self.history.append((step, value))
+        if "val/loss" in trainer.callback_metrics:
+            self.losses[step] = float(trainer.callback_metrics["val/loss"])
         for t in self.targets:
             reached = value >= t if self.mode == "max" else value <= t
             if reached and str(t) not in self.steps_to:
                 self.steps_to[str(t)] = step
 
     def state_dict(self) -> dict:
-        return {"history": [list(h) for h in self.history], "steps_to": dict(self.steps_to)}
+        return {"history": [list(h) for h in self.history], "steps_to": dict(self.steps_to),
+                "losses": {str(k): v for k, v in self.losses.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         self.history = [tuple(h) for h in state.get("history", [])]
         self.steps_to = dict(state.get("steps_to", {}))
+        self.losses = {int(k): float(v) for k, v in state.get("losses", {}).items()}
+
+
+def best_step(history: list[tuple[int, float]], mode: str = "max") -> int | None:
+    """The first step with the best validation metric: the one ModelCheckpoint kept (it replaces only on a strictly
+    better score)."""
+    sign = 1.0 if mode == "max" else -1.0
+    return max(history, key=lambda h: (sign * h[1], -h[0]))[0] if history else None
+
+
+def still_improving(history: list[tuple[int, float]], mode: str, steps: int | None, budget: int | None) -> bool | None:
+    """Whether a run ended by its step budget while still improving: its best validation value came at one of its
+    last two evaluations. None without evaluations or a step budget (epochs, or a run stopped early)."""
+    if not history or budget is None or budget <= 0 or steps is None:
+        return None
+    if steps < budget:  # stopped before its budget: a target reached or a plateau
+        return False
+    return best_step(history, mode) in {s for s, _ in history[-2:]}
 
 
 class Timing(pl.Callback):

@@ -72,6 +72,8 @@ class Results(Mapping):
     best_checkpoint: str | None = None
     best_step: int | None = None  # the step of the tested checkpoint
     steps_to: dict[str, int | None] | None = None  # target -> the first step val reached it (None: never)
+    improving_at_end: bool | None = None  # the best validation came at one of the last two and the step budget ended
+    #                                       the run: a snapshot of a run still learning, not a converged value
     resumed: list[dict] | None = None  # [{step, changed: {key: [old, new]}}] per resume of this run
     wall_seconds: float | None = None
     overrides: dict[str, str] | None = None  # the Hydra job's command-line overrides (absent outside a Hydra job)

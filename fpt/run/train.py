@@ -19,7 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from fpt.models.adapters import recorded
 from fpt.run.assemble import build, make_trainer, restore  # build and restore are imported from here too
-from fpt.run.callbacks import FinalValidation, NaNPolicy, PlainProgress, Preemption, ResumeLog, StepSeed, Timing, ValHistory, stop_at
+from fpt.run.callbacks import (FinalValidation, NaNPolicy, PlainProgress, Preemption, ResumeLog, StepSeed, Timing,
+                                ValHistory, best_step, still_improving, stop_at)
 from fpt.checkpoint import META_KEY, AtomicCheckpointIO, load_checkpoint, write_json
 from fpt.config import resolved
 from fpt.errors import FPTError, Preempted
@@ -103,7 +104,7 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None, prepared: P
     more = _further_tests(cfg, tester, p, best)
     results = _results(cfg, trainer, p, fit, {**{k: float(v) for k, v in test.items() if k.startswith("test/")}, **more}, extra)
     results.steps = steps
-    _records(results, p, fit)
+    _records(results, p, fit, cfg.trainer.get("max_steps"))
     results.wall_seconds = round(time.perf_counter() - t0, 2)
     results.write(run_dir)
     return results
@@ -209,7 +210,7 @@ def _results(cfg: DictConfig, trainer: pl.Trainer, p: Prepared, fit: Fit, scores
     )
 
 
-def _records(results: Results, p: Prepared, fit: Fit) -> None:
+def _records(results: Results, p: Prepared, fit: Fit, budget: int | None = None) -> None:
     """The fit's records into `results`: speed, the feature cache, the tested checkpoint, the targets reached, the resumes."""
     timing, history = fit.timing, fit.history
     results.sec_per_step = round(timing.train_seconds / max(timing.train_steps, 1), 4)
@@ -217,15 +218,11 @@ def _records(results: Results, p: Prepared, fit: Fit) -> None:
     results.feature_cache = getattr(p.task, "info", None)
     results.best_checkpoint = fit.best.best_model_path or None
     results.best_step = best_step(history.history, p.lit.objective.mode)
+    if results.best_step in history.losses:  # the tested checkpoint's validation loss: the lr tie-break of sweeps
+        results.scores["val/loss"] = history.losses[results.best_step]
+    results.improving_at_end = still_improving(history.history, p.lit.objective.mode, results.steps, budget)
     results.steps_to = {str(t): history.steps_to.get(str(t)) for t in history.targets}
     results.resumed = fit.resumes.resumes
-
-
-def best_step(history: list[tuple[int, float]], mode: str = "max") -> int | None:
-    """The first step with the best validation metric: the one ModelCheckpoint kept (it replaces only on a strictly
-    better score)."""
-    sign = 1.0 if mode == "max" else -1.0
-    return max(history, key=lambda h: (sign * h[1], -h[0]))[0] if history else None
 
 
 def from_last_checkpoint(path: Path, callbacks) -> int:

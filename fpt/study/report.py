@@ -141,6 +141,10 @@ def _tables(sw: Sweep) -> list[str]:
              "Accuracy, F1 and mAP in %, higher is better (↑); MSE and MAE as they are, lower is better (↓).", ""]
     lines += _table(["variant", *heads], [[v, *(by[(v, t)]["cell"] if (v, t) in by else "–" for t in tasks)] for v in variants]
                     + [[f"*{k}*", *(_ref(metric[t], sw.refs[k].get(t)) for t in tasks)] for k in sw.refs])
+    if any(c.get("budget_bound") for c in sw.cells):
+        lines += ["", "† budget-bound: a run of the cell was still improving on validation when its steps ran out "
+                  "(its best validation came at one of its last two evaluations): a snapshot, not a converged value, "
+                  "so the cell does not rank against the others."]
     if sw.refs:
         lines += ["", "Rows in italics are the tasks' own reference numbers on the same split (results.json's `baseline/*`: "
                   "no training, no selection; e.g. 1-NN on the whole training file), not variants of the sweep."]

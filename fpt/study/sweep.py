@@ -156,8 +156,9 @@ def _row(res: Results, run_dir: Path, varying: set[str]) -> dict:
         "config": " ".join(f"{k}={v}" for k, v in sorted(ov.items())), "run_dir": str(run_dir),
         "freeze": ",".join(res.freeze or []), "error": res.error or "",
     }
-    for k in ("val/acc", "test/acc", "train/acc"):
+    for k in ("val/acc", "test/acc", "train/acc", "val/loss"):
         row[k] = _either(res.scores.get(k), "")
+    row["improving_at_end"] = "" if res.improving_at_end is None else int(res.improving_at_end)
     for k in ("steps", "wall_seconds", "params_trainable", "params_used", "model", "trunk", "init"):
         row[k] = _either(getattr(res, k), "")
     for k, v in res.scores.items():  # the task's reference numbers on the same split (baseline/1nn_acc, ...)
@@ -177,7 +178,9 @@ def _either(value, otherwise):
 
 def select(rows: list[dict], on_seed: int | None = None) -> list[dict]:
     """Per (variant, task): the lr with the best mean validation metric (over seed `on_seed` only, if given: the seed0
-    protocol), in the metric's direction (accuracy up, MSE down); the test metric's mean ± std over the seeds run at that lr."""
+    protocol), in the metric's direction (accuracy up, MSE down), ties broken by the lower mean validation loss (then
+    the smaller lr); the test metric's mean ± std over the seeds run at that lr. A cell with a run that was still
+    improving when its steps ran out is marked † (budget-bound)."""
     cells: dict[tuple, dict[float, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         if r["status"] == "ok":
@@ -187,8 +190,8 @@ def select(rows: list[dict], on_seed: int | None = None) -> list[dict]:
         def score(kv):
             runs = [r for r in kv[1] if on_seed is None or str(r["seed"]) == str(on_seed)]
             if not runs:
-                return (float("-inf"), -kv[0])
-            return (sign * statistics.fmean(_value(r, "val", sign) for r in runs), -kv[0])
+                return (float("-inf"), float("-inf"), -kv[0])
+            return (sign * statistics.fmean(_value(r, "val", sign) for r in runs), -_loss(runs), -kv[0])
 
         metric = _metric(next(iter(by_lr.values()))[0])
         sign = 1.0 if MODES.get(metric, "max") == "max" else -1.0
@@ -203,7 +206,8 @@ def select(rows: list[dict], on_seed: int | None = None) -> list[dict]:
             "params_used": used[0] if used else None,
             "variant": variant, "task": task, "lr": lr, "n": len(tests), "test_mean": mean, "test_std": std, "metric": metric,
             "val_mean": statistics.fmean(_value(r, "val", sign) for r in runs),
-            "cell": f"{fmt(metric, mean)} ± {fmt(metric, std)} (n={len(tests)})",
+            "cell": f"{fmt(metric, mean)} ± {fmt(metric, std)} (n={len(tests)})" + (" †" if _bound(runs) else ""),
+            "budget_bound": _bound(runs),
             "runs": [r["run_dir"] for r in runs], "config": runs[0]["config"],
             "lrs": {k: statistics.fmean(_value(r, "test", sign) for r in v) for k, v in sorted(by_lr.items())},
             "steps_to": _steps_to(runs),
@@ -213,6 +217,17 @@ def select(rows: list[dict], on_seed: int | None = None) -> list[dict]:
 
 def _metric(row: dict) -> str:
     return row.get("metric") or "acc"
+
+
+def _loss(runs: list[dict]) -> float:
+    """The runs' mean validation loss at their tested checkpoints (inf when any did not record it: no tie-break)."""
+    losses = [r.get("val/loss") for r in runs]
+    return statistics.fmean(float(v) for v in losses) if all(v not in (None, "") for v in losses) else float("inf")
+
+
+def _bound(runs: list[dict]) -> bool:
+    """Some run of the cell was still improving when its step budget ended it (results.json improving_at_end)."""
+    return any(str(r.get("improving_at_end")) in ("1", "True", "true") for r in runs)
 
 
 def _value(row: dict, split: str, sign: float) -> float:
