@@ -107,10 +107,22 @@ def test_report_handles_a_sweep_mixing_accuracy_and_mse_tasks(tmp_path):
     assert "cls (acc % ↑)" in md and "reg (mse ↓)" in md
 
 
-def test_stop_at_fires_on_a_float32_accuracy_of_one_and_never_on_error_metrics():
-    from fpt.run.callbacks import stop_at
+def test_the_target_stop_fires_on_a_float32_one_held_twice_and_never_on_error_metrics():
+    from types import SimpleNamespace
 
-    (es,) = stop_at(1.0)
-    assert es._evaluate_stopping_criteria(torch.tensor(1.0))[0]  # 1.0 - 1e-9 was 1.0 in float32: never stopped
-    assert not es._evaluate_stopping_criteria(torch.tensor(0.98))[0]
-    assert stop_at(1.0, "val/mse", "min") == []
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    from fpt.run.stopping import TargetHeld, stopping
+
+    (held,) = stopping(1.0, {"hold": 2})
+    trainer = SimpleNamespace(sanity_checking=False, state=SimpleNamespace(fn="fit"), should_stop=False, callback_metrics={})
+    for value, stops in [(1.0, False), (0.98, False), (1.0 - 1e-9, False), (1.0, True)]:  # float32 1.0 - 1e-9 is 1.0
+        trainer.callback_metrics["val/acc"] = torch.tensor(value)
+        held.on_validation_end(trainer, None)
+        assert trainer.should_stop is stops
+    assert isinstance(held, TargetHeld) and held.state_dict() == {"count": 2}
+    assert stopping(1.0, {"hold": 2}, "val/mse", "min") == []
+    (plateau,) = stopping(None, {"patience": 3, "min_delta": 0.01}, "val/mse", "min")
+    assert isinstance(plateau, EarlyStopping) and plateau.patience == 3 and plateau.mode == "min"
+
+

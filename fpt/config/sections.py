@@ -46,6 +46,14 @@ class Eval(Options):
     shuffle_tokens: Flag = False
 
 
+class EarlyStop(Options):
+    """When a fit ends before its budget (fpt/run/stopping.py); neither stop acts before trainer.min_steps."""
+
+    hold: Count = 2  # stop_at_val_acc must hold at this many evaluations in a row
+    patience: CountOrNull = None  # evaluations without an improvement of the objective's metric; null: never
+    min_delta: NonNegativeNumber = 0.0  # the smallest change that counts as an improvement
+
+
 class Unfreeze(Options):
     groups: Groups = []
     last: CountOrNull = None
@@ -146,6 +154,7 @@ class Root(Options):
     eval: Eval = Eval()
     targets: Annotated[list[Fraction], Field(description="a list of accuracies in (0, 1]")] = [0.9, 0.99, 1.0]
     stop_at_val_acc: Annotated[Optional[float], Field(gt=0, le=1, description=or_null("in (0, 1]"))] = 1.0
+    early_stop: EarlyStop = EarlyStop()
     on_nan: choice("stop", "skip") = "stop"
     sweep: Sweep = Sweep()
     resume: rule(Optional[str], path_exists, "an existing run directory or checkpoint") = None

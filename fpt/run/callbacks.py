@@ -264,17 +264,3 @@ def _monitor(pl_module) -> str:
 
 def _num(v) -> str:
     return "-" if v is None else f"{float(v):.4f}"
-
-
-def stop_at(threshold: float | None, monitor: str = "val/acc", mode: str = "max") -> list[pl.Callback]:
-    """Lightning's EarlyStopping at `monitor` >= threshold, never on patience. Its check is strict (>) and made in the
-    metric's float32, where 1.0 - 1e-9 rounds to 1.0 (so val/acc 1.0 never stopped a run): the margin is 1e-6.
-
-    `stop_at_val_acc` is a fraction in (0, 1]: it applies to the metrics that rise to 1 (accuracy, F1, mean average
-    precision); an error metric (mode min: MSE, MAE) has no such level, so those runs train for all their steps."""
-    if threshold is None or mode != "max":
-        return []
-    from lightning.pytorch.callbacks import EarlyStopping
-
-    return [EarlyStopping(monitor=monitor, mode="max", stopping_threshold=float(threshold) - 1e-6, patience=2**31,
-                          check_on_train_epoch_end=False)]

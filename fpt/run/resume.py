@@ -17,7 +17,7 @@ from fpt.errors import FPTError
 HONOURED = (
     "trainer.max_steps", "trainer.max_epochs", "trainer.val_check_interval", "trainer.check_val_every_n_epoch",
     "trainer.log_every_n_steps", "trainer.enable_progress_bar", "trainer.enable_model_summary",
-    "stop_at_val_acc", "targets", "on_nan", "eval", "logger", "data.root", "data.num_workers", "data.download",
+    "stop_at_val_acc", "early_stop", "targets", "on_nan", "eval", "logger", "data.root", "data.num_workers", "data.download",
     "features.dir", "features.cache", "resume", "label", "sweep", "hydra", "bench",
 )
 # Named first when several keys differ: what the run is, before how it was trained.

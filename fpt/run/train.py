@@ -20,7 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 from fpt.models.adapters import recorded
 from fpt.run.assemble import build, make_trainer, restore  # build and restore are imported from here too
 from fpt.run.callbacks import (FinalValidation, NaNPolicy, PlainProgress, Preemption, ResumeLog, StepSeed, Timing,
-                                ValHistory, best_step, still_improving, stop_at)
+                                ValHistory, best_step, still_improving)
+from fpt.run.stopping import stopping
 from fpt.checkpoint import META_KEY, AtomicCheckpointIO, load_checkpoint, write_json
 from fpt.config import resolved
 from fpt.errors import FPTError, Preempted
@@ -131,7 +132,7 @@ def _callbacks(cfg: DictConfig, p: Prepared, ckpt_dir: Path) -> Fit:
     resumes = ResumeLog({"step": p.resume_step, "changed": p.changes} if p.resume_step is not None else None)
     callbacks = [ckpt_cb, last_cb, history, timing, resumes, FinalValidation(), StepSeed(int(cfg.seed)),
                  NaNPolicy(str(cfg.get("on_nan", "stop"))), Preemption(ckpt_dir / "last.ckpt"),
-                 *stop_at(cfg.get("stop_at_val_acc"), monitor, obj.mode)]
+                 *stopping(cfg.get("stop_at_val_acc"), cfg.get("early_stop"), monitor, obj.mode)]
     if cfg.trainer.get("enable_progress_bar", True):  # either reads its metrics (a device sync) only when it prints
         from lightning.pytorch.callbacks import TQDMProgressBar
 
