@@ -235,3 +235,40 @@ def test_a_cell_with_a_run_still_improving_is_marked_budget_bound(tmp_path):
     md = report(tmp_path).read_text().split("## Validation")[0]
     assert "| a | 80.0 ± 0.0 (n=1) † |" in md and "| b | 80.0 ± 0.0 (n=1) |" in md
     assert "† budget-bound" in md
+
+
+def test_each_rows_difference_to_fpt_has_a_paired_bootstrap_interval(tmp_path):
+    """FPT right on 90% of 400 test examples; LoRA wrong on four more (-1.0 point, the same way on every seed: the
+    interval excludes zero); "noisy" is right on other examples at the same rate (not distinguishable); the frozen random trunk at
+    50%: FPT - frozen random is about +40 points with an interval far from zero."""
+    import numpy as np
+
+    from fpt.study.intervals import paired_interval
+    from fpt.study.report import report
+
+    rng = np.random.default_rng(0)
+    for seed in (0, 1, 2):
+        fpt = (rng.random(400) < 0.9).astype(float)
+        lora = fpt.copy()
+        lora[np.flatnonzero(fpt)[:4]] = 0.0
+        noisy = fpt.copy()  # ten right answers turned wrong and ten wrong ones right: different examples, same mean
+        noisy[rng.choice(np.flatnonzero(fpt == 1), 10, replace=False)] = 0.0
+        noisy[rng.choice(np.flatnonzero(fpt == 0), 10, replace=False)] = 1.0
+        for label, v in [("FPT", fpt), ("LoRA", lora), ("noisy", noisy), ("frozen random", (rng.random(400) < 0.5).astype(float))]:
+            d = tmp_path / f"{label}-{seed}"
+            d.mkdir()
+            np.savez(d / "test_examples.npz", values=v, metric="acc")
+            (d / "results.json").write_text(json.dumps({
+                "status": "ok", "task": "bit_xor", "model": "fpt", "seed": seed, "lr": 1e-3, "val/acc": 0.9,
+                "test/acc": float(v.mean()), "label": label, "overrides": {"variant": label, "seed": str(seed)}}))
+    md = report(tmp_path).read_text().split("## Differences with 95% confidence intervals")[1].split("\n## ")[0]
+    lora_row = next(ln for ln in md.splitlines() if ln.startswith("| LoRA − FPT |"))
+    assert "| -1.0 [-2.0, -0.2] (n=3) |" in lora_row  # small but the same way on every seed: distinguishable
+    noisy_row = next(ln for ln in md.splitlines() if ln.startswith("| noisy − FPT |"))
+    assert "| +0.0 [" in noisy_row and "not distinguishable" in noisy_row
+    random_row = next(ln for ln in md.splitlines() if ln.startswith("| FPT − frozen random |"))
+    mean, lo, hi = (float(x) for x in random_row.split("| ")[2].replace("[", "").replace("]", "").replace(",", "").split()[:3])
+    assert 35 < mean < 45 and lo > 30 and "not distinguishable" not in random_row and "(n=3)" in random_row
+    same = {s: np.ones(10) for s in (0, 1)}
+    assert paired_interval(same, same)[:3] == (0.0, 0.0, 0.0)
+    assert paired_interval(same, {s: np.ones(11) for s in (0, 1)}) is None  # different test sets: no pairing

@@ -4,6 +4,7 @@ import csv
 import json
 
 import pytest
+from omegaconf import OmegaConf
 import torch
 
 from fpt.checkpoint import load_checkpoint
@@ -38,6 +39,11 @@ def test_run_directory_holds_config_metrics_results_checkpoints(xor_run):
     assert res["params_trainable"] < res["params_total"]  # wte never trains
     history = [(int(r["step"]), float(r["val/loss"])) for r in csv.DictReader(open(run_dir / "metrics.csv")) if r.get("val/loss")]
     assert any(v == pytest.approx(res["val/loss"], rel=1e-6) for _, v in history)  # the tested checkpoint's, logged
+    import numpy as np
+
+    with np.load(run_dir / "test_examples.npz") as z:  # each test example's share of test/acc, for paired bootstraps
+        size = OmegaConf.load(run_dir / "config.yaml").task.test_size
+        assert len(z["values"]) == size and z["values"].mean() == pytest.approx(res["test/acc"], abs=1e-6)
     assert res["improving_at_end"] is (False if res["steps"] < 500 else res["improving_at_end"])  # stopped at 1.0: not
     cfg = (run_dir / "config.yaml").read_text()
     assert "freeze: []" in cfg and "${" not in cfg  # resolved

@@ -12,7 +12,7 @@ from fpt.checkpoint import META_KEY
 from fpt.errors import FPTError
 from fpt.models.build import FPTModel
 from fpt.run.shuffle import SEED, shuffle_tokens
-from fpt.run.objectives import objective
+from fpt.run.objectives import objective, per_example
 
 
 class FPTModule(pl.LightningModule):
@@ -35,6 +35,7 @@ class FPTModule(pl.LightningModule):
             self.metrics["train_"].pop("map")
         self.shuffle: torch.Generator | None = None  # set while testing with shuffled token order (fpt/run/shuffle.py)
         self.test_name = "test"  # the metric prefix of trainer.test: test, or another set's name (see evaluating)
+        self.kept: list[torch.Tensor] | None = None  # a list while keeping: each test example's value (per_example)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.model(x, mask)
@@ -77,6 +78,10 @@ class FPTModule(pl.LightningModule):
             logits = self.model(x, batch["mask"])  # (b, n, c)
         metrics, b = self.metrics[f"{stage}_"], batch["y"].shape[0]
         loss = self.objective.score(logits, batch, self.model.spec, metrics)
+        if stage == "test" and self.kept is not None:
+            values = per_example(self.objective, logits.detach(), batch, self.model.spec)
+            if values is not None:
+                self.kept.append(values.cpu())
         on_step = stage == "train"
         # val/test loss is averaged over every rank under DDP (one sync at the epoch's end); the metrics sync themselves
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, batch_size=b, sync_dist=not on_step)

@@ -22,6 +22,7 @@ from fpt.run.assemble import build, make_trainer, restore  # build and restore a
 from fpt.run.callbacks import (FinalValidation, NaNPolicy, PlainProgress, Preemption, ResumeLog, StepSeed, Timing,
                                 ValHistory, best_step, still_improving)
 from fpt.run.stopping import stopping
+from fpt.run.testing import extra_tests, kept_test, named_test, one_device_tester, shuffled_test
 from fpt.checkpoint import META_KEY, AtomicCheckpointIO, load_checkpoint, write_json
 from fpt.config import resolved
 from fpt.errors import FPTError, Preempted
@@ -101,7 +102,7 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None, prepared: P
     tester = one_device_tester(cfg, trainer)
     if tester is None:  # under DDP every rank runs this; rank 0 tests and writes the results
         return None
-    test = tester.test(p.lit, datamodule=p.task, ckpt_path=best, verbose=False)[0]
+    test = kept_test(tester, p.lit, p.task, best, run_dir)
     more = _further_tests(cfg, tester, p, best)
     results = _results(cfg, trainer, p, fit, {**{k: float(v) for k, v in test.items() if k.startswith("test/")}, **more}, extra)
     results.steps = steps
@@ -155,26 +156,6 @@ def _fit(cfg: DictConfig, trainer: pl.Trainer, p: Prepared, fit: Fit, run_dir: P
     if fit.timing.train_steps == 0 and (ckpt_dir / "last.ckpt").is_file():  # ddp_spawn trained in child processes
         return from_last_checkpoint(ckpt_dir / "last.ckpt", (fit.history, fit.timing, fit.resumes))
     return int(trainer.global_step)
-
-
-def one_device_tester(cfg: DictConfig, trainer: pl.Trainer) -> pl.Trainer | None:
-    """The trainer that tests the selected model: `trainer` itself when it ran on one device. After a DDP or FSDP fit,
-    a one-device trainer on global rank 0 (None on the other ranks): a DistributedSampler pads each split to a multiple
-    of the world size by repeating examples, so testing on every rank would score some examples twice, and ddp_spawn
-    would start its processes again. The process group is closed first on every rank, so torchmetrics on rank 0 does
-    not wait for ranks that have left."""
-    if trainer.world_size == 1:
-        return trainer
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():  # ddp launched as processes (torchrun, SLURM): all ranks are here
-        dist.barrier()
-        dist.destroy_process_group()
-    if not trainer.is_global_zero:
-        return None
-    return make_trainer({"accelerator": cfg.trainer.get("accelerator", "auto"), "devices": 1, "num_nodes": 1,
-                         "precision": trainer.precision}, logger=trainer.loggers or False, enable_checkpointing=False,
-                        enable_progress_bar=False, default_root_dir=trainer.default_root_dir)
 
 
 def _further_tests(cfg: DictConfig, trainer: pl.Trainer, p: Prepared, best: str | None) -> dict:
@@ -235,29 +216,6 @@ def from_last_checkpoint(path: Path, callbacks) -> int:
         if cb.state_key in states:
             cb.load_state_dict(states[cb.state_key])
     return int(ckpt["global_step"])
-
-
-def named_test(trainer: pl.Trainer, lit: FPTModule, loader, ckpt: str | None, name: str) -> dict:
-    """Test on `loader`, its metrics logged and returned as NAME/acc (NAME/mse, ...) and NAME/loss."""
-    with lit.evaluating(name):
-        r = trainer.test(lit, dataloaders=loader, ckpt_path=ckpt, verbose=False)[0]
-    return {k: float(v) for k, v in r.items() if k.startswith(f"{name}/")}
-
-
-def extra_tests(trainer: pl.Trainer, lit: FPTModule, task, ckpt: str | None) -> dict:
-    """The task's further test sets (e.g. homology's superfamily and family holdouts) as NAME/acc, NAME/loss, ..."""
-    out = {}
-    for name, loader in task.extra_test_dataloaders().items():
-        out.update(named_test(trainer, lit, loader, ckpt, name))
-    return out
-
-
-def shuffled_test(cfg, trainer: pl.Trainer, lit: FPTModule, task, ckpt: str | None) -> dict:
-    """eval.shuffle_tokens: test/acc again with each example's token order permuted, as test_shuffled/acc."""
-    if not (cfg.get("eval") or {}).get("shuffle_tokens", False):
-        return {}
-    with lit.shuffled():
-        return named_test(trainer, lit, task.test_dataloader(), ckpt, "test_shuffled")
 
 
 def truncation_report(task) -> dict | None:

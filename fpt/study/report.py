@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from fpt.study import efficiency
+from fpt.study import efficiency, intervals
 from fpt.errors import FPTError
 from fpt.run.objectives import MODES, PERCENT, fmt
 from fpt.study.figures import bars, learning_curves, lr_plot, size_plot
@@ -81,6 +81,7 @@ def report(sweep_dir: Path, out_dir: Path | None = None) -> Path:
     more, fig = efficiency.section(sw.cells, sw.ok, plots, f"sweep {sweep_dir.name}")
     lines += more
     figs.append(fig)
+    lines += intervals.section(sw.by, sw.variants, sw.tasks, sw.metric, {r["run_dir"]: int(r["seed"] or 0) for r in sw.ok})
     lines += _steps_tables(sw)
     lines += ["## Plots", ""] + [f"![{f.stem}](plots/{f.name})" for f in figs if f] + [""]
     lines += _runs(sw)
