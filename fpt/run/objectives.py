@@ -73,6 +73,24 @@ class Objective:
         return loss
 
 
+    def outputs(self, logits: torch.Tensor, batch: dict, spec) -> torch.Tensor:
+        """What a prediction reports, read from the logits as `score` reads them: class probabilities (b, n, c), label
+        scores (b, n), or values (b, n) in the units the metrics compare (regression: the data's own, through the spec's
+        target_loc / target_scale; forecast: the training set's standardised scale, RevIN's loc/scale undone)."""
+        if self.name == "classification":
+            return logits.float().softmax(-1)
+        out = logits.squeeze(-1).float()
+        if self.name == "multilabel":
+            return out.sigmoid()
+        if "scale" in batch:
+            out = out * batch["scale"] + batch["loc"]
+        return out * spec.target_scale + spec.target_loc
+
+    def targets(self, y: torch.Tensor, spec) -> torch.Tensor:
+        """A batch's targets `y` in the units of `outputs` (as `score` maps them for the metrics)."""
+        return y.float() * spec.target_scale + spec.target_loc if self.name in ("regression", "forecast") else y
+
+
 class PositiveLabelsAP(MultilabelAveragePrecision):
     """Mean average precision over the labels with a positive among the targets seen. A label without one has no AP
     (recall is 0/0); torchmetrics scores it 0 and averages it in, which would pull mAP down by the split's luck."""
