@@ -8,6 +8,7 @@ bool (True = real token), `y` (N, n) targets (long class ids, 0/1 labels or floa
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -46,6 +47,23 @@ def random_split(n: int, seed: int, fractions=(0.8, 0.1, 0.1)) -> np.ndarray:
     names = np.empty(n, dtype="<U5")
     names[order[: n - n_val - n_test]], names[order[n - n_val - n_test : n - n_test]], names[order[n - n_test :]] = "train", "val", "test"
     return names
+
+
+def pad_tokens(x: np.ndarray, mask: np.ndarray, length: int, fill=0) -> dict[str, np.ndarray]:
+    """x (N, T, ...) and mask (N, T) right-padded to `length` tokens (the padding is `fill`, masked out)."""
+    extra = length - x.shape[1]
+    widths = [(0, 0), (0, extra)] + [(0, 0)] * (x.ndim - 2)
+    return {"x": np.pad(x, widths, constant_values=fill), "mask": np.pad(mask, ((0, 0), (0, extra)))}
+
+
+def expect_file(path, suffixes: tuple[str, ...], task: str, what: str) -> Path:
+    """`path` as a Path when its name ends in one of `suffixes`; else one line saying what a `task` run reads."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FPTError(f"{path} does not exist; a {task} run predicts from {what}")
+    if not path.name.lower().endswith(suffixes):
+        raise FPTError(f"{path}: a {task} run predicts from {what}, not a {path.suffix or 'suffix-less'} file")
+    return path
 
 
 class ArrayOptions(TaskOptions):

@@ -118,6 +118,30 @@ class Task(pl.LightningDataModule):
         """Cut sequences to `seq_len` tokens (a trunk's position limit). Only truncatable tasks can."""
         raise FPTError(f"{type(self).__name__} has fixed {self.spec.seq_len}-token sequences and cannot be cut to {seq_len}")
 
+    # --- new data (fpt predict, fpt.load): read by what the run learned, without its training data ------------------
+    def state(self) -> dict:
+        """What the run learned from its data and needs to read new inputs, as plain values; every checkpoint keeps it
+        (fpt/run/lit.py), so a copied run predicts without its training data. Here the spec; the array tasks add their
+        training split's statistics, class names (`classes`) and input length."""
+        return {"spec": self.spec.record()}
+
+    def encode(self, x: np.ndarray, mask: np.ndarray | None, state: dict, where: str) -> dict[str, np.ndarray]:
+        """Inputs as the task's files hold them -> the model's batch arrays (x, mask; loc and scale where each example is
+        normalised by its own statistics), by `state` alone. What does not fit the run is one FPTError line that names
+        `where` (the file, or 'the input')."""
+        raise FPTError(f"{type(self).__name__} does not read new inputs: predict on the run's test split (no data.path); "
+                       f"new files are read by task=custom, uea and forecast")
+
+    def read_new(self, path: Path, state: dict) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        """A file in the format this task reads -> (`encode`'s arrays, its labels or targets as the file holds them, or
+        None)."""
+        return self.encode(np.zeros(0), None, state, str(path)), None
+
+    def to_data_units(self, values: np.ndarray, state: dict) -> np.ndarray:
+        """Predicted values (N, n) on the scale the model predicts -> the data's own units (regression's target
+        standardisation is the spec's, undone by the objective; forecasting's channel scaler is the task's)."""
+        return values
+
     @classmethod
     def write_data(cls, out: Path, **options) -> list[Path]:
         """`fpt data TASK out=DIR`: write this task's data (or a small fixture) in its real on-disk format; `options`

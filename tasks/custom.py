@@ -17,7 +17,7 @@ import numpy as np
 
 from fpt.errors import FPTError
 from fpt.config.schema import SequenceReadout, choice
-from fpt.tasks.arrays import SPLITS, ArrayOptions, ArrayTask, random_split
+from fpt.tasks.arrays import SPLITS, ArrayOptions, ArrayTask, expect_file, pad_tokens, random_split
 from fpt.tasks.spec import TaskSpec
 
 
@@ -87,6 +87,25 @@ def _stack(parts: list, name: str, path: Path) -> np.ndarray:
     return out
 
 
+def _check_x(x: np.ndarray, path) -> bool:
+    """Whether x holds token ids (else float features): one line when it is neither, empty or not finite."""
+    if len(x) == 0:
+        raise FPTError(f"{path}: x holds no examples")
+    discrete = np.issubdtype(x.dtype, np.integer)
+    if not (discrete and x.ndim == 2) and not (np.issubdtype(x.dtype, np.floating) and x.ndim == 3):
+        raise FPTError(f"{path}: x must be (N, T, D) floats or (N, T) integer ids, got shape {x.shape} dtype {x.dtype}")
+    if not discrete and not np.isfinite(x).all():
+        raise FPTError(f"{path}: x holds {int((~np.isfinite(x)).sum())} NaN/inf values; fill or drop them (or mark them padding in mask)")
+    return discrete
+
+
+def _standardised(x: np.ndarray, mask: np.ndarray, stats) -> np.ndarray:
+    """Float features by the training split's (mean, std) per feature (None: as stored); padding 0."""
+    if stats is not None:
+        x = (x - stats[0]) / stats[1]
+    return np.where(mask[..., None], x, 0.0).astype(np.float32)
+
+
 class Custom(ArrayTask):
     """Your own arrays: classification, multi-label or regression, chosen from y (or task.objective)."""
 
@@ -119,14 +138,7 @@ class Custom(ArrayTask):
             if need not in cols:
                 raise FPTError(f"{path}: no '{need}' column (found: {', '.join(sorted(cols)) or 'none'}); see README 'Your own data'")
         x, y = cols["x"], cols["y"]
-        n = len(x)
-        if n == 0:
-            raise FPTError(f"{path}: x holds no examples")
-        discrete = np.issubdtype(x.dtype, np.integer)
-        if not (discrete and x.ndim == 2) and not (np.issubdtype(x.dtype, np.floating) and x.ndim == 3):
-            raise FPTError(f"{path}: x must be (N, T, D) floats or (N, T) integer ids, got shape {x.shape} dtype {x.dtype}")
-        if not discrete and not np.isfinite(x).all():
-            raise FPTError(f"{path}: x holds {int((~np.isfinite(x)).sum())} NaN/inf values; fill or drop them (or mark them padding in mask)")
+        n, discrete = len(x), _check_x(x, path)
         if len(y) != n:
             raise FPTError(f"{path}: y has {len(y)} rows but x has {n}")
         mask = self._mask(cols.get("mask"), x, path)
@@ -142,6 +154,46 @@ class Custom(ArrayTask):
             y = ((y - loc) / scale).astype(np.float32)
         self._spec = self._make_spec(x, y, objective, discrete, loc, scale)
         return {s: {"x": x[m], "mask": mask[m], "y": y[m]} for s, m in parts.items()}
+
+    def state(self) -> dict:
+        """The spec (token width or vocabulary, length, classes, target loc/scale) and the features' training statistics."""
+        stats = getattr(self, "_x_stats", None) if self.spec.token_dim is not None else None
+        return {**super().state(), "x_loc": None if stats is None else stats[0].tolist(),
+                "x_scale": None if stats is None else stats[1].tolist()}
+
+    def encode(self, x, mask, state: dict, where: str) -> dict[str, np.ndarray]:
+        """x (N, T, D) floats or (N, T) ids as the run's files held them (T up to the run's length) -> its tokens."""
+        spec, x = TaskSpec.from_record(state["spec"]), np.asarray(x)
+        discrete, trained = _check_x(x, where), spec.vocab_size is not None
+        if discrete != trained or not discrete and x.shape[2] != spec.token_dim:
+            have = "integer token ids" if discrete else f"{x.shape[2]} features per token"
+            raise FPTError(f"{where}: x has {have}, the run was trained on "
+                           f"{'integer token ids' if trained else f'{spec.token_dim} features per token'}")
+        if x.shape[1] > spec.seq_len:
+            raise FPTError(f"{where}: x has {x.shape[1]} tokens per example, the run was trained on {spec.seq_len}")
+        mask = self._mask(None if mask is None else np.asarray(mask), x, where)
+        if discrete:
+            if (bad := x[mask][(x[mask] < 0) | (x[mask] >= spec.pad_id)]).size:
+                raise FPTError(f"{where}: token id {bad[0]} is outside the run's vocabulary 0..{spec.pad_id - 1}")
+            x = np.where(mask, x, spec.pad_id).astype(np.int64)
+        else:
+            stats = None if state["x_loc"] is None else (np.float32(state["x_loc"]), np.float32(state["x_scale"]))
+            x = _standardised(x.astype(np.float32), mask, stats)
+        return pad_tokens(x, mask, spec.seq_len, spec.pad_id or 0)
+
+    def read_new(self, path: Path, state: dict) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        """An .npz or datasets folder with x (and optionally mask and y: the labels returned); split is ignored."""
+        if Path(path).is_file():
+            path = expect_file(path, (".npz",), "custom", "an .npz file or a datasets save_to_disk folder")
+        cols = read_columns(Path(path))
+        if "x" not in cols:
+            raise FPTError(f"{path}: no 'x' column (found: {', '.join(sorted(cols)) or 'none'}); a custom run reads x")
+        arrays, y = self.encode(cols["x"], cols.get("mask"), state, str(path)), cols.get("y")
+        spec = TaskSpec.from_record(state["spec"])
+        if y is not None and (len(y) != len(cols["x"]) or spec.objective == "multilabel" and y.shape[1:] != (spec.n_targets,)):
+            raise FPTError(f"{path}: y is {y.shape}, for {len(cols['x'])} examples the run predicts "
+                           f"{spec.n_targets if spec.objective == 'multilabel' else 1} value(s) each")
+        return arrays, y
 
     def _mask(self, mask, x, path: Path) -> np.ndarray:
         if mask is None:
@@ -203,11 +255,11 @@ class Custom(ArrayTask):
                 raise FPTError(f"{self.path}: token ids must be >= 0, got {x.min()}")
             self._pad = int(x.max()) + 1  # padding gets its own id
             return np.where(mask, x, self._pad).astype(np.int64)
-        x = x.astype(np.float32)
+        x, self._x_stats = x.astype(np.float32), None
         if self.options.norm == "train":
             real = x[train][mask[train]]  # (tokens, D) of the training split
-            x = (x - real.mean(0)) / np.where(real.std(0) > 0, real.std(0), 1.0)
-        return np.where(mask[..., None], x, 0.0).astype(np.float32)
+            self._x_stats = (real.mean(0), np.where(real.std(0) > 0, real.std(0), 1.0))
+        return _standardised(x, mask, self._x_stats)
 
     def _make_spec(self, x, y, objective: str, discrete: bool, loc: float, scale: float) -> TaskSpec:
         if objective == "classification":

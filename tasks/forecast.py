@@ -23,7 +23,7 @@ from einops import rearrange, repeat
 
 from fpt.errors import FPTError
 from fpt.config.schema import Count, CountOrNull, Dropout, Flag, NonNegative, Options, choice
-from fpt.tasks.arrays import ArrayOptions, ArrayTask
+from fpt.tasks.arrays import ArrayOptions, ArrayTask, expect_file
 from fpt.tasks.spec import TaskSpec
 from fpt.tasks.uea import bundled_root
 
@@ -61,8 +61,8 @@ def find_csv(name: str, root: Path) -> Path:
                    f"copies); put the standard CSV there, or write a synthetic one: fpt data forecast out=DIR name={name}")
 
 
-def read_csv(path: Path) -> np.ndarray:
-    """The channels (rows, c) of a forecasting CSV whose first column holds dates."""
+def read_csv(path: Path) -> tuple[np.ndarray, list[str]]:
+    """The channels (rows, c) of a forecasting CSV whose first column holds dates, and their names."""
     import pandas as pd
 
     try:
@@ -80,7 +80,7 @@ def read_csv(path: Path) -> np.ndarray:
     values = frame.iloc[:, 1:].to_numpy(dtype=np.float32)
     if not np.isfinite(values).all():
         raise FPTError(f"{path}: {int((~np.isfinite(values)).sum())} missing or non-numeric values; fill them first")
-    return values
+    return values, [str(c) for c in frame.columns[1:]]
 
 
 class ForecastOptions(ArrayOptions):
@@ -127,16 +127,21 @@ class Windows(torch.utils.data.Dataset):
         if t.channel_independent:
             win = win[torch.arange(len(idx)), :, torch.as_tensor(idx) % self.per][..., None]  # (b, s + h, 1)
         x, y = win[:, : t.seq_len], win[:, t.seq_len :]
-        out = {}
-        if t.norm == "instance":
-            loc, scale = x.mean(1, keepdim=True), x.std(1, keepdim=True, unbiased=False).clamp_min(1e-5)  # (b, 1, c)
-            x = (x - loc) / scale
-            h = t.horizon
-            out = {"loc": repeat(loc[:, 0], "b c -> b (h c)", h=h), "scale": repeat(scale[:, 0], "b c -> b (h c)", h=h)}
-        x = torch.cat([x, x[:, -1:].expand(-1, t.stride, -1)], 1)  # One Fits All's replication pad of one stride
-        tokens = rearrange(x.unfold(1, t.patch_len, t.stride), "b p c l -> b p (l c)")
-        return {"x": tokens.contiguous(), "mask": torch.ones(tokens.shape[:2], dtype=torch.bool),
-                "y": rearrange(y, "b h c -> b (h c)"), **out}
+        return {**window_tokens(x, t), "y": rearrange(y, "b h c -> b (h c)")}
+
+
+def window_tokens(x: torch.Tensor, t: ForecastOptions) -> dict[str, torch.Tensor]:
+    """Input windows x (b, seq_len, c) on the standardised scale -> patch tokens and their mask, and under norm=instance
+    each window's loc and scale (b, horizon * c) that map its predictions back (RevIN)."""
+    out = {}
+    if t.norm == "instance":
+        loc, scale = x.mean(1, keepdim=True), x.std(1, keepdim=True, unbiased=False).clamp_min(1e-5)  # (b, 1, c)
+        x = (x - loc) / scale
+        h = t.horizon
+        out = {"loc": repeat(loc[:, 0], "b c -> b (h c)", h=h), "scale": repeat(scale[:, 0], "b c -> b (h c)", h=h)}
+    x = torch.cat([x, x[:, -1:].expand(-1, t.stride, -1)], 1)  # One Fits All's replication pad of one stride
+    tokens = rearrange(x.unfold(1, t.patch_len, t.stride), "b p c l -> b p (l c)")
+    return {"x": tokens.contiguous(), "mask": torch.ones(tokens.shape[:2], dtype=torch.bool), **out}
 
 
 class Forecast(ArrayTask):
@@ -165,7 +170,7 @@ class Forecast(ArrayTask):
 
     def load(self) -> dict[str, np.ndarray]:
         path = find_csv(self.name, self.root)
-        values = read_csv(path)
+        values, self._columns = read_csv(path)
         cuts = borders(self.name, len(values), self.options.seq_len)
         need = self.options.seq_len + self.options.horizon
         if cuts[-1][1] > len(values) or any(e - s < need for s, e in cuts):
@@ -173,8 +178,44 @@ class Forecast(ArrayTask):
             raise FPTError(f"{path}: {len(values)} rows leave a split of {short} rows (cut at rows {[e for _, e in cuts]}), fewer "
                            f"than task.seq_len + task.horizon = {need}; use a shorter seq_len or horizon, or the full file")
         train = values[cuts[0][0] : cuts[0][1]]
-        mean, std = train.mean(0), np.where(train.std(0) > 0, train.std(0), 1.0)
+        self._scaler = mean, std = train.mean(0), np.where(train.std(0) > 0, train.std(0), 1.0)
         return {s: ((values[a:b] - mean) / std).astype(np.float32) for s, (a, b) in zip(("train", "val", "test"), cuts)}
+
+    def state(self) -> dict:
+        """The spec, the CSV's channel names and the scaler fitted on the training rows."""
+        self.arrays()
+        return {**super().state(), "columns": list(self._columns), "mean": self._scaler[0].tolist(), "std": self._scaler[1].tolist()}
+
+    def encode(self, x, mask, state: dict, where: str) -> dict[str, np.ndarray]:
+        """Input windows x (N, task.seq_len, channels) in the data's units (`mask` does not apply) -> tokens, RevIN's loc/scale."""
+        x, o, names = np.asarray(x, dtype=np.float32), self.options, state["columns"]
+        if x.ndim != 3 or x.shape[2] != len(names):
+            have = f"{x.shape[2]} channels" if x.ndim == 3 else f"shape {x.shape}, not (N, steps, channels)"
+            raise FPTError(f"{where}: {have}, the run was trained on {len(names)} ({', '.join(names)})")
+        if x.shape[1] != o.seq_len:
+            raise FPTError(f"{where}: input windows of {x.shape[1]} steps, the run reads {o.seq_len} (task.seq_len)")
+        x = ((x - np.float32(state["mean"])) / np.float32(state["std"])).astype(np.float32)
+        if o.channel_independent:  # one example per (window, channel), in that order, as Windows makes them
+            x = rearrange(x, "n s c -> (n c) s 1")
+        return {k: v.numpy() for k, v in window_tokens(torch.from_numpy(np.ascontiguousarray(x)), o).items()}
+
+    def read_new(self, path: Path, state: dict) -> tuple[dict[str, np.ndarray], None]:
+        """A CSV in the training file's layout (date column, the same channels): its last task.seq_len rows, forecast."""
+        path = expect_file(path, (".csv",), "forecast", "a CSV with a date column and the run's channels")
+        values, names = read_csv(path)
+        if len(names) != len(state["columns"]):
+            raise FPTError(f"{path}: {len(names)} channels, the run was trained on {len(state['columns'])} "
+                           f"({', '.join(state['columns'])})")
+        if len(values) < self.options.seq_len:
+            raise FPTError(f"{path}: {len(values)} rows, fewer than the run's input window of {self.options.seq_len} "
+                           f"steps (task.seq_len)")
+        return self.encode(values[None, -self.options.seq_len :], None, state, str(path)), None
+
+    def to_data_units(self, values: np.ndarray, state: dict) -> np.ndarray:
+        """Forecasts (examples, n) on the standardised scale -> (windows, horizon, channels) in the data's units."""
+        c, h = len(state["columns"]), self.options.horizon
+        v = rearrange(values, "(w c) h -> w h c", c=c) if self.options.channel_independent else values.reshape(-1, h, c)
+        return v * np.float32(state["std"]) + np.float32(state["mean"])
 
     def _set(self, split: str) -> Windows:
         return Windows(self.arrays()[split], self.options, self.train_size if split == "train" else None)

@@ -6,7 +6,7 @@ reads a TaskSpec without importing Lightning.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 
 from fpt.config.schema import READOUTS  # noqa: F401 - the readouts, declared once with the option schemas
 
@@ -43,3 +43,15 @@ class TaskSpec:
     def n_targets(self) -> int:
         """Targets per example: k * targets_per_position for last_k, else targets_per_position."""
         return (self.k if self.readout == "last_k" else 1) * self.targets_per_position
+
+    def record(self) -> dict:
+        """The spec as plain values (saved with a run's checkpoints: fpt predict rebuilds the model from it)."""
+        d = asdict(self)
+        return {**d, "words": None if self.words is None else list(self.words)}
+
+    @classmethod
+    def from_record(cls, record: dict) -> TaskSpec:
+        """The spec `record()` wrote."""
+        known = {f.name for f in fields(cls)}  # a newer version's keys are left out
+        words = record.get("words")
+        return cls(**{k: v for k, v in record.items() if k in known and k != "words"}, words=None if words is None else tuple(words))

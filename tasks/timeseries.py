@@ -23,38 +23,46 @@ from fpt.errors import FPTError
 NORMS = ("train", "instance", "none")
 
 
-def read_ts(path: Path) -> tuple[list[np.ndarray], list[str], list[str] | None]:
-    """A UEA/UCR .ts file -> (series, each (d, t) float with NaN for `?`; labels; the header's class labels or None)."""
-    series, labels, classes, dims, in_data = [], [], None, None, False
+def read_ts(path: Path) -> tuple[list[np.ndarray], list[str | None], list[str] | None]:
+    """A UEA/UCR .ts file -> (series, each (d, t) float with NaN for `?`; labels (None each under `@classLabel false`);
+    the header's class labels or None)."""
+    series, labels, dims, head = [], [], None, {"classes": None, "labelled": True, "data": False}
     with open(path) as f:
         for no, line in enumerate(f, 1):
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
-            if not in_data:
-                key, _, rest = line.partition(" ")
-                key = key.lower()
-                if key == "@classlabel":
-                    words = rest.split()
-                    classes = words[1:] if words and words[0].lower() == "true" else None
-                elif key == "@timestamps" and rest.strip().lower() == "true":
-                    raise FPTError(f"{path}:{no}: time-stamped .ts files are not supported; use the archive's plain form")
-                elif key == "@data":
-                    in_data = True
+            if not head["data"]:
+                _header(line, head, path, no)
                 continue
-            *channels, label = line.split(":")
+            *channels, label = line.split(":") if head["labelled"] else [*line.split(":"), None]
             if not channels:
                 raise FPTError(f"{path}:{no}: a data line needs channels then ':' and the class label; got {line[:40]!r}")
             if dims is not None and len(channels) != dims:
                 raise FPTError(f"{path}:{no}: {len(channels)} channels, but the lines before have {dims}; fix or remove this line")
             dims = len(channels)
             series.append(_channels(channels, path, no))
-            labels.append(label.strip())
-    if not in_data or not series:
+            labels.append(None if label is None else label.strip())
+    if not head["data"] or not series:
         raise FPTError(f"{path}: no @data section with examples; is it a UEA/UCR .ts file?")
+    classes = head["classes"]
     if classes is not None and (bad := sorted(set(labels) - set(classes))):
         raise FPTError(f"{path}: label {bad[0]!r} is not among @classLabel {' '.join(classes)}")
     return series, labels, classes
+
+
+def _header(line: str, head: dict, path: Path, no: int) -> None:
+    """One header line of a .ts file into `head`: its class labels (or none), and where the data starts."""
+    key, _, rest = line.partition(" ")
+    key = key.lower()
+    if key == "@classlabel":
+        words = rest.split()
+        head["classes"] = words[1:] if words and words[0].lower() == "true" else None
+        head["labelled"] = not (words and words[0].lower() == "false")
+    elif key == "@timestamps" and rest.strip().lower() == "true":
+        raise FPTError(f"{path}:{no}: time-stamped .ts files are not supported; use the archive's plain form")
+    elif key == "@data":
+        head["data"] = True
 
 
 def _channels(channels: list[str], path: Path, no: int) -> np.ndarray:

@@ -21,7 +21,7 @@ import numpy as np
 
 from fpt.errors import FPTError
 from fpt.config.schema import Count, Fraction, NonNegative, SequenceReadout, choice
-from fpt.tasks.arrays import ArrayOptions, ArrayTask
+from fpt.tasks.arrays import ArrayOptions, ArrayTask, expect_file, pad_tokens
 from fpt.tasks.sampling import stratified_holdout
 from fpt.tasks.spec import TaskSpec
 from fpt.tasks.timeseries import NORMS, channel_stats, dtw_cells, nn1_dtw, nn1_euclidean, normalise, patches, read_ts, to_array
@@ -85,6 +85,8 @@ class UEA(ArrayTask):
         train_path, test_path = self.files()
         tr, tr_labels, classes = read_ts(train_path)
         te, te_labels, _ = read_ts(test_path)
+        if None in tr_labels + te_labels:
+            raise FPTError(f"{train_path}: @classLabel false: no class labels to train and test on")
         if tr[0].shape[0] != te[0].shape[0]:
             raise FPTError(f"{test_path}: {te[0].shape[0]} channels, but {train_path.name} has {tr[0].shape[0]}")
         self.classes = classes or sorted(set(tr_labels))
@@ -101,10 +103,45 @@ class UEA(ArrayTask):
                            f"removing a class from training; add series (or use a larger file)")
         split[np.flatnonzero(held)] = "val"
         self.stored = {"train": (tr, y[: len(tr), 0]), "test": (te, y[len(tr) :, 0])}  # as in the files: the 1-NN baselines
-        stats = channel_stats(x[split == "train"], mask[split == "train"])
-        x = normalise(x, mask, self.options.norm, stats)
-        tokens, tmask = patches(x, mask, self.options.patch_len, self.options.stride)
+        self._stats, self._length = channel_stats(x[split == "train"], mask[split == "train"]), length
+        tokens, tmask = self._tokens(x, mask, self._stats)
         return {s: {"x": tokens[split == s], "mask": tmask[split == s], "y": y[split == s]} for s in ("train", "val", "test")}
+
+    def _tokens(self, x: np.ndarray, mask: np.ndarray, stats) -> tuple[np.ndarray, np.ndarray]:
+        """Series x (n, t, d) with NaN for missing values -> normalised (task.norm; `stats`: the training split's) patches."""
+        return patches(normalise(x, mask, self.options.norm, stats), mask, self.options.patch_len, self.options.stride)
+
+    def state(self) -> dict:
+        """The spec, the class names, channels and series length, and the channels' training statistics."""
+        self.arrays()
+        return {**super().state(), "classes": list(self.classes), "channels": int(self.stored["train"][0][0].shape[0]),
+                "length": int(self._length), "channel_mean": self._stats[0].tolist(), "channel_std": self._stats[1].tolist()}
+
+    def encode(self, x, mask, state: dict, where: str) -> dict[str, np.ndarray]:
+        """Series x (N, T, channels) with NaN for missing values, T up to the run's length; mask (N, T) True within each."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 3 or x.shape[2] != state["channels"]:
+            have = f"{x.shape[2]} channels" if x.ndim == 3 else f"shape {x.shape}, not (N, T, channels)"
+            raise FPTError(f"{where}: series have {have}, the run was trained on {state['channels']} channel(s)")
+        if x.shape[1] > state["length"]:
+            raise FPTError(f"{where}: series of {x.shape[1]} steps, the run was trained on at most {state['length']}")
+        mask = np.ones(x.shape[:2], dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+        padded = pad_tokens(x, mask, state["length"], np.nan)  # as the training files' shorter series are
+        stats = (np.float32(state["channel_mean"]), np.float32(state["channel_std"]))
+        tokens, tmask = self._tokens(padded["x"], padded["mask"], stats)
+        return {"x": tokens, "mask": tmask}
+
+    def read_new(self, path: Path, state: dict) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+        """A .ts file; its labels (when it has them) as indices into the run's classes."""
+        path = expect_file(path, (".ts",), "uea", "a UEA/UCR .ts file")
+        series, labels, _ = read_ts(path)
+        arrays = self.encode(*to_array(series, max(s.shape[1] for s in series)), state, str(path))
+        if None in labels:
+            return arrays, None
+        classes = state["classes"]
+        if bad := sorted(set(labels) - set(classes)):
+            raise FPTError(f"{path}: label {bad[0]!r} is not among the run's classes {' '.join(classes)}")
+        return arrays, np.array([classes.index(c) for c in labels], dtype=np.int64)
 
     def baselines(self) -> dict:
         """The archive's reference classifiers, whole training file vs test file, series as stored: 1-NN Euclidean and

@@ -43,6 +43,7 @@ COMMANDS = {
         "with each chosen block skipped. Other key=value change the checkpoint's config (e.g. data.root=DIR).",
         "beside the checkpoint: best.eval.json (best.ablation.json/.csv); out= does not apply",
         "fpt eval run=runs/xor ablate.layers=all"),
+    "predict": Command("fpt.cli.predict:run", "fpt predict run=RUN [data.path=FILE] out=FILE.csv|FILE.npz [key=value ...]", "A trained run's predictions on a new file (custom: .npz or a datasets folder; uea: .ts; forecast: a CSV, its last window) or, without data.path, on its test split: one row per example, the class and its probabilities (or values, label scores, forecasts) in the data's units, with the file's labels. It needs only the run directory and its trunk, not the training data. Other key=value change the checkpoint's config (e.g. trunk.path=DIR).", "out=FILE (required): .csv or .npz, by its suffix", "fpt predict run=runs/mine data.path=new.npz out=predictions.csv"),
     "inspect": Command(
         "fpt.cli.inspect:run", "fpt inspect [key=value ...] [--cfg job|hydra|all [--resolve]]",
         "One line per parameter tensor (name, shape, group, trainable/frozen), then the trainable and used counts. "

@@ -36,6 +36,7 @@ class FPTModule(pl.LightningModule):
         self.shuffle: torch.Generator | None = None  # set while testing with shuffled token order (fpt/run/shuffle.py)
         self.test_name = "test"  # the metric prefix of trainer.test: test, or another set's name (see evaluating)
         self.kept: list[torch.Tensor] | None = None  # a list while keeping: each test example's value (per_example)
+        self.task_state: dict | None = None  # Task.state(): saved with every checkpoint, so a run predicts without its data
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.model(x, mask)
@@ -98,6 +99,11 @@ class FPTModule(pl.LightningModule):
     def test_step(self, batch, batch_idx):
         self._step(batch, self.test_name)
 
+    def predict_step(self, batch, batch_idx):
+        """The logits (b, n, c) of a batch, with what maps them back (targets, RevIN's loc and scale): fpt.run.predict."""
+        logits = self.model.head(batch["r"]) if "r" in batch else self.model(batch["x"], batch["mask"])
+        return {"logits": logits.float(), **{k: batch[k] for k in ("y", "loc", "scale") if k in batch}}
+
     def configure_optimizers(self):
         """Adam(W) over trainable tensors only; no weight decay on 1-D tensors (norms, biases)."""
         o = self.cfg["optim"]
@@ -123,7 +129,8 @@ class FPTModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         drop = self.frozen_trunk_keys()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in drop}
-        checkpoint[META_KEY] = {"config": self.cfg, "fingerprint": self.fingerprint()}
+        checkpoint[META_KEY] = {"config": self.cfg, "fingerprint": self.fingerprint(),
+                                **({"task": self.task_state} if self.task_state is not None else {})}
 
     def fingerprint(self) -> dict:
         """trunk_fingerprint, computed once: the frozen tensors never change during a run (a pass over every weight)."""

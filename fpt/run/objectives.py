@@ -72,6 +72,23 @@ class Objective:
             m.update(pred.flatten(), true.flatten())
         return loss
 
+    def outputs(self, logits: torch.Tensor, batch: dict, spec) -> torch.Tensor:
+        """What a prediction reports, read from the logits as `score` reads them: class probabilities (b, n, c), label
+        scores (b, n), or values (b, n) in the units the metrics compare (regression: the data's own, through the spec's
+        target_loc / target_scale; forecast: the training set's standardised scale, RevIN's loc/scale undone)."""
+        if self.name == "classification":
+            return logits.float().softmax(-1)
+        out = logits.squeeze(-1).float()
+        if self.name == "multilabel":
+            return out.sigmoid()
+        if "scale" in batch:
+            out = out * batch["scale"] + batch["loc"]
+        return out * spec.target_scale + spec.target_loc
+
+    def targets(self, y: torch.Tensor, spec) -> torch.Tensor:
+        """A batch's targets `y` in the units of `outputs` (as `score` maps them for the metrics)."""
+        return y.float() * spec.target_scale + spec.target_loc if self.name in ("regression", "forecast") else y
+
 
 def per_example(objective: Objective, logits: torch.Tensor, batch: dict, spec) -> torch.Tensor | None:
     """Each example's share of the test metric, (batch,): the fraction of its targets classified right (accuracy is

@@ -18,7 +18,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from fpt.models.adapters import recorded
-from fpt.run.assemble import build, make_trainer, restore  # build and restore are imported from here too
+from fpt.run.assemble import build, eval_trainer, make_trainer, restore  # build and restore are imported from here too
 from fpt.run.callbacks import (FinalValidation, NaNPolicy, PlainProgress, Preemption, ResumeLog, StepSeed, Timing,
                                 ValHistory, best_step, still_improving)
 from fpt.run.stopping import stopping
@@ -233,9 +233,7 @@ def evaluate(ckpt_path: str, overrides: list[str] | None = None) -> dict:
     """Re-evaluate a checkpoint on its task's full test set; writes eval.json beside it."""
     ckpt = load_checkpoint(ckpt_path)
     cfg, task, lit = restore(ckpt, overrides, path=ckpt_path)
-    trainer = make_trainer({"accelerator": cfg.trainer.get("accelerator", "auto"), "devices": 1,
-                            "precision": cfg.trainer.get("precision", "32-true")}, logger=False,
-                           enable_checkpointing=False, enable_progress_bar=False)
+    trainer = eval_trainer(cfg)
     test = trainer.test(lit, datamodule=task, verbose=False)[0]
     out = {"checkpoint": str(ckpt_path), "task": cfg.task.name, "metric": lit.objective.metric,
            **{k: float(v) for k, v in test.items() if k.startswith("test/")}, **extra_tests(trainer, lit, task, None),
