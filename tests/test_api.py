@@ -177,9 +177,12 @@ def test_train_is_fpt_train_in_process_and_can_run_twice(tiny, tmp_path, monkeyp
     assert again.results.seed == 1 and again.run_dir == tmp_path / "b" and sys.argv == argv
 
 
-def test_train_failures_are_one_line_value_errors(tmp_path):
+def test_train_failures_are_one_line_value_errors(tiny, tmp_path, capsys):
     with pytest.raises(ValueError, match="optim.lr must be a positive number, got -1"):
-        fpt.train(["optim.lr=-1", f"out={tmp_path}"])
+        fpt.train(["optim.lr=-1", f"out={tmp_path}"])  # refused by the checks, before Hydra runs
+    with pytest.raises(ValueError, match="ListOps files missing") as e:  # refused inside the Hydra job, which exits 2
+        fpt.train(["task=listops", f"data.root={tmp_path}", "trunk=gpt2", f"trunk.path={tiny['gpt2']}", f"out={tmp_path / 'run'}"])
+    assert e.value.__cause__ is None and "fpt train: error: ListOps files missing" in capsys.readouterr().err
     with pytest.raises(ValueError, match="takes a list of key=value strings"):
         fpt.train("task=bit_xor")
     with pytest.raises(ValueError, match="takes key=value only, got --multirun"):
