@@ -176,7 +176,8 @@ def inspect(model: nn.Module) -> list[ParamRow]:
     with its name, shape, freeze group and whether it trains."""
     from fpt.models.freeze import inspect_rows
 
-    model = getattr(model, "model", model) if not hasattr(model, "param_groups") else model  # a loaded Run: its model
+    if not hasattr(model, "param_groups") and hasattr(model, "model"):  # a loaded Run: its model
+        model = model.model
     if not callable(getattr(model, "param_groups", None)):
         raise InputError(f"fpt.inspect reads a model built by fpt.build (or fpt.load(...).model), which knows its freeze "
                          f"groups; got {type(model).__name__}")
@@ -199,10 +200,11 @@ def train(overrides: Sequence[str] = ()) -> TrainResult:
         launch(list(overrides), job=partial(_job, seen))
         if "error" in seen:
             raise seen["error"]
-    res = Results.read(seen["run_dir"])
+    run_dir = seen.get("run_dir")
+    res = Results.read(run_dir) if run_dir is not None else None
     if res is None:
-        raise InputError(f"the run wrote no results.json in {seen['run_dir']}")
-    return TrainResult(res, seen["run_dir"])
+        raise InputError(f"the run wrote no results.json{f' in {run_dir}' if run_dir else ''}")
+    return TrainResult(res, run_dir)
 
 
 def _job(seen: dict[str, Any], cfg) -> float | None:
