@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import sys
+from dataclasses import dataclass
 from collections.abc import Iterable, Mapping, Sequence
 
 from fpt.config.groups import ALWAYS_FROZEN, GROUPS, NONE_WORDS, assign_groups, group_of, parse_freeze  # noqa: F401 - the vocabulary
@@ -60,14 +61,28 @@ def _order(g: str) -> int:
     return GROUPS.index(g) if g in GROUPS else len(GROUPS)
 
 
+@dataclass(frozen=True)
+class ParamRow:
+    """One line of `fpt inspect`: a parameter tensor's name, shape, freeze group and whether it trains."""
+
+    name: str
+    shape: tuple[int, ...]
+    group: str
+    trainable: bool
+
+
+def inspect_rows(model, groups: Mapping[str, str] | None = None) -> list[ParamRow]:
+    """One row per parameter tensor, in the model's order; `groups`: each name's group (default: model.param_groups())."""
+    groups = model.param_groups() if groups is None else groups
+    return [ParamRow(n, tuple(p.shape), groups[n], p.requires_grad) for n, p in model.named_parameters()]
+
+
 def inspect_table(model, groups: Mapping[str, str]) -> str:
     """The trunk's description (what it is, how its groups were found: fpt.trunks.spec), then one line per tensor
-    (name, shape, group, trainable/frozen) and PEFT's summary line."""
+    (name, shape, group, trainable/frozen: inspect_rows) and PEFT's summary line."""
     spec = getattr(model, "trunk_spec", None)
-    rows = []
-    for name, p in model.named_parameters():
-        state = "trainable" if p.requires_grad else "frozen"
-        rows.append((name, "x".join(map(str, p.shape)), groups[name], state))
+    rows = [(r.name, "x".join(map(str, r.shape)), r.group, "trainable" if r.trainable else "frozen")
+            for r in inspect_rows(model, groups)]
     w = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = [*(spec.header() if spec is not None else []), *(f"{n:<{w[0]}}  {s:<{w[1]}}  {g:<{w[2]}}  {st}" for n, s, g, st in rows)]
     lines.append(summary_line(model))

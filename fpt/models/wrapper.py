@@ -60,6 +60,7 @@ class FPTModel(nn.Module):
         self.compute_dtype: torch.dtype | None = None  # bf16: the frozen trunk is stored in bf16 (fpt/run/precision.py)
         self.read_block: nn.Module | None = None  # the last block, computed at the read positions only (trunks/readout.py)
         self.never_trained: frozenset[str] = frozenset()  # parameters the body never uses: frozen whatever `freeze` says
+        self.per_example = False  # fpt.build: logits (b, c), not (b, 1, c), for one target per example (a hand-written loop's shape)
 
     def train(self, mode: bool = True) -> FPTModel:
         """Output-only runs keep everything before the output layer in eval mode (no dropout): one regime,
@@ -75,10 +76,14 @@ class FPTModel(nn.Module):
         groups = self.param_groups()
         return {groups[n] for n, p in self.named_parameters() if p.requires_grad}
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x (b, t, d) or (b, t) ids, mask (b, t) -> logits (b, n, c)."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (b, t, d) or (b, t) ids, mask (b, t) (None: every position real) -> logits (b, n, c); with `per_example`
+        set (fpt.build) a sequence readout's one target per example gives (b, c)."""
+        if mask is None:
+            mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
         with self.compute_context(x.device.type):
-            return self.head(self.features(x, mask))
+            out = self.head(self.features(x, mask))
+        return out[:, 0] if self.per_example and self.readout != "last_k" and out.shape[1] == 1 else out
 
     def features(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Everything before the output layer: readout features (b, k, h) or (b, h)."""

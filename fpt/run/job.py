@@ -24,6 +24,15 @@ from fpt.run.runlock import RunLock, is_secondary_rank
 CONTINUES = ("trainer.max_steps", "trainer.max_epochs", "stop_at_val_acc")  # changes that give a finished run more to do
 
 
+class RunFailed(SystemExit):
+    """A single run's one-line failure: exit code 2 (a SystemExit, which Hydra lets through); `error` keeps the FPTError
+    for a caller in the same process (fpt.train raises it)."""
+
+    def __init__(self, error: FPTError):
+        super().__init__(2)
+        self.error = error
+
+
 def finished(run_dir: Path) -> Results | None:
     """The run's results if it completed, else None."""
     res = Results.read(run_dir)
@@ -84,7 +93,7 @@ def _failed(e: Exception, cfg: DictConfig, run_dir: Path, sweep: bool, started: 
         _record_failure(run_dir, e, overrides)
     print(f"fpt train: error: {_first_line(e)}", file=sys.stderr)
     if not sweep:
-        raise SystemExit(2) from None
+        raise RunFailed(e) from None
     return None
 
 

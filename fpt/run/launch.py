@@ -7,6 +7,9 @@ parses it, and `sys.argv` is put back before training, because Lightning's ddp s
 from __future__ import annotations
 
 import sys
+from typing import Any, Callable
+
+from omegaconf import DictConfig
 
 from fpt.config import check_groups, command_line, compose, config_dir, show_config, sweep_points
 from fpt.run.preflight import preflight
@@ -22,8 +25,9 @@ def checked(overrides: list[str], multirun: bool):
     return preflight(compose(overrides))
 
 
-def launch(args: list[str]) -> int:
-    """`fpt train ARGS` (and each grid of `fpt sweep`): check, then run through Hydra (--multirun: its grid)."""
+def launch(args: list[str], job: Callable[[DictConfig], Any] | None = None) -> int:
+    """`fpt train ARGS` (and each grid of `fpt sweep`): check, then run through Hydra (--multirun: its grid).
+    `job`: what runs inside each Hydra job (default fpt.run.job.run_job; fpt.train wraps it to keep its outcome)."""
     c = command_line("train", args, writes="run", flags=("multirun", "cfg"))
     overrides = c.overrides + ([f"hydra.{'sweep' if c.multirun else 'run'}.dir={c.out_arg}"] if c.out else [])
     if c.cfg:
@@ -39,7 +43,7 @@ def launch(args: list[str]) -> int:
         from fpt.run.job import run_job
 
         sys.argv = original  # ddp re-runs sys.argv for the other ranks
-        return run_job(cfg)
+        return (job or run_job)(cfg)
 
     sys.argv = [original[0], *(["--multirun"] * c.multirun), *overrides]
     try:

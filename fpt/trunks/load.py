@@ -17,6 +17,7 @@ from fpt.config.kinds import has_trunk
 from fpt.config.schema import is_run_path
 from fpt.trunks.base import Arch, dropout_overrides
 from fpt.trunks.fused import fuse_gelu
+from fpt.trunks.given import given
 from fpt.trunks.discover import (RELATIVE_POS, block_list, check_blocks, describe, find_blocks, map_groups,
                                  select_blocks, structure_groups)
 from fpt.trunks.registry import get_arch
@@ -93,10 +94,12 @@ def _extra_groups(tcfg, arch: Arch) -> dict:
 
 
 def load_trunk(cfg, arch: Arch | None = None) -> nn.Module:
-    """Build the trunk that `cfg` names: pretrained weights, or the same architecture freshly initialised; in train mode
-    (from_pretrained returns eval mode; dropout, trunk.dropout, applies in training), its GELU fused unless
-    trunk.fused_gelu=false."""
-    model = _build(cfg, arch or get_arch(str(cfg.arch)))
+    """Build the trunk that `cfg` names: pretrained weights, or the same architecture freshly initialised (or, inside
+    fpt.trunks.given.given_trunk(model), that loaded model); in train mode (from_pretrained returns eval mode; dropout,
+    trunk.dropout, applies in training), its GELU fused unless trunk.fused_gelu=false."""
+    model = given(cfg)
+    if model is None:
+        model = _build(cfg, arch or get_arch(str(cfg.arch)))
     if cfg.get("fused_gelu", True):
         fuse_gelu(model)
     return model.train()
