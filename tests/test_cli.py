@@ -18,9 +18,11 @@ from tests.helpers import FAST, run_fpt, run_fpt_process
 
 @pytest.mark.slow
 def test_train_as_typed_then_eval_reproduces_it(tiny, tmp_path):
-    """The real command: out= is the run directory; a log file gets plain progress lines; eval run=DIR re-tests."""
+    """The real command: out= is the run directory; a log file gets plain progress lines and nothing that misleads
+    (no model summary, whose FLOPs column reads 0; no Lightning lines about loading the checkpoint it tests); eval
+    run=DIR re-tests."""
     run_dir = tmp_path / "run"
-    shown = [a for a in FAST if "progress_bar" not in a]  # stderr is a pipe here: plain lines, not a bar
+    shown = [a for a in FAST if "progress_bar" not in a and "model_summary" not in a]  # stderr is a pipe: plain lines
     p, _ = run_fpt_process("train", "task=bit_xor", "freeze=attn,ffn", "trunk=gpt2", f"trunk.path={tiny['gpt2']}", *shown,
                "trainer.max_steps=20", "trainer.val_check_interval=10", "trainer.log_every_n_steps=5", "stop_at_val_acc=null",
                f"out={run_dir}")
@@ -33,6 +35,12 @@ def test_train_as_typed_then_eval_reproduces_it(tiny, tmp_path):
     assert [ln.split()[1] for ln in progress if "train/loss" in ln] == ["5/20", "10/20", "15/20", "20/20"]
     assert all(re.search(r"train/loss \d\.\d{4} .* [\d.]+ steps/s$", ln) for ln in progress if "train/loss" in ln)
     assert sum("validation: val/acc" in ln for ln in progress) == 2
+    said = p.stdout + p.stderr
+    assert re.match(r"trainable [\d,]+ \|\| all [\d,]+ \|\| trainable% [\d.]+$", p.stdout.splitlines()[0])
+    for noise in ("FLOPs", "Total params", "Restoring states", "Loaded model weights", "weights_only", "model summary"):
+        assert noise not in said, (noise, said[-3000:])
+    assert len(p.stdout.splitlines()) == 2 and all(ln.startswith(("step ", "note: precision", "`Trainer.fit` stopped"))
+                                             for ln in p.stderr.splitlines()), p.stderr
     p, _ = run_fpt_process("eval", f"run={run_dir}")
     assert p.returncode == 0, p.stderr[-2000:]
     assert f"test/acc {res['test/acc']:.4f}" in p.stdout

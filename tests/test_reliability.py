@@ -110,8 +110,11 @@ def test_sigterm_on_minilm_exits_143_and_the_rerun_matches_the_uninterrupted_run
     cut = json.loads((tmp_path / "cut" / "results.json").read_text())
     assert cut["status"] == "preempted" and 25 < cut["steps"] < 70, cut
     assert sum("preempted at step" in ln for ln in err.splitlines()) == 1
+    assert "weights_only" not in err  # fpt says what last.ckpt holds: the whole state
     again = subprocess.run(cmd(tmp_path / "cut"), capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
     assert again.returncode == 0, again.stderr[-2000:]
+    assert f"note: resuming from {last} at step {cut['steps']}" in again.stderr
+    assert "Restor" not in again.stderr and "Loaded model weights" not in again.stderr
     a, b = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("whole", "cut"))
     for key in SAME:
         assert a[key] == b[key], (key, a[key], b[key], cut["steps"])

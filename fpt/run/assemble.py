@@ -37,13 +37,26 @@ def build(cfg: DictConfig, cached: bool = True, config: dict | None = None):
     return (maybe_cache(cfg, task, model) if cached else task), lit
 
 
+class CheckpointChatter(logging.Filter):
+    """Lightning's lines about loading the checkpoints fpt itself hands it (best.ckpt to test, last.ckpt to resume),
+    twice per test: the result line names the tested checkpoint and a resume prints its own note."""
+
+    LINES = ("Restoring states from the checkpoint path", "Loaded model weights from the checkpoint",
+             "Restored all states from the checkpoint")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.LINES)
+
+
 def make_trainer(trainer_cfg, **kw) -> pl.Trainer:
     """Lightning's Trainer from `trainer.*`; its configuration errors become one line."""
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
     options = dict(OmegaConf.to_container(trainer_cfg, resolve=True) if not isinstance(trainer_cfg, dict) else trainer_cfg)
     options["precision"] = resolve_precision(options, say=kw.pop("say_precision", False))
-    chatter = logging.getLogger("lightning.pytorch.utilities.rank_zero")  # "GPU available: False", tips
+    chatter = logging.getLogger("lightning.pytorch.utilities.rank_zero")  # "GPU available: False", tips; rank_zero_info
+    if not any(isinstance(f, CheckpointChatter) for f in chatter.filters):
+        chatter.addFilter(CheckpointChatter())
     level = chatter.level
     chatter.setLevel(logging.WARNING)
     try:

@@ -77,7 +77,7 @@ class Preemption(pl.Callback):
 
     def on_exception(self, trainer: pl.Trainer, pl_module, exception: BaseException) -> None:
         if isinstance(exception, SIGTERMException) and trainer.state.fn == "fit" and trainer.global_step > 0:
-            trainer.save_checkpoint(self.last_path)
+            trainer.save_checkpoint(self.last_path, weights_only=False)  # the whole state: a resume continues from it
 
 
 class ValHistory(pl.Callback):

@@ -20,7 +20,7 @@ def kept_test(tester: pl.Trainer, lit: FPTModule, task, best: str | None, run_di
 
     lit.kept = []
     try:
-        test = tester.test(lit, datamodule=task, ckpt_path=best, verbose=False)[0]
+        test = tester.test(lit, datamodule=task, ckpt_path=best, verbose=False, weights_only=True)[0]  # ours: tensors
         if lit.kept:
             np.savez(run_dir / "test_examples.npz", values=torch.cat(lit.kept).numpy(), metric=lit.objective.metric)
     finally:
@@ -51,7 +51,7 @@ def one_device_tester(cfg: DictConfig, trainer: pl.Trainer) -> pl.Trainer | None
 def named_test(trainer: pl.Trainer, lit: FPTModule, loader, ckpt: str | None, name: str) -> dict:
     """Test on `loader`, its metrics logged and returned as NAME/acc (NAME/mse, ...) and NAME/loss."""
     with lit.evaluating(name):
-        r = trainer.test(lit, dataloaders=loader, ckpt_path=ckpt, verbose=False)[0]
+        r = trainer.test(lit, dataloaders=loader, ckpt_path=ckpt, verbose=False, weights_only=True)[0]
     return {k: float(v) for k, v in r.items() if k.startswith(f"{name}/")}
 
 

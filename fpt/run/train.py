@@ -93,6 +93,8 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None, prepared: P
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(p.config))
     print(summary_line(p.lit.model))
+    if p.resume:  # Lightning's own lines about it are filtered out (fpt.run.assemble.CheckpointChatter)
+        print(f"note: resuming from {p.resume} at step {p.resume_step}", file=sys.stderr)
     fit = _callbacks(cfg, p, run_dir / "checkpoints")
     trainer = make_trainer(cfg.trainer, logger=loggers(cfg, run_dir, p.resume_step, p.config), callbacks=fit.callbacks,
                            default_root_dir=str(run_dir), plugins=[AtomicCheckpointIO()], say_precision=True)
@@ -147,7 +149,7 @@ def _fit(cfg: DictConfig, trainer: pl.Trainer, p: Prepared, fit: Fit, run_dir: P
     (status "preempted") and raises Preempted."""
     ckpt_dir = run_dir / "checkpoints"
     try:
-        trainer.fit(p.lit, datamodule=p.task, ckpt_path=p.resume)
+        trainer.fit(p.lit, datamodule=p.task, ckpt_path=p.resume, weights_only=True)  # ours: tensors and plain values
     except SIGTERMException:
         step = int(trainer.global_step)
         if trainer.is_global_zero:
