@@ -18,7 +18,7 @@ from fpt.errors import FPTError
 from fpt.config.schema import Count, Options, check
 from fpt.tasks.spec import READOUTS, TaskSpec  # noqa: F401 - TaskSpec is part of the task API
 
-META_KEYS = ("impl", "name", "paper")  # task yaml keys about the task, not options of its class
+META_KEYS = ("impl", "name", "paper", "files")  # task yaml keys about the task, not options of its class (files: fpt/tasks/files.py)
 
 
 class TaskOptions(Options):

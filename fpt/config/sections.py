@@ -207,11 +207,14 @@ def validate(cfg) -> dict:
     """The options of a composed config (a DictConfig or plain dict) that need no import: the root sections, the model
     kind's options (its entry in fpt.config.kinds, registered by importing fpt.models) and the trunk's when the kind has
     one. Returns the config resolved (interpolations filled in, Hydra's node left out) as a plain dict: the one
-    resolution a run makes. fpt.run.preflight calls it, then check_task."""
-    from omegaconf import DictConfig, OmegaConf
+    resolution a run makes. fpt.run.preflight calls its two halves, then check_task."""
+    return validate_model(validate_root(cfg))
 
-    from fpt.config.kinds import kind
-    from fpt.config.methods import peft_method
+
+def validate_root(cfg) -> dict:
+    """The root sections (train.yaml's own keys), which need no model kind registered: the config resolved as a plain
+    dict, checked against Root."""
+    from omegaconf import DictConfig, OmegaConf
 
     try:
         c = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
@@ -221,6 +224,15 @@ def validate(cfg) -> dict:
         raise FPTError(one_line(e)) from None
     c.pop("hydra", None)
     check(Root, c)
+    return c
+
+
+def validate_model(c: dict) -> dict:
+    """A resolved config's model kind, its options, its PEFT method and its trunk's options (the kinds are registered by
+    importing fpt.models); returns `c`."""
+    from fpt.config.kinds import kind
+    from fpt.config.methods import peft_method
+
     name = str(c["model"].get("kind"))
     has_trunk = kind(name).trunk  # an unknown kind: one line naming the known ones
     check(kind(name).options, c["model"], "model")

@@ -76,7 +76,8 @@ def identity(cfg) -> dict:
     from omegaconf import OmegaConf
 
     c = OmegaConf.to_container(cfg, resolve=True)
-    return {"format": FORMAT, "task": c["task"], "data": c.get("data"), "seed": c["seed"],
+    task = {k: v for k, v in c["task"].items() if k != "files"}  # where the files are looked for: data.root says it
+    return {"format": FORMAT, "task": task, "data": c.get("data"), "seed": c["seed"],
             "readout": c["model"].get("readout"), "depth": c["model"].get("depth")}
 
 

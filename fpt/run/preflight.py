@@ -1,29 +1,35 @@
-"""Every option of a composed config checked before anything is built: the schemas (fpt.config.sections), whether
-the trunk's weights can be reached (fpt.trunks), and the task's own options against its class (fpt.tasks).
+"""Every option of a composed config checked before anything is built: the task's data files (fpt.tasks.files), the
+schemas (fpt.config.sections), whether the trunk's weights can be reached (fpt.trunks), and the task's own options
+against its class (fpt.tasks).
 
-It sits above the layers it asks; the heavy imports (the task's module imports Lightning) wait until they are needed.
+It sits above the layers it asks, and imports them as late as it can: what needs no model (the data files, the root
+options) answers before torch is imported; the model kinds (fpt.models) import torch, the task's module Lightning.
 """
 
 from __future__ import annotations
 
 from omegaconf import DictConfig
 
-import fpt.models  # noqa: F401 - registers the model kinds that validate() checks model.* against
-from fpt.config.kinds import freeze_of, has_trunk
-
 
 def preflight(cfg: DictConfig) -> DictConfig:
-    """Every option against its schema (fpt.config.sections: names, types, ranges, the task's own options) and whether the
-    trunk's weights can be reached. Each failure is one line; nothing after this re-checks what it checked. The
-    task's schema comes last: it lives beside the task's class, and importing that module imports Lightning.
+    """The task's data files, then every option against its schema (fpt.config.sections: names, types, ranges, the task's
+    own options) and whether the trunk's weights can be reached. Each failure is one line; nothing after this re-checks
+    what it checked. The task's schema comes last: it lives beside the task's class, and importing that module imports
+    Lightning.
 
     Returns the checked config: resolved once (interpolations filled in, no Hydra node) and `freeze: null` replaced by
     the model kind's own groups, so what travels on, and what the run directory's config.yaml records, is what ran."""
     from omegaconf import OmegaConf
 
-    from fpt.config.sections import validate
+    from fpt.config.sections import validate_model, validate_root
+    from fpt.tasks.files import check_files
 
-    plain = validate(cfg)
+    check_files(cfg)
+    plain = validate_root(cfg)
+    import fpt.models  # noqa: F401 - torch; registers the model kinds that validate_model checks model.* against
+    from fpt.config.kinds import freeze_of, has_trunk
+
+    validate_model(plain)
     if has_trunk(plain["model"]["kind"]):
         from fpt.trunks.source import check_source
 

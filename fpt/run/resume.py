@@ -19,6 +19,7 @@ HONOURED = (
     "trainer.log_every_n_steps", "trainer.enable_progress_bar", "trainer.enable_model_summary",
     "stop_at_val_acc", "early_stop", "targets", "on_nan", "eval", "logger", "data.root", "data.num_workers", "data.download",
     "features.dir", "features.cache", "resume", "label", "sweep", "hydra", "bench",
+    "task.files",  # where a task looks for its files (it follows data.root), not what it reads
 )
 # Named first when several keys differ: what the run is, before how it was trained.
 FIRST = ("task.name", "model.kind", "trunk.arch", "trunk.name", "trunk.path", "trunk.init", "freeze", "seed")
