@@ -13,7 +13,8 @@ import sys
 import warnings
 from dataclasses import dataclass
 
-from fpt.config import GROUPS, choices, compose, config_dir
+from fpt.config import GROUPS, add_config_dirs, choices, compose, config_dir
+from fpt.config.extensions import reset
 from fpt.errors import FPTError
 
 
@@ -93,7 +94,8 @@ USAGE = "usage: fpt COMMAND [key=value ...]    (fpt COMMAND --help: its options)
 
 Every command takes key=value arguments (Hydra's syntax) and writes where out=DIR says (fpt train: the
 run directory, hydra.run.dir; fpt sweep: the sweep's folder, hydra.sweep.dir). `freeze=a,b` means the
-list [a,b]; sweep with --multirun 'freeze=[attn,ffn],[ln]' seed=0,1,2.
+list [a,b]; sweep with --multirun 'freeze=[attn,ffn],[ln]' seed=0,1,2. --config-dir DIR (any command) adds
+a folder of your own task/, trunk/, model/, variant/ and experiment/ yamls (docs/extending.md).
 """
 
 
@@ -108,10 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] == "help":  # fpt help COMMAND
         argv = [argv[1], "--help"]
     cmd, args = argv[0], argv[1:]
+    reset()  # what an earlier command in this process added (--config-dir, plugins) is not this one's
     try:
         if cmd not in COMMANDS:
             raise FPTError(f"unknown command '{cmd}'; choose one of: {', '.join(COMMANDS)}")
         if any(a in ("-h", "--help") for a in args):
+            add_config_dirs(args)  # --help lists their yamls too
             print(help_text(cmd))
             return 0
         module, _, name = COMMANDS[cmd].run.partition(":")
@@ -144,6 +148,7 @@ def help_text(cmd: str) -> str:
         lines += ["", "options:", *(f"  {ln}" for ln in c.options.splitlines())]
     if c.groups:
         lines += ["", "config groups (GROUP=NAME):", *(f"  {g:<11} {', '.join(choices(g))}" for g in GROUPS)]
+    lines += ["", "--config-dir DIR: add DIR's task/, trunk/, model/, variant/, experiment/ yamls (docs/extending.md)"]
     return "\n".join([*lines, "", "example:", f"  {c.example}"])
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fpt.config import check_groups, command_line, config_dir
+from fpt.config import check_groups, command_line, find_config
 from fpt.errors import FPTError
 
 
@@ -23,7 +23,7 @@ def run(args: list[str]) -> int:
     from fpt.config.sections import check_data_options
     from fpt.tasks.base import task_class
 
-    cls = task_class(OmegaConf.load(config_dir() / "task" / f"{name}.yaml"))
+    cls = task_class(OmegaConf.load(find_config("task", name)))
     written = cls.write_data(Path(c.out).expanduser(), **check_data_options(cls, options, name))
     for p in written:
         print(p)

@@ -1,5 +1,5 @@
 """One command line for every `fpt` subcommand: `key=value` arguments in Hydra's grammar, `out=DIR` for where it
-writes, `--cfg` to print the composed config.
+writes, `--cfg` to print the composed config, `--config-dir DIR` to add a folder of one's own yamls (any command).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fpt.config.extensions import add_config_dir
 from fpt.config.composition import LIST_KEYS, MULTIRUN_FLAGS, compose, one_line, parse_overrides, rewrite, sweep_points
 from fpt.errors import FPTError
 
@@ -39,6 +40,7 @@ RUN_ONLY = ("hydra.run.",)  # ignored by Hydra under --multirun
 SWEEP_ONLY = ("hydra.sweep.", "hydra.sweeper", "hydra/sweeper", "hydra.launcher", "hydra/launcher")  # ignored by one run
 OUT_KEYS = {"sweep": ("out", "hydra.sweep.dir", "sweep.dir"), "dir": ("out", "hydra.run.dir"), "file": ("out",)}
 CFG_PARTS = ("job", "hydra", "all")
+CONFIG_DIR_FLAGS = ("--config-dir", "-cd")  # Hydra's own names: a folder of one's own yamls (fpt.config.extensions)
 
 
 @dataclass
@@ -106,9 +108,11 @@ def _flags(c: CommandLine, args: list[str], flags: tuple[str, ...], positional: 
                 raise FPTError(f"--cfg takes {', '.join(CFG_PARTS)}, got '{c.cfg}'")
         elif a == "--resolve" and "cfg" in flags:
             c.resolve = True
+        elif a.partition("=")[0] in CONFIG_DIR_FLAGS:
+            add_config_dir(_flag_value(a, it), by=a.partition("=")[0])
         elif a.startswith("-"):
-            known = [f for f, ok in (("--multirun", "multirun"), ("--cfg job|all", "cfg")) if ok in flags]
-            raise FPTError(f"unknown flag '{a}'; fpt {cmd} takes key=value arguments{' and ' + ', '.join(known) if known else ''} "
+            known = [f for f, ok in (("--multirun", "multirun"), ("--cfg job|all", "cfg")) if ok in flags] + ["--config-dir DIR"]
+            raise FPTError(f"unknown flag '{a}'; fpt {cmd} takes key=value arguments and {', '.join(known)} "
                            f"(see fpt {cmd} --help)")
         elif "=" not in a and positional and c.positional is None:
             c.positional = os.path.expanduser(a)
@@ -117,6 +121,23 @@ def _flags(c: CommandLine, args: list[str], flags: tuple[str, ...], positional: 
         else:
             kv.append(_expand_home(a))
     return kv
+
+
+def _flag_value(a: str, it) -> str:
+    """The value of `--flag=VALUE` or `--flag VALUE`."""
+    flag, eq, value = a.partition("=")
+    value = value if eq else next(it, "")
+    if not value or value.startswith("-") or "=" in value and not eq:
+        raise FPTError(f"{flag} needs a folder: {flag} DIR")
+    return os.path.expanduser(value)
+
+
+def add_config_dirs(args: list[str]) -> None:
+    """The `--config-dir DIR` flags of an argument list, added before anything else reads it (fpt CMD --help)."""
+    it = iter(args)
+    for a in it:
+        if a.partition("=")[0] in CONFIG_DIR_FLAGS:
+            add_config_dir(_flag_value(a, it), by=a.partition("=")[0])
 
 
 def _out(c: CommandLine, outs: dict, writes: str | None) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from fpt.config.extensions import config_dir, config_dirs  # noqa: F401 - config_dir: the packaged configs
 from fpt.errors import FPTError
 
 LIST_KEYS = ("freeze", "targets", "unfreeze.groups", "trunk.standardize", "trunk.keep")
@@ -19,18 +20,26 @@ GROUPS = ("task", "trunk", "model", "trainer", "logger", "variant", "experiment"
 MULTIRUN_FLAGS = ("-m", "--multirun")
 
 
-def config_dir() -> Path:
-    """configs/ of a source checkout or editable install, or fpt/configs of an installed wheel."""
-    here = Path(__file__).resolve().parent.parent  # fpt/
-    for cand in (here / "configs", here.parent / "configs"):
-        if (cand / "train.yaml").is_file():
-            return cand
-    raise FPTError(f"no configs found beside {here}; reinstall the fpt package")
-
-
 def choices(group: str) -> list[str]:
-    """The options of a config group: its yaml files (a name starting with `_` is a shared base, e.g. trunk/_common)."""
-    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml") if not p.stem.startswith("_"))
+    """The options of a config group: its yaml files in the packaged configs and in every folder this command added
+    (fpt.config.extensions); a name starting with `_` is a shared base, e.g. trunk/_common."""
+    return sorted({p.stem for d in config_dirs() for p in (d / group).glob("*.yaml") if not p.stem.startswith("_")})
+
+
+def find_config(group: str, name: str) -> Path | None:
+    """The yaml `group/name.yaml` as composing finds it (the packaged configs first, then the added folders), or None."""
+    if not name.replace("_", "").replace("-", "").isalnum():
+        return None
+    return next((d / group / f"{name}.yaml" for d in config_dirs() if (d / group / f"{name}.yaml").is_file()), None)
+
+
+def search_path() -> list[str]:
+    """The override that puts the added folders on Hydra's search path, after the packaged configs ([] if none)."""
+    extra = config_dirs()[1:]
+    if not extra:
+        return []
+    quoted = ",".join("'" + f"file://{d}".replace("\\", "\\\\").replace("'", "\\'") + "'" for d in extra)
+    return [f"hydra.searchpath=[{quoted}]"]
 
 
 def pop_arg(args: list[str], key: str) -> tuple[str | None, list[str]]:
@@ -83,7 +92,7 @@ def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
     overrides = [a for a in overrides if a not in MULTIRUN_FLAGS]
     try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            return hcompose(config_name="train", overrides=overrides, return_hydra_config=with_hydra)
+            return hcompose(config_name="train", overrides=[*overrides, *search_path()], return_hydra_config=with_hydra)
     except (HydraException, OmegaConfBaseException) as e:
         raise FPTError(one_line(e)) from None
 

@@ -235,7 +235,7 @@ def validate_model(c: dict) -> dict:
 
     name = str(c["model"].get("kind"))
     has_trunk = kind(name).trunk  # an unknown kind: one line naming the known ones
-    check(kind(name).options, c["model"], "model")
+    check(kind(name).options, {k: v for k, v in c["model"].items() if k != "impl"}, "model")  # impl: extensions.py
     method = (c.get("peft") or {}).get("method", "none")
     peft_method(str(method))  # an unknown method: one line naming the known ones
     if method != "none" and not has_trunk:

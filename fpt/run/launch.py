@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig
 
-from fpt.config import check_groups, command_line, compose, config_dir, show_config, sweep_points
+from fpt.config import check_groups, command_line, compose, config_dir, search_path, show_config, sweep_points
 from fpt.run.preflight import preflight
 
 
@@ -45,7 +45,7 @@ def launch(args: list[str], job: Callable[[DictConfig], Any] | None = None) -> i
         sys.argv = original  # ddp re-runs sys.argv for the other ranks
         return (job or run_job)(cfg)
 
-    sys.argv = [original[0], *(["--multirun"] * c.multirun), *overrides]
+    sys.argv = [original[0], *(["--multirun"] * c.multirun), *overrides, *search_path()]  # + the added folders
     try:
         run()
     finally:

@@ -27,7 +27,10 @@ def preflight(cfg: DictConfig) -> DictConfig:
     check_files(cfg)
     plain = validate_root(cfg)
     import fpt.models  # noqa: F401 - torch; registers the model kinds that validate_model checks model.* against
+    from fpt.config.extensions import import_modules
     from fpt.config.kinds import freeze_of, has_trunk
+
+    import_modules()  # and the kinds and methods of the folders this command added (--config-dir, plugins)
 
     validate_model(plain)
     if has_trunk(plain["model"]["kind"]):
