@@ -145,7 +145,7 @@ def test_the_folders_yamls_join_the_groups_and_their_messages(own, tmp_path, cap
     for args, needle in [((f"--config-dir={tmp_path / 'clash'}",), "task/bit_xor.yaml has the name of a task in the "
                                                                      "packaged configs; give yours another name"),
                          (("--config-dir", tmp_path / "nowhere"), "no such directory"),
-                         (("--config-dir", tmp_path), "holds none of task/, trunk/, model/, variant/, experiment/"),
+                         (("--config-dir", tmp_path), "holds none of task/, trunk/, model/, trainer/, logger/, variant/, experiment/"),
                          (("--config-dir",), "--config-dir needs a folder")]:
         code, _, err = run_fpt(capsys, "train", *args)
         assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, (args, err)

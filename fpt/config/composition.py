@@ -12,11 +12,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from fpt.config.extensions import config_dir, config_dirs  # noqa: F401 - config_dir: the packaged configs
+from fpt.config.extensions import GROUPS, config_dir, config_dirs  # noqa: F401 - config_dir: the packaged configs
 from fpt.errors import FPTError
 
 LIST_KEYS = ("freeze", "targets", "unfreeze.groups", "trunk.standardize", "trunk.keep")
-GROUPS = ("task", "trunk", "model", "trainer", "logger", "variant", "experiment")
 MULTIRUN_FLAGS = ("-m", "--multirun")
 
 

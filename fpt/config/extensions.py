@@ -1,7 +1,7 @@
 """What this command adds to the packaged configs and registries: folders of one's own (`--config-dir DIR`, any
 command) and installed plugins (entry-point group `fpt.plugins`), searched after the packaged configs/.
 
-A folder's task/, trunk/, model/, variant/ and experiment/ yamls join the packaged ones through Hydra's search path:
+A folder's task/, trunk/, model/, variant/, experiment/ (and trainer/, logger/) yamls join the packaged ones through Hydra's search path:
 the packaged train.yaml stays the primary config and the folders follow it (`hydra.searchpath`). A yaml whose name the
 packaged configs or an earlier folder already use is refused, so `task=bit_xor` always means the packaged task.
 The yamls name the code:
@@ -34,7 +34,7 @@ from pathlib import Path
 from fpt.errors import FPTError
 
 PLUGIN_GROUP = "fpt.plugins"
-USER_GROUPS = ("task", "trunk", "model", "variant", "experiment")  # the groups a folder of one's own may add to
+GROUPS = ("task", "trunk", "model", "trainer", "logger", "variant", "experiment")  # the groups a command line chooses in
 
 
 @dataclass
@@ -74,8 +74,8 @@ def add_config_dir(path, by: str = "--config-dir") -> Path:
     load_plugins()
     if folder in ADDED.dirs or folder == config_dir():
         return folder
-    if not any((folder / g).is_dir() for g in USER_GROUPS):
-        raise FPTError(f"{by} {path} holds none of {', '.join(g + '/' for g in USER_GROUPS)}: nothing to add")
+    if not any((folder / g).is_dir() for g in GROUPS):
+        raise FPTError(f"{by} {path} holds none of {', '.join(g + '/' for g in GROUPS)}: nothing to add")
     _check_names(folder, by)
     ADDED.dirs[folder] = by
     from omegaconf import OmegaConf
@@ -94,7 +94,7 @@ def add_config_dir(path, by: str = "--config-dir") -> Path:
 
 def _check_names(folder: Path, by: str) -> None:
     """A yaml named as one already on the search path would be shadowed by it: refused, naming both."""
-    for group in USER_GROUPS:
+    for group in GROUPS:
         for y in sorted((folder / group).glob("*.yaml")):
             for other in (config_dir(), *ADDED.dirs):
                 if (other / group / y.name).is_file():
