@@ -212,3 +212,17 @@ def test_a_model_yaml_naming_a_module_that_does_not_import_is_one_line(own, caps
     with pytest.raises(FPTError, match=r"model/broken.yaml: model.impl: no_such_module cannot be imported: "
                                        r"ModuleNotFoundError"):
         import_modules()
+
+
+@pytest.mark.slow
+def test_a_sweep_on_joblib_runs_ones_own_task_and_kind_in_its_worker_processes(own, tmp_path):
+    """The workers are this command too: they add its folders again before each run (fpt.run.launch)."""
+    from tests.helpers import run_fpt_process
+
+    (tmp_path / "elsewhere").mkdir()
+    p, _ = run_fpt_process("sweep", "--config-dir", str(own), "task=mine", "model=mine_lstm", "seed=0,1",
+                           "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "trainer.max_steps=4",
+                           "trainer.val_check_interval=2", "trainer.enable_progress_bar=false", "eval.train_acc=false",
+                           "stop_at_val_acc=null", f"out={tmp_path / 'sweep'}", cwd=tmp_path / "elsewhere")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "2 of 2 runs finished" in p.stdout, p.stdout

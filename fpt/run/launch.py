@@ -11,7 +11,8 @@ from typing import Any, Callable
 
 from omegaconf import DictConfig
 
-from fpt.config import check_groups, command_line, compose, config_dir, search_path, show_config, sweep_points
+from fpt.config import add_config_dir, check_groups, command_line, compose, config_dir, search_path, show_config, sweep_points
+from fpt.config.extensions import ADDED
 from fpt.run.preflight import preflight
 
 
@@ -36,13 +37,15 @@ def launch(args: list[str], job: Callable[[DictConfig], Any] | None = None) -> i
     checked(overrides, c.multirun)
     import hydra
 
-    original = list(sys.argv)
+    original, own = list(sys.argv), [d for d, by in ADDED.dirs.items() if by == "--config-dir"]
 
     @hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")
     def run(cfg):
         from fpt.run.job import run_job
 
         sys.argv = original  # ddp re-runs sys.argv for the other ranks
+        for d in own:  # a launcher's worker process (joblib, submitit) runs for this command too
+            add_config_dir(d)
         return (job or run_job)(cfg)
 
     sys.argv = [original[0], *(["--multirun"] * c.multirun), *overrides, *search_path()]  # + the added folders
