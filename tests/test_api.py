@@ -180,9 +180,14 @@ def test_train_is_fpt_train_in_process_and_can_run_twice(tiny, tmp_path, monkeyp
 def test_train_failures_are_one_line_value_errors(tiny, tmp_path, capsys):
     with pytest.raises(ValueError, match="optim.lr must be a positive number, got -1"):
         fpt.train(["optim.lr=-1", f"out={tmp_path}"])  # refused by the checks, before Hydra runs
-    with pytest.raises(ValueError, match="ListOps files missing") as e:  # refused inside the Hydra job, which exits 2
+    (tmp_path / "listops").mkdir()
+    for split in ("train", "val", "test"):  # there (the files check before Hydra passes), but not LRA's format
+        (tmp_path / "listops" / f"basic_{split}.tsv").write_text("[MAX 2 3 ]\t3\n")
+    with pytest.raises(ValueError, match="first line must be LRA's header") as e:  # refused inside the Hydra job (exit 2)
         fpt.train(["task=listops", f"data.root={tmp_path}", "trunk=gpt2", f"trunk.path={tiny['gpt2']}", f"out={tmp_path / 'run'}"])
-    assert e.value.__cause__ is None and "fpt train: error: ListOps files missing" in capsys.readouterr().err
+    assert e.value.__cause__ is None and "fpt train: error: " in capsys.readouterr().err
+    with pytest.raises(ValueError, match="listops data missing: basic_train.tsv"):  # refused before Hydra runs
+        fpt.train(["task=listops", f"data.root={tmp_path / 'run'}", f"out={tmp_path / 'run2'}"])
     with pytest.raises(ValueError, match="takes a list of key=value strings"):
         fpt.train("task=bit_xor")
     with pytest.raises(ValueError, match="takes key=value only, got --multirun"):

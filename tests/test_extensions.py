@@ -152,7 +152,7 @@ def test_the_folders_yamls_join_the_groups_and_their_messages(own, tmp_path, cap
 
 
 def test_every_command_line_takes_the_flag(own):
-    for cmd in ("train", "eval", "inspect", "bench", "sweep", "analyze", "data", "export", "report"):
+    for cmd in ("train", "eval", "inspect", "bench", "sweep", "analyze", "data", "export", "report", "predict"):
         reset()
         command_line(cmd, ["--config-dir", str(own)])
         assert "mine" in compose(["task=mine"]).task.name
