@@ -13,7 +13,7 @@ from fpt.config import compose
 from fpt.errors import FPTError
 from fpt.models.build import build_model
 from fpt.run.train import train
-from fpt.tasks.base import build_task
+from fpt.tasks.base import META_KEYS, build_task
 from fpt.tasks.forecast import Forecast, borders
 from tests.helpers import FAST, compose_cfg
 
@@ -156,7 +156,7 @@ def test_the_one_fits_all_experiment_trains_what_they_train():
     """GPT-2 built from its config (no weights offline): 6 blocks, and only layernorms and positions train in the trunk,
     their `'ln' in name or 'wpe' in name`, beside the input layer and the 42 x 768 -> 96 head."""
     cfg = compose_cfg("experiment=ofa_etth1", "trunk.init=random")
-    model = build_model(cfg, Forecast(**{k: v for k, v in cfg.task.items() if k not in ("impl", "name")}).spec)
+    model = build_model(cfg, Forecast(**{k: v for k, v in cfg.task.items() if k not in META_KEYS}).spec)
     trained = {n.removeprefix("trunk.") for n, p in model.named_parameters() if p.requires_grad}
     trunk = {n for n in trained if not n.startswith(("input.", "output."))}
     assert trunk == {n for n, _ in model.trunk.named_parameters() if "ln" in n or "wpe" in n} and len(model.trunk.h) == 6

@@ -126,7 +126,7 @@ def _err(args, capsys, tmp_path):
 def test_peft_bad_input_is_one_line(tiny, llama, tmp_path, capsys):
     assert "peft.r must be a positive integer, got 0" in _err(["train", "variant=lora", "peft.r=0"], capsys, tmp_path)
     assert "does not apply to model.kind=lstm" in _err(["train", "variant=lora", "model=lstm"], capsys, tmp_path)
-    assert "peft.method must be" in _err(["train", "peft.method=lorax"], capsys, tmp_path)
+    assert "unknown peft.method 'lorax'; choose one of: none, lora, ia3, ln_tuning, bitfit" in _err(["train", "peft.method=lorax"], capsys, tmp_path)
     # every block tensor claimed as ffn: no attention projection to adapt
     line = _err(["train", "trunk=auto", f"trunk.path={llama}", "variant=lora", r"+trunk.groups.ffn=[layers\..*]"], capsys, tmp_path)
     assert "found no attention projection" in line

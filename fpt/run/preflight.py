@@ -11,20 +11,22 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 
-def preflight(cfg: DictConfig) -> DictConfig:
+def preflight(cfg: DictConfig, data: bool = True) -> DictConfig:
     """The task's data files, then every option against its schema (fpt.config.sections: names, types, ranges, the task's
     own options) and whether the trunk's weights can be reached. Each failure is one line; nothing after this re-checks
     what it checked. The task's schema comes last: it lives beside the task's class, and importing that module imports
     Lightning.
 
     Returns the checked config: resolved once (interpolations filled in, no Hydra node) and `freeze: null` replaced by
-    the model kind's own groups, so what travels on, and what the run directory's config.yaml records, is what ran."""
+    the model kind's own groups, so what travels on, and what the run directory's config.yaml records, is what ran.
+    `data=False`: the task's files are not asked for (fpt bench builds the task's shape only, from no data)."""
     from omegaconf import OmegaConf
 
     from fpt.config.sections import validate_model, validate_root
     from fpt.tasks.files import check_files
 
-    check_files(cfg)
+    if data:
+        check_files(cfg)
     plain = validate_root(cfg)
     import fpt.models  # noqa: F401 - torch; registers the model kinds that validate_model checks model.* against
     from fpt.config.extensions import import_modules

@@ -52,7 +52,7 @@ def training_config(args: list[str]):
     check_groups(args)
     if is_multirun(args):
         raise FPTError("bench measures one configuration; drop --multirun")
-    cfg = preflight(compose(args))  # the checked config
+    cfg = preflight(compose(args), data=False)  # the checked config; bench reads no data, only the task's shape
     if cfg.model.kind != "fpt":
         raise FPTError(f"bench builds its baselines itself (bench.variants=[lstm,...]); leave out model= (got model.kind={cfg.model.kind})")
     return cfg
