@@ -126,3 +126,17 @@ def test_the_target_stop_fires_on_a_float32_one_held_twice_and_never_on_error_me
     assert isinstance(plateau, EarlyStopping) and plateau.patience == 3 and plateau.mode == "min"
 
 
+
+
+def test_per_example_values_average_to_the_metric_in_the_datas_units():
+    from types import SimpleNamespace
+
+    from fpt.run.objectives import objective, per_example
+
+    spec = SimpleNamespace(target_scale=10.0, target_loc=100.0)
+    logits, y = torch.tensor([[[0.5]], [[-1.0]]]), torch.tensor([[0.0], [1.0]])  # standardised: errors 0.5 and 2.0
+    mse = per_example(objective("regression"), logits, {"y": y}, spec)
+    assert mse.tolist() == pytest.approx([25.0, 400.0])  # (10 * 0.5)^2, (10 * 2)^2: squared errors in the data's units
+    cls = torch.tensor([[[2.0, 0.0], [0.0, 1.0]], [[0.0, 1.0], [0.0, 1.0]]])  # argmax [0, 1] and [1, 1]
+    assert per_example(objective("classification"), cls, {"y": torch.tensor([[0, 1], [0, 1]])}, spec).tolist() == [1.0, 0.5]
+    assert per_example(objective("multilabel"), cls, {"y": torch.tensor([[0, 1], [0, 1]])}, spec) is None

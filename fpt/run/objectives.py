@@ -92,17 +92,15 @@ class Objective:
 
 def per_example(objective: Objective, logits: torch.Tensor, batch: dict, spec) -> torch.Tensor | None:
     """Each example's share of the test metric, (batch,): the fraction of its targets classified right (accuracy is
-    their mean when every example has as many targets), or its squared error in the data's units (MSE is their mean).
-    None for multi-label F1 and mAP, which no per-example value sums to. Paired bootstraps resample these."""
+    their mean when every example has as many targets), or its squared error in the data's units (MSE is their mean),
+    from `outputs` and `targets` as predictions read them. None for multi-label F1 and mAP, which no per-example value
+    sums to. Paired bootstraps resample these."""
     y = batch["y"]
     if objective.name == "classification":
         return (logits.argmax(-1) == y).float().flatten(1).mean(1)
     if objective.name == "multilabel":
         return None
-    out = logits.squeeze(-1).float()
-    if "scale" in batch:
-        out = out * batch["scale"] + batch["loc"]
-    return ((out - y.float()) * spec.target_scale).pow(2).flatten(1).mean(1)
+    return (objective.outputs(logits, batch, spec) - objective.targets(y, spec)).pow(2).flatten(1).mean(1)
 
 
 class PositiveLabelsAP(MultilabelAveragePrecision):
