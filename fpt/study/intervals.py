@@ -57,9 +57,14 @@ def _cell_text(metric: str, r: tuple[float, float, float, int] | None) -> str:
 
 def section(by: dict, variants: list[str], tasks: list[str], metric: dict, seed_of: dict[str, int]) -> list[str]:
     """The report's section: one row per comparison, one column per task; empty when no run kept its examples."""
+    read: dict[str, np.ndarray | None] = {}  # each run's file once, though every row's comparison asks for FPT's
+
     def row_values(v, t):
-        cell = by.get((v, t))
-        got = {seed_of[r]: values(r) for r in (cell or {}).get("runs", [])}
+        runs = (by.get((v, t)) or {}).get("runs", [])
+        for r in runs:
+            if r not in read:
+                read[r] = values(r)
+        got = {seed_of[r]: read[r] for r in runs}
         return {s: x for s, x in got.items() if x is not None}
 
     pairs = [(v, f"{REFERENCE} {_split(v)[1]}".strip()) for v in variants if _split(v)[0] != REFERENCE]
