@@ -69,7 +69,7 @@ def test_report_has_the_table_the_configs_and_plots(swept):
 @pytest.mark.slow
 def test_report_writes_where_out_says_and_knows_each_tasks_chance(swept, tmp_path, capsys):
     from fpt.cli import main
-    from fpt.study.report import task_chances
+    from fpt.study.bundle import task_chances
     from fpt.study.sweep import collect
 
     assert main(["report", f"dir={swept}", f"out={tmp_path}"]) == 0
@@ -101,7 +101,7 @@ def test_selection_picks_lr_by_validation_not_test():
 
 
 def test_report_rows_follow_the_sweeps_variant_order_not_the_alphabet(tmp_path):
-    from fpt.study.report import sweep_order
+    from fpt.study.bundle import sweep_order
 
     (tmp_path / "multirun.yaml").write_text("hydra:\n  sweeper:\n    params:\n      variant: output_only,plus_ln,plus_input,plus_pos\n")
     rows = [{"config": f"seed=0 variant={v}"} for v in ("plus_input", "plus_ln", "plus_pos", "output_only")]

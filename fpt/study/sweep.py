@@ -43,7 +43,7 @@ def main(args: list[str]) -> int:
     sweep_dir = c.out or f"sweeps/{exp or 'sweep'}"
     protocol = check(Sweep, {"lr_protocol": protocol[-1] if protocol else _experiment_protocol(exp)}, "sweep").lr_protocol
     Path(sweep_dir).mkdir(parents=True, exist_ok=True)
-    (Path(sweep_dir) / "sweep.json").write_text(json.dumps({"lr_protocol": protocol}) + "\n")
+    (Path(sweep_dir) / "sweep.json").write_text(json.dumps({"lr_protocol": protocol, "command": " ".join(["fpt sweep", *args])}) + "\n")
     at = f"hydra.sweep.dir={c.out_arg or sweep_dir}"
     if protocol == "seed0":
         _seed0_then_rest(launch, rest, Path(sweep_dir), at)
