@@ -4,7 +4,6 @@ folders, and the README's marked tables equal their pages' tables (fpt.study.bun
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np

@@ -11,7 +11,8 @@ import torch
 from einops import rearrange
 
 from fpt.errors import FPTError
-from fpt.tasks.image_base import LUMA, carve, patchify
+from fpt.tasks.image_base import LUMA, patchify
+from fpt.tasks.image_splits import carve
 from fpt.tasks.images import CIFAR_CLASSES, Cifar10, Cifar10Lra, Mnist
 from tests.helpers import compose_cfg
 
