@@ -214,6 +214,15 @@ def test_a_swept_data_set_is_a_column_and_the_tasks_references_are_rows(tmp_path
     assert (tmp_path / "plots" / "accuracy_bars.png").stat().st_size > 10_000
 
 
+def test_a_reference_named_for_a_metric_is_a_row_only_in_that_metrics_columns():
+    from fpt.study.report import references
+
+    rows = [{"task": "forecast", "metric": "mse", "baseline/dlinear_mse": 0.4, "baseline/dlinear_mae": 0.43},
+            {"task": "uea", "metric": "acc", "baseline/minirocket_acc": 0.99, "baseline/1nn_acc": 0.9, "baseline/x": 1.0}]
+    assert references(rows) == {"baseline/dlinear_mse": {"forecast": [0.4]}, "baseline/minirocket_acc": {"uea": [0.99]},
+                                "baseline/1nn_acc": {"uea": [0.9]}, "baseline/x": {"uea": [1.0]}}  # MAE: not in an MSE column
+
+
 def test_lr_ties_on_validation_break_on_validation_loss_then_on_the_smaller_lr():
     def rows(loss_small, loss_big):
         return [{"status": "ok", "variant": "v", "task": "t", "lr": lr, "val/acc": 1.0, "val/loss": loss, "test/acc": t,

@@ -91,15 +91,22 @@ def read(sweep_dir: Path) -> Sweep:
 
 def references(ok: list[dict]) -> dict[str, dict[str, list[float]]]:
     """The tasks' own reference numbers (results.json's baseline/* keys, e.g. 1-NN on the same split): per key, per
-    task column, the distinct values its runs recorded (one, unless the split varies within the column)."""
+    task column, the distinct values its runs recorded (one, unless the split varies within the column). A key named
+    for a metric (baseline/dlinear_mae) shows only in the columns of that metric (not in an MSE column)."""
     out: dict[str, dict[str, list[float]]] = {}
     for r in ok:
         for k, v in r.items():
-            if k.startswith("baseline/") and isinstance(v, (int, float)) and not isinstance(v, bool):
+            if k.startswith("baseline/") and isinstance(v, (int, float)) and not isinstance(v, bool) and _fits(k, r):
                 values = out.setdefault(k, {}).setdefault(r["task"], [])
                 if float(v) not in values:
                     values.append(float(v))
     return out
+
+
+def _fits(key: str, row: dict) -> bool:
+    """Whether a baseline key belongs in the row's metric column: its name's last `_` part is that metric, or no metric."""
+    named = key.rsplit("_", 1)[-1]
+    return named not in MODES or named == row.get("metric", "acc")
 
 
 def _plots(sw: Sweep, plots: Path) -> list[Path | None]:
