@@ -1,23 +1,21 @@
-"""The strong non-transformer reference classifiers each field uses, scored on a task's own split (results.json's
-`baseline/*` keys): MiniRocket + ridge on time series (UEA/UCR), multinomial logistic regression on image pixels.
+"""The time-series field's strong non-transformer reference classifier, scored on a UEA/UCR task's own split
+(results.json's `baseline/minirocket_acc`), and the guard every costly reference goes through (`guarded`: null with a
+`baseline/note` beyond its budget or without its package).
 
-Both are tuned as their papers tune them, never on the test set: MiniRocket's ridge penalty by leave-one-out
-cross-validation on the training file (`RidgeClassifierCV(alphas=np.logspace(-3, 3, 10))`, the ROCKET papers' recipe,
-which aeon's MiniRocketClassifier applies after scaling the features), logistic regression's C on the task's own
-validation split. MiniRocket is aeon's (uni- and multivariate in one class); its kernels are drawn with a fixed
-`random_state`, so the number is the same on every run.
+MiniRocket is aeon's (uni- and multivariate in one class), followed by a ridge classifier whose penalty leave-one-out
+cross-validation on the training file chooses (`RidgeClassifierCV(alphas=np.logspace(-3, 3, 10))`, the ROCKET papers'
+recipe, which aeon's MiniRocketClassifier applies after scaling the features): never tuned on the test set. Its
+kernels are drawn with a fixed `random_state`, so the number is the same on every run. (The image tasks' logistic
+regression: tasks/pixel_logreg.py; forecasting's DLinear: tasks/dlinear.py.)
 """
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 
 from fpt.tasks.timeseries import to_array
 
 MINIROCKET_MIN_STEPS = 9  # MiniRocket's kernels are 9 steps long; aeon refuses shorter series
-LOGREG_C = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)  # the grid of inverse penalties that validation chooses from
 
 
 def minirocket_cells(train: list[np.ndarray], test: list[np.ndarray]) -> int:
@@ -44,34 +42,6 @@ def minirocket_acc(train: list[np.ndarray], y_train: np.ndarray, test: list[np.n
     clf = MiniRocketClassifier(n_kernels=n_kernels, n_jobs=1, random_state=seed)
     clf.fit(padded(train, length), np.asarray(y_train))
     return float((clf.predict(padded(test, length)) == np.asarray(y_test)).mean())
-
-
-def logreg_acc(train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
-               max_iter: int = 200) -> tuple[float, float]:
-    """(test accuracy, the chosen C) of multinomial logistic regression (lbfgs) on flattened features standardised by the
-    training split's per-feature mean and std: C from LOGREG_C by validation accuracy (ties: the smaller C, the
-    stronger penalty), then scored on test. Each pair is (x (n, ...), y (n,))."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    scaler = StandardScaler().fit(flat(train[0]))
-    xs = [scaler.transform(flat(x)) for x, _ in (train, val, test)]
-    best = (-1.0, None, None)
-    with warnings.catch_warnings():  # max_iter caps the cost; a not quite converged fit is still a fair reference
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        for c in LOGREG_C:
-            model = LogisticRegression(C=c, max_iter=max_iter).fit(xs[0], train[1])
-            acc = float((model.predict(xs[1]) == val[1]).mean())
-            if acc > best[0]:
-                best = (acc, c, model)
-    _, c, model = best
-    return float((model.predict(xs[2]) == test[1]).mean()), c
-
-
-def flat(x: np.ndarray) -> np.ndarray:
-    """(n, ...) -> (n, features) float64."""
-    return np.asarray(x, dtype=np.float64).reshape(len(x), -1)
 
 
 def add_note(out: dict, note: str) -> dict:

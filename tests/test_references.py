@@ -1,14 +1,12 @@
-"""The fields' strong non-transformer references (results.json's baseline/*): MiniRocket + ridge (tasks/references.py),
-logistic regression on pixels, DLinear in closed form (tasks/dlinear.py), each on data the test builds."""
+"""The fields' strong non-transformer references (results.json's baseline/*): MiniRocket + ridge (tasks/references.py)
+and DLinear in closed form (tasks/dlinear.py), each on data the test builds. (Logistic regression on pixels:
+tests/test_pixel_logreg.py.)"""
 
 import numpy as np
 import pytest
 
-from fpt.tasks.base import build_task
 from fpt.tasks.dlinear import KERNEL, dlinear, feature_map, trend_matrix
-from fpt.tasks.images import Mnist
-from fpt.tasks.references import LOGREG_C, logreg_acc, minirocket_acc
-from tests.helpers import compose_cfg
+from fpt.tasks.references import minirocket_acc
 
 
 def _minirocket():
@@ -34,34 +32,6 @@ def test_minirocket_separates_an_easy_two_class_set_of_unequal_lengths():
     acc = minirocket_acc(train, y_train, test, y_test)
     assert acc > 0.9
     assert minirocket_acc(train, y_train, test, y_test) == acc  # seeded kernels: the same number twice
-
-
-def test_logistic_regression_on_sklearn_digits_chooses_c_on_validation():
-    from sklearn.datasets import load_digits
-
-    x, y = load_digits(return_X_y=True)
-    acc, c = logreg_acc((x[:1000], y[:1000]), (x[1000:1297], y[1000:1297]), (x[1297:], y[1297:]))
-    assert 0.88 <= acc <= 0.97 and c in LOGREG_C  # the linear reference on real 8x8 digits: measured 0.916
-    shuffled, _ = logreg_acc((x[:1000], np.roll(y[:1000], 1)), (x[1000:1297], y[1000:1297]), (x[1297:], y[1297:]))
-    assert shuffled < 0.3  # labels that do not belong to the images: near chance (measured 0.086)
-
-
-@pytest.fixture(scope="module")
-def digits_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("mnist")
-    Mnist.write_data(root)  # `fpt data mnist`: 1000 training and 200 test images from scikit-learn's digits
-    return root
-
-
-@pytest.mark.parametrize("cap, says", [(10_000, "900 training images"), (300, "300 of the 900 training images (task.logreg_max_train)")])
-def test_the_mnist_task_records_logreg_on_its_own_split(digits_root, cap, says):
-    cfg = compose_cfg("task=mnist", f"data.root={digits_root}", f"task.logreg_max_train={cap}")
-    res = build_task(cfg.task, 0, cfg.data).baselines()
-    assert 0.65 <= res["baseline/logreg_acc"] <= 0.9  # measured 0.805 on the 900 (the digits upscaled, shifted, noised)
-    assert res["baseline/note"].startswith("logreg_acc: C=") and res["baseline/note"].endswith(says)
-    cfg = compose_cfg("task=mnist", f"data.root={digits_root}", "task.logreg_max_train=0")
-    assert build_task(cfg.task, 0, cfg.data).baselines() == {"baseline/logreg_acc": None,
-                                                            "baseline/note": "logreg_acc skipped: task.logreg_max_train=0"}
 
 
 # --- DLinear --------------------------------------------------------------------------------------------------------

@@ -218,9 +218,11 @@ def test_a_reference_named_for_a_metric_is_a_row_only_in_that_metrics_columns():
     from fpt.study.report import references
 
     rows = [{"task": "forecast", "metric": "mse", "baseline/dlinear_mse": 0.4, "baseline/dlinear_mae": 0.43},
-            {"task": "uea", "metric": "acc", "baseline/minirocket_acc": 0.99, "baseline/1nn_acc": 0.9, "baseline/x": 1.0}]
+            {"task": "uea", "metric": "acc", "baseline/minirocket_acc": 0.99, "baseline/1nn_acc": 0.9},
+            {"task": "mnist", "metric": "acc", "baseline/logreg_acc": 0.92, "baseline/logreg_c": 0.1}]
     assert references(rows) == {"baseline/dlinear_mse": {"forecast": [0.4]}, "baseline/minirocket_acc": {"uea": [0.99]},
-                                "baseline/1nn_acc": {"uea": [0.9]}, "baseline/x": {"uea": [1.0]}}  # MAE: not in an MSE column
+                                "baseline/1nn_acc": {"uea": [0.9]}, "baseline/logreg_acc": {"mnist": [0.92]}}
+    # not rows: the MAE in an MSE column, the C that validation chose (a setting, not a score)
 
 
 def test_lr_ties_on_validation_break_on_validation_loss_then_on_the_smaller_lr():

@@ -91,8 +91,9 @@ def read(sweep_dir: Path) -> Sweep:
 
 def references(ok: list[dict]) -> dict[str, dict[str, list[float]]]:
     """The tasks' own reference numbers (results.json's baseline/* keys, e.g. 1-NN on the same split): per key, per
-    task column, the distinct values its runs recorded (one, unless the split varies within the column). A key named
-    for a metric (baseline/dlinear_mae) shows only in the columns of that metric (not in an MSE column)."""
+    task column, the distinct values its runs recorded (one, unless the split varies within the column). A key is a
+    row in the columns of the metric its name ends in (baseline/dlinear_mae: not in an MSE column); a number that is
+    no score (baseline/logreg_c, the C validation chose) is no row."""
     out: dict[str, dict[str, list[float]]] = {}
     for r in ok:
         for k, v in r.items():
@@ -104,9 +105,8 @@ def references(ok: list[dict]) -> dict[str, dict[str, list[float]]]:
 
 
 def _fits(key: str, row: dict) -> bool:
-    """Whether a baseline key belongs in the row's metric column: its name's last `_` part is that metric, or no metric."""
-    named = key.rsplit("_", 1)[-1]
-    return named not in MODES or named == row.get("metric", "acc")
+    """Whether a baseline key belongs in the row's metric column: its name's last `_` part is that metric."""
+    return key.rsplit("_", 1)[-1] == (row.get("metric") or "acc")
 
 
 def _plots(sw: Sweep, plots: Path) -> list[Path | None]:
