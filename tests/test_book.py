@@ -29,7 +29,7 @@ def _sweep(folder: Path) -> Path:
                 "test/acc": float(right.mean()), "val/loss": 0.3, "wall_seconds": 30.0, "steps": 40, "params_used": 1000,
                 "improving_at_end": variant == "frozen_random", "baseline/ref_acc": 0.7, "label": variant,
                 "overrides": {"variant": variant, "seed": str(seed)}}))
-    (folder / "sweep.json").write_text(json.dumps({"lr_protocol": "all", "command": "fpt sweep experiment=tiny"}))
+    (folder / "sweep.json").write_text(json.dumps({"lr_protocol": "all", "commands": ["fpt sweep experiment=tiny"]}))
     return folder
 
 
@@ -47,7 +47,7 @@ def test_a_page_rebuilt_from_its_files_alone_equals_the_report_of_the_runs(tmp_p
     assert (page / "curves.csv").read_text().count("\n") == 1 + 4 * 4  # a header, four steps of four runs
     again = report(page).read_text()  # no run folders: from the files alone
     assert again == first
-    assert "Command: `fpt sweep experiment=tiny && fpt report sweeps/tiny`; 4 of 4 runs finished, 2 run-minutes" in first
+    assert "Commands: `fpt sweep experiment=tiny` && `fpt report sweeps/tiny`; 4 of 4 runs finished, 2 run-minutes" in first
     assert "| frozen random − FPT |" not in first and "| FPT − frozen random |" not in first  # labels: fpt, frozen_random
     assert "| fpt | " in first and "| *baseline/ref_acc* | 70.0 |" in first and "†" in first
     assert (page / "plots" / "learning_curves.png").stat().st_size > 10_000

@@ -5,7 +5,7 @@
 - results.csv: one row per run (fpt sweep's table, in the sweep's order; run folders by name; each task's chance)
 - curves.csv: each run's validation metric and training loss at every step it logged them
 - examples.npz: each run's per-example test values in the test set's order (the paired bootstrap's input)
-- sweep.json: the lr protocol the sweep chose with, and the command that ran it
+- sweep.json: the lr protocol the sweep chose with, and the commands that filled the folder
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class Evidence:
     rows: list[dict]
     curves: dict[str, dict[str, dict[int, float]]]  # run -> {"val": {step: v}, "train_loss": {step: v}}
     examples: dict[str, np.ndarray]  # run -> per-example test values
-    sweep: dict  # {"lr_protocol": "all" | "seed0", "command": "fpt sweep ..."}
+    sweep: dict  # {"lr_protocol": "all" | "seed0", "commands": ["fpt sweep ...", ...]}
 
     def lr_seed(self) -> int | None:
         """The seed learning rates were chosen on (seed0 protocol), or None (every seed)."""

@@ -161,9 +161,9 @@ def main_table(sw: Sweep) -> list[str]:
 def _provenance(sw: Sweep) -> list[str]:
     """Where the numbers come from: the command that ran the sweep, how many runs and their summed wall time."""
     ev, done = sw.evidence, len(sw.ok)
-    command = ev.sweep.get("command")
-    ran = f"`{command} && fpt report sweeps/{sw.dir.name}`" if command else "not recorded"
-    return [f"Command: {ran}; {done} of {len(ev.rows)} runs finished, {ev.run_minutes():.0f} run-minutes (wall time "
+    commands = ev.sweep.get("commands") or []
+    ran = " && ".join(f"`{c}`" for c in commands) + f" && `fpt report sweeps/{sw.dir.name}`" if commands else "not recorded"
+    return [f"Commands: {ran}; {done} of {len(ev.rows)} runs finished, {ev.run_minutes():.0f} run-minutes (wall time "
             "summed over runs, as each recorded it). `fpt report` rebuilds this page from the folder's results.csv, "
             "curves.csv, examples.npz and sweep.json alone (fpt.study.bundle).", ""]
 
