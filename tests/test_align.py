@@ -107,3 +107,18 @@ def test_a_trunk_without_a_tokenizer_is_refused(tiny):
     task, lit = build(cfg, cached=False)
     with pytest.raises(FPTError, match="model.align=mmd reads the trunk's tokenizer"):
         align_before_fit(cfg, task, lit.model)
+
+
+def test_the_learning_curve_legend_and_results_csv_carry_the_distances(tmp_path):
+    from fpt.study.figures import align_note
+    from fpt.study.sweep import _row
+    from fpt.run.results import Results
+
+    for name, before, after in (("a", 50.0, 20.0), ("b", 60.0, 30.0)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps({"status": "ok", "align/before": before, "align/after": after}))
+    (tmp_path / "plain").mkdir()
+    assert align_note([tmp_path / "a", tmp_path / "b"]) == "; align 55 -> 25"
+    assert align_note([tmp_path / "plain"]) == ""
+    row = _row(Results(status="ok", scores={"test/acc": 1.0, "align/before": 50.0, "align/after": 20.0}), tmp_path, set())
+    assert (row["align/before"], row["align/after"]) == (50.0, 20.0)
