@@ -75,6 +75,12 @@ def test_orca_phases_train_what_they_should(worded):
     from fpt.models.align import stage_params
 
     assert {groups[n] for n in stage_params(model)} == {"input", "pos"}  # phase 1
+    from fpt.run.align import stage_lines
+
+    lines = stage_lines(cfg, model)  # what `fpt inspect variant=orca` prints under its table
+    assert lines[0].startswith("# phase 1, align: otdd for 60 steps at lr 0.001, training input, pos only")
+    assert lines[1] == "# phase 2, head: the first 3 training steps change input, pos, output only"
+    assert lines[2].startswith("# phase 3, train")
     x = torch.randn(4, 10, 1)
     head, trainer = HeadPhase(3), type("T", (), {"global_step": 0})()
     for step, kept in ((0, {"input", "pos", "output"}), (3, {groups[n] for n in trainable})):  # phase 2, then 3
@@ -122,3 +128,17 @@ def test_the_learning_curve_legend_and_results_csv_carry_the_distances(tmp_path)
     assert align_note([tmp_path / "plain"]) == ""
     row = _row(Results(status="ok", scores={"test/acc": 1.0, "align/before": 50.0, "align/after": 20.0}), tmp_path, set())
     assert (row["align/before"], row["align/after"]) == (50.0, 20.0)
+
+
+@pytest.mark.parametrize("steps, trunk_moves", [(2, False), (4, True)])
+def test_orca_in_a_real_fit_keeps_the_trunk_until_the_head_phase_ends(worded, tmp_path, capsys, one_thread, steps, trunk_moves):
+    from transformers import BertModel
+
+    code, _, err = run_fpt(capsys, "train", "trunk=bert", f"trunk.path={worded}", *FAST, "trainer.precision=32-true",
+                           "task=bit_xor", "variant=orca", "model.align_steps=2", "model.head_steps=2",
+                           f"trainer.max_steps={steps}", f"trainer.val_check_interval={steps}", f"out={tmp_path}")
+    assert code == 0, err
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    key = "encoder.layer.0.attention.self.query.weight"
+    start = BertModel.from_pretrained(worded).state_dict()[key]
+    assert torch.equal(state[f"model.trunk.{key}"], start) != trunk_moves
