@@ -116,18 +116,17 @@ def test_a_trunk_without_a_tokenizer_is_refused(tiny):
 
 
 def test_the_learning_curve_legend_and_results_csv_carry_the_distances(tmp_path):
+    from fpt.run.results import Results
+    from fpt.study.bundle import _parsed
     from fpt.study.figures import align_note
     from fpt.study.sweep import _row
-    from fpt.run.results import Results
 
-    for name, before, after in (("a", 50.0, 20.0), ("b", 60.0, 30.0)):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "results.json").write_text(json.dumps({"status": "ok", "align/before": before, "align/after": after}))
-    (tmp_path / "plain").mkdir()
-    assert align_note([tmp_path / "a", tmp_path / "b"]) == "; align 55 -> 25"
-    assert align_note([tmp_path / "plain"]) == ""
     row = _row(Results(status="ok", scores={"test/acc": 1.0, "align/before": 50.0, "align/after": 20.0}), tmp_path, set())
     assert (row["align/before"], row["align/after"]) == (50.0, 20.0)
+    rows = [{"run_dir": run, "align/before": _parsed("align/before", b), "align/after": _parsed("align/after", a)}
+            for run, b, a in (("a", "50", "20"), ("b", "60", "30"), ("plain", "", ""))]  # as a book page's results.csv reads
+    assert align_note(rows, ["a", "b"]) == "; align 55 -> 25"
+    assert align_note(rows, ["plain"]) == ""
 
 
 @pytest.mark.parametrize("steps, trunk_moves", [(2, False), (4, True)])
