@@ -22,7 +22,7 @@ from fpt.run.results import NAME
 from fpt.study.sweep import COLUMNS, collect, overrides_of
 
 FILES = ("results.csv", "curves.csv", "examples.npz", "sweep.json")
-NUMERIC = ("baseline/", "chance")  # columns read back as numbers (the others as select() reads them: text)
+NUMERIC = ("baseline/", "chance", "align/")  # columns read back as numbers (the others as select() reads them: text)
 
 
 @dataclass

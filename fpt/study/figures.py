@@ -31,9 +31,21 @@ def seeds_label(ns) -> str:
     return f"std over {ns[0] if len(ns) == 1 else f'{ns[0]}-{ns[-1]}'} seed{'s' if ns[-1] != 1 else ''}"
 
 
-def learning_curves(curves: dict, by, tasks, plots: Path, title: str = "", chance: dict | None = None) -> Path:
+def align_note(rows: list[dict], runs: list[str]) -> str:
+    """'; align 55.8 -> 22.4': the mean alignment distance before and after the stage (model.align, results.csv's
+    align/before and align/after) over these runs; '' when none aligned."""
+    pairs = [(r["align/before"], r["align/after"]) for r in rows
+             if r.get("run_dir") in runs and isinstance(r.get("align/before"), float) and isinstance(r.get("align/after"), float)]
+    if not pairs:
+        return ""
+    return f"; align {statistics.fmean(p[0] for p in pairs):.3g} -> {statistics.fmean(p[1] for p in pairs):.3g}"
+
+
+def learning_curves(curves: dict, by, tasks, plots: Path, title: str = "", chance: dict | None = None,
+                    rows: list[dict] | None = None) -> Path:
     """Per task: validation accuracy (markers: every evaluation, however few) and training loss, one line per variant
-    (the mean over the selected runs, i.e. over seeds) in a band from the lowest to the highest seed.
+    (the mean over the selected runs, i.e. over seeds) in a band from the lowest to the highest seed; a variant that
+    aligned its input layer first (model.align) names its distance before and after the stage (`rows`: results.csv's).
     `curves`: run -> {"val": {step: value}, "train_loss": {step: value}} (fpt.study.bundle)."""
     plt = pyplot()
     fig, axes = plt.subplots(2, len(tasks), figsize=(5 * len(tasks), 6.6), squeeze=False, sharex="col")
@@ -44,7 +56,8 @@ def learning_curves(curves: dict, by, tasks, plots: Path, title: str = "", chanc
                 continue
             runs = [curves.get(r, {"val": {}, "train_loss": {}}) for r in cell["runs"]]
             steps, ys, lo, hi = _mean_band([c["val"] for c in runs])
-            line = acc_ax.plot(steps, [100 * y for y in ys], marker="o", ms=4, label=f"{variant} (n={len(runs)})")[0]
+            label = f"{variant} (n={len(runs)}{align_note(rows or [], cell['runs'])})"
+            line = acc_ax.plot(steps, [100 * y for y in ys], marker="o", ms=4, label=label)[0]
             acc_ax.fill_between(steps, [100 * y for y in lo], [100 * y for y in hi], color=line.get_color(), alpha=0.15, lw=0)
             steps, ys, lo, hi = _mean_band([c["train_loss"] for c in runs])
             loss_ax.plot(steps, ys, color=line.get_color(), alpha=0.8)

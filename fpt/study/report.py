@@ -117,7 +117,7 @@ def _plots(sw: Sweep, plots: Path) -> list[Path | None]:
     pby = {k: c for k, c in sw.by.items() if k[1] in pct}
     name = f"sweep {sw.dir.name}"
     chance = {r["task"]: float(r["chance"]) for r in sw.ok if r.get("chance") not in (None, "")}
-    return [learning_curves(sw.evidence.curves, pby, pct, plots, name, chance), bars(pby, sw.variants, pct, plots, name, chance, sw.refs),
+    return [learning_curves(sw.evidence.curves, pby, pct, plots, name, chance, sw.ok), bars(pby, sw.variants, pct, plots, name, chance, sw.refs),
             lr_plot(pby, sw.variants, pct, plots, name, chance),
             size_plot([r for r in sw.ok if r["task"] in pct], plots, name, chance)]
 

@@ -172,8 +172,8 @@ def _row(res: Results, run_dir: Path, varying: set[str]) -> dict:
     row["improving_at_end"] = "" if res.improving_at_end is None else int(res.improving_at_end)
     for k in ("steps", "wall_seconds", "params_trainable", "params_used", "model", "trunk", "init"):
         row[k] = _either(getattr(res, k), "")
-    for k, v in res.scores.items():  # the task's reference numbers on the same split (baseline/1nn_acc, ...)
-        if k.startswith("baseline/"):
+    for k, v in res.scores.items():  # the task's reference numbers (baseline/1nn_acc, ...); model.align's distances
+        if k.startswith(("baseline/", "align/")):
             row[k] = v
     m = row["metric"] = res.metric or "acc"  # the task objective's validation metric: val, test, train hold it
     for split in ("val", "test", "train"):
