@@ -46,6 +46,9 @@ class Evidence:
 def load(folder: Path) -> Evidence:
     """The evidence of a sweep folder (its run folders, reduced to the files and written beside them) or of a
     folder holding only the files (a page of the results book)."""
+    if not folder.is_dir():
+        raise FPTError(f"no sweep directory at {folder}: give a sweep's folder (fpt sweep ... out=DIR) or a results-book "
+                       "page (docs/results/NAME)")
     if any(folder.glob(f"*/{NAME}")):
         ev = from_runs(folder)
         write(ev, folder)
