@@ -140,3 +140,43 @@ def test_per_example_values_average_to_the_metric_in_the_datas_units():
     cls = torch.tensor([[[2.0, 0.0], [0.0, 1.0]], [[0.0, 1.0], [0.0, 1.0]]])  # argmax [0, 1] and [1, 1]
     assert per_example(objective("classification"), cls, {"y": torch.tensor([[0, 1], [0, 1]])}, spec).tolist() == [1.0, 0.5]
     assert per_example(objective("multilabel"), cls, {"y": torch.tensor([[0, 1], [0, 1]])}, spec) is None
+
+
+def test_a_stop_acts_after_min_steps_on_a_stream_whose_epoch_outlasts_the_run(tmp_path):
+    """Lightning's min_epochs=1 beside trainer.min_steps kept the bit tasks (an endless stream) from ever stopping
+    early; with min_steps 5, a stop asked for at every evaluation ends the fit at step 5."""
+    import lightning.pytorch as pl
+    from torch.utils.data import DataLoader, IterableDataset
+
+    from fpt.run.assemble import make_trainer
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            while True:
+                yield torch.randn(2)
+
+    class Tiny(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Linear(2, 1)
+
+        def training_step(self, x, i):
+            return self.w(x).pow(2).mean()
+
+        def validation_step(self, x, i):
+            return None
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    class StopAlways(pl.Callback):
+        def on_validation_end(self, trainer, module):
+            if not trainer.sanity_checking:
+                trainer.should_stop = True
+
+    trainer = make_trainer({"max_steps": 40, "min_steps": 5, "val_check_interval": 2, "limit_val_batches": 1,
+                            "logger": False, "enable_checkpointing": False, "enable_progress_bar": False,
+                            "enable_model_summary": False, "accelerator": "cpu", "precision": "32-true"},
+                           callbacks=[StopAlways()], default_root_dir=tmp_path)
+    trainer.fit(Tiny(), DataLoader(Stream(), batch_size=4), DataLoader(Stream(), batch_size=4))
+    assert trainer.global_step == 5  # asked at step 4, the stop waits for min_steps 5, then acts (not at 40)

@@ -54,6 +54,10 @@ def make_trainer(trainer_cfg, **kw) -> pl.Trainer:
 
     options = dict(OmegaConf.to_container(trainer_cfg, resolve=True) if not isinstance(trainer_cfg, dict) else trainer_cfg)
     options["precision"] = resolve_precision(options, say=kw.pop("say_precision", False))
+    if options.get("min_steps") and options.get("min_epochs") is None:
+        # Lightning sets min_epochs=1 beside min_steps, and then no stop acts before a whole epoch: never, on a stream
+        # task (the bit tasks) whose epoch outlasts the run. The stops wait for min_steps alone.
+        options["min_epochs"] = 0
     chatter = logging.getLogger("lightning.pytorch.utilities.rank_zero")  # "GPU available: False", tips; rank_zero_info
     if not any(isinstance(f, CheckpointChatter) for f in chatter.filters):
         chatter.addFilter(CheckpointChatter())
