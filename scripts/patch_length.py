@@ -12,7 +12,7 @@ the same patches as another on a set is run once. A finished run directory is re
 
 What it can tell at CPU scale: how the token count moves the step time (it is close to linear in tokens) and
 whether fewer, longer patches lose accuracy at the same number of steps. What it cannot: differences of a few
-points (one seed, validation sets of 7 to 13 series, test sets of 150 to 1029), or what happens after many more
+points (one seed, validation sets of 6 to 14 series, test sets of 150 to 1029), or what happens after many more
 steps.
 """
 
