@@ -117,6 +117,8 @@ def test_a_cv_run_refits_for_the_chosen_steps_and_records_the_folds(tiny, tmp_pa
     (["task.folds=1"], "task.folds=1: cross-validation needs at least 2 folds"),
     (["task.folds=4"], "task.folds=4 is more than the 3 training series of class 'c'"),
     (["data.train_size=10"], "drop data.train_size"),
+    (["trainer.devices=2"], "set trainer.devices=1"),
+    (["trainer.max_steps=-1", "trainer.max_epochs=3"], "set trainer.max_steps"),
 ])
 def test_bad_cv_options_are_refused_before_training(tiny, tmp_path, capsys, more, says):
     root = _write(tmp_path)

@@ -37,7 +37,8 @@ def is_cv(cfg: DictConfig) -> bool:
 
 def check_cv(cfg: DictConfig) -> None:
     """task.val=cv's refusals, one line each, before anything is built: a task with no training-file carve, fewer than 2
-    folds or more than the smallest class's training series, a data.train_size subset, a budget in epochs."""
+    folds or more than the smallest class's training series, a data.train_size subset, several devices, a budget in
+    epochs."""
     from fpt.tasks.base import task_class, task_options
 
     if not is_cv(cfg):
@@ -52,6 +53,9 @@ def check_cv(cfg: DictConfig) -> None:
                        f"smallest class's training series)")
     if cfg.data.get("train_size") is not None:
         raise FPTError("task.val=cv cross-validates the whole training file; drop data.train_size (or use task.val=holdout)")
+    devices = cfg.trainer.get("devices", 1)
+    if (len(devices) if OmegaConf.is_list(devices) or isinstance(devices, list) else devices) not in (1, "1", "auto"):
+        raise FPTError(f"task.val=cv runs its fits one after another on one device; set trainer.devices=1 (got {devices})")
     if int(cfg.trainer.get("max_steps") or -1) < 1:
         raise FPTError("task.val=cv chooses a number of steps: set trainer.max_steps (a budget in epochs cannot be refit)")
     names, counts = np.unique(cls(task_options(t), seed=int(cfg.seed), data=cfg.data).training_labels(), return_counts=True)
