@@ -24,6 +24,8 @@ from einops import rearrange, repeat
 from fpt.errors import FPTError
 from fpt.config.schema import Count, CountOrNull, Dropout, Flag, NonNegative, Options, choice
 from fpt.tasks.arrays import ArrayOptions, ArrayTask, expect_file
+from fpt.tasks.dlinear import dlinear
+from fpt.tasks.references import add_note
 from fpt.tasks.spec import TaskSpec
 from fpt.tasks.uea import bundled_root
 
@@ -94,6 +96,7 @@ class ForecastOptions(ArrayOptions):
     channel_independent: Flag = True
     readout: choice("flatten", "mean", "last") = "flatten"  # flatten: One Fits All's Linear(patches x hidden, horizon)
     head_dropout: Dropout = 0.0  # before the output layer; One Fits All's long-term forecasting code has none there
+    dlinear_max_examples: NonNegative = 2_000_000  # baseline/dlinear_*'s budget: training windows x channels (0: skip)
 
 
 class ForecastData(Options):
@@ -216,6 +219,25 @@ class Forecast(ArrayTask):
         c, h = len(state["columns"]), self.options.horizon
         v = rearrange(values, "(w c) h -> w h c", c=c) if self.options.channel_independent else values.reshape(-1, h, c)
         return v * np.float32(state["std"]) + np.float32(state["mean"])
+
+    def baselines(self) -> dict:
+        """DLinear on the runs' windows and scale (tasks/dlinear.py): `baseline/dlinear_mse` and `baseline/dlinear_mae`
+        over the test windows, like test/mse and test/mae; fitted on the training windows the runs use (the windows
+        data.train_size's first examples come from), its ridge penalty chosen on validation. Null with a note beyond
+        task.dlinear_max_examples."""
+        a, o = self.arrays(), self.options
+        per = a["train"].shape[1] if o.channel_independent else 1
+        windows = len(a["train"]) - o.seq_len - o.horizon + 1
+        if self.train_size is not None:
+            windows = min(windows, -(-self.train_size // per))
+        out = {"baseline/dlinear_mse": None, "baseline/dlinear_mae": None}
+        if (examples := windows * a["train"].shape[1]) > o.dlinear_max_examples:
+            return add_note(out, f"dlinear skipped: {examples:.2g} training windows x channels exceed "
+                                 f"task.dlinear_max_examples={o.dlinear_max_examples:.2g}")
+        fit = dlinear(a["train"], a["val"], a["test"], o.seq_len, o.horizon, windows)
+        out = {"baseline/dlinear_mse": round(fit.mse, 4), "baseline/dlinear_mae": round(fit.mae, 4)}
+        return add_note(out, f"dlinear: closed-form ridge, penalty {fit.penalty:g} chosen on validation (val mse "
+                             f"{fit.val_mse:.4f}), {windows} training windows x {a['train'].shape[1]} channels")
 
     def _set(self, split: str) -> Windows:
         return Windows(self.arrays()[split], self.options, self.train_size if split == "train" else None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Callable, Union
+from typing import Callable
 
 import torch
 from einops import rearrange
@@ -19,6 +19,7 @@ from fpt.errors import FPTError
 from fpt.config.schema import Count, CountOrNull, Flag, NonNegative, Options, SequenceReadout, rule
 from fpt.tasks.base import Task, TaskOptions
 from fpt.tasks.loading import loader
+from fpt.tasks.image_splits import CountOrFraction, carve
 from fpt.tasks.sampling import epoch_batches, example_seed, shuffled_batches
 
 FIXTURE_MARKER = "FPT_FIXTURE"  # written by `fpt data`: the folder is a small synthetic fixture
@@ -38,11 +39,6 @@ def patch_of(side: int):
     return rule(int, lambda v: v >= 1 and side % v == 0, f"a divisor of the {side}-pixel image side ({divisors})")
 
 
-# a validation split (or data.train_size) as a count, or a fraction of the training file
-CountOrFraction = rule(Union[int, float], lambda v: 0 < v < 1 or v >= 1 and float(v).is_integer(),  # a count stays an int
-                       "a count or a fraction in (0, 1)")
-
-
 class ImageOptions(TaskOptions):
     val_size: CountOrFraction = 0.1
     data_seed: NonNegative = 1234
@@ -57,35 +53,6 @@ class FixtureOptions(Options):
     n_train: Count = 1000
     n_test: Count = 200
     seed: NonNegative = 0
-
-
-# --- splits ---------------------------------------------------------------------------------------
-def _count(value, n: int) -> int:
-    """A count (int) or a fraction of n (float in (0, 1), CountOrFraction), as a count."""
-    return max(1, round(value * n)) if value < 1 else int(value)
-
-
-def split_sizes(n: int, val_size, train_size) -> tuple[int, int]:
-    """(n_train, n_val) for a training file of n images; one-line errors when they do not fit the file."""
-    n_val = _count(val_size, n)
-    if n_val >= n:
-        raise FPTError(f"task.val_size={val_size} leaves no training images: the training file has {n}; choose fewer (e.g. 0.1)")
-    n_train = n - n_val if train_size is None else _count(train_size, n - n_val)
-    if n_train > n - n_val:
-        raise FPTError(f"data.train_size={train_size} must be between 1 and the {n - n_val} training images "
-                       f"left after task.val_size={val_size}")
-    return n_train, n_val
-
-
-def carve(n: int, val_size, train_size, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(train, val) indices into a training file of n images: one seeded permutation, val first.
-
-    The train indices are a prefix of the rest, so smaller train_size values give nested subsets
-    and the val split never depends on train_size.
-    """
-    n_train, n_val = split_sizes(n, val_size, train_size)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return perm[n_val : n_val + n_train], perm[:n_val]
 
 
 # --- pixels -> tokens -----------------------------------------------------------------------------
@@ -250,6 +217,14 @@ class ImageTask(Task, ABC):
             "val": ImageSet(images[val_idx], labels[val_idx], encode),
             "test": ImageSet(test_images, test_labels, encode),  # the official test file, in full
         }
+
+    def baselines(self) -> dict:
+        """Logistic regression on the pixels of the same splits (tasks/pixel_logreg.py): the non-transformer reference."""
+        from fpt.tasks.pixel_logreg import logreg_baseline
+
+        self.setup()
+        return logreg_baseline(*((self.sets[k].images.numpy(), self.sets[k].labels.numpy()) for k in ("train_eval", "val", "test")),
+                               seed=self.options.data_seed)
 
     def _loader(self, split: str) -> DataLoader:
         # augmentation and encoding run in the workers; pinned memory only helps a CUDA copy

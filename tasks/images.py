@@ -31,7 +31,8 @@ from fpt.errors import FPTError
 from fpt.config.schema import Flag, FlagOrNull, Invalid, choice
 from fpt.tasks.base import TaskSpec
 from fpt.tasks.image_base import (FIXTURE_MARKER, GrayIds, ImageOptions, ImageTask, PatchTokens, _claim, _first_line, _mark,
-                              _refuse_fixture, channel_stats, patch_of, split_sizes)
+                              _refuse_fixture, channel_stats, patch_of)
+from fpt.tasks.image_splits import split_sizes
 from fpt.tasks.image_files import digits, gratings, idx_dims, write_idx, write_pickle
 from fpt.tasks.loading import SafeUnpickler
 

@@ -9,8 +9,10 @@ stratified folds of the training file, then a refit on all of it, `task.cv_fold`
 trains on a stratified, nested subset of the rest (tasks/arrays.py). results.json records the archive's reference
 classifiers as timeseriesclassification.com publishes them: 1-nearest-neighbour on the whole training file against
 the test file, series as stored, Euclidean (`baseline/1nn_acc`) and full-window DTW through aeon
-(`baseline/1nn_dtw_acc`; null with a `baseline/note` saying why when aeon is missing or the cost exceeds
-`task.dtw_max_cells`).
+(`baseline/1nn_dtw_acc`), and the field's strong non-transformer classifier: aeon's MiniRocket + a ridge classifier
+whose penalty leave-one-out cross-validation on the training file chooses (`baseline/minirocket_acc`,
+tasks/references.py); each null with a `baseline/note` saying why when aeon is missing or the cost exceeds its budget
+(`task.dtw_max_cells`, `task.minirocket_max_cells`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pydantic import Field
 from fpt.errors import FPTError
 from fpt.config.schema import Count, Fraction, NonNegative, SequenceReadout, choice
 from fpt.tasks.arrays import ArrayOptions, ArrayTask, expect_file, pad_tokens
+from fpt.tasks.references import guarded, minirocket_acc, minirocket_cells
 from fpt.tasks.sampling import stratified_folds, stratified_holdout
 from fpt.tasks.spec import TaskSpec
 from fpt.tasks.timeseries import (NORMS, channel_stats, dtw_cells, nn1_dtw, nn1_euclidean, normalise, patch_setting, patches,
@@ -67,6 +70,8 @@ class UEAOptions(ArrayOptions):
     folds: Count = 5
     cv_fold: Optional[int] = None  # set by the cross-validation for each of its fits: k validates on fold k; -1 the refit
     dtw_max_cells: NonNegative = 2_000_000_000  # the DTW 1-NN baseline's budget (train x test pairs x steps^2 x channels)
+    minirocket_max_cells: NonNegative = 20_000_000  # MiniRocket's budget (series x steps x channels; ~3 s per million)
+    minirocket_seed: NonNegative = 0  # MiniRocket's random_state: the same kernels, so the same number, on every run
 
 
 class UEA(ArrayTask):
@@ -177,16 +182,13 @@ class UEA(ArrayTask):
         return arrays, np.array([classes.index(c) for c in labels], dtype=np.int64)
 
     def baselines(self) -> dict:
-        """The archive's reference classifiers, whole training file vs test file, series as stored: 1-NN Euclidean and
-        1-NN full-window DTW (null, with `baseline/note` saying why, without aeon or beyond task.dtw_max_cells)."""
+        """The archive's reference classifiers and MiniRocket, whole training file vs test file, series as stored: 1-NN
+        Euclidean, 1-NN full-window DTW, MiniRocket + ridge (tasks/references.py); each a null with `baseline/note` saying
+        why without aeon or beyond its budget (task.dtw_max_cells, task.minirocket_max_cells)."""
         self.arrays()
-        (a, ya), (b, yb) = self.stored["train"], self.stored["test"]
-        out = {"baseline/1nn_acc": round(nn1_euclidean(a, ya, b, yb), 4), "baseline/1nn_dtw_acc": None}
-        if (cells := dtw_cells(a, b)) > (limit := self.options.dtw_max_cells):
-            out["baseline/note"] = f"1nn_dtw_acc skipped: {cells:.2g} DTW cells exceed task.dtw_max_cells={limit:.2g}"
-            return out
-        try:
-            out["baseline/1nn_dtw_acc"] = round(nn1_dtw(a, ya, b, yb), 4)
-        except ImportError as e:
-            out["baseline/note"] = f"1nn_dtw_acc needs aeon and its dependencies ({e}): pip install aeon (fpt's [timeseries] extra)"
-        return out
+        (a, ya), (b, yb), o = self.stored["train"], self.stored["test"], self.options
+        out = {"baseline/1nn_acc": round(nn1_euclidean(a, ya, b, yb), 4)}
+        guarded(out, "baseline/1nn_dtw_acc", lambda: nn1_dtw(a, ya, b, yb),
+                ("DTW", dtw_cells(a, b), o.dtw_max_cells, "task.dtw_max_cells"))
+        return guarded(out, "baseline/minirocket_acc", lambda: minirocket_acc(a, ya, b, yb, seed=o.minirocket_seed),
+                       ("MiniRocket", minirocket_cells(a, b), o.minirocket_max_cells, "task.minirocket_max_cells"))

@@ -1,5 +1,6 @@
 """Image tasks: fixtures in the real formats through the real loaders, patches, splits, errors, training."""
 
+import json
 import pickle
 import shutil
 import struct
@@ -11,8 +12,10 @@ import torch
 from einops import rearrange
 
 from fpt.errors import FPTError
-from fpt.tasks.image_base import LUMA, carve, patchify
+from fpt.tasks.image_base import LUMA, patchify
+from fpt.tasks.image_splits import carve
 from fpt.tasks.images import CIFAR_CLASSES, Cifar10, Cifar10Lra, Mnist
+from fpt.tasks.pixel_logreg import GRID
 from tests.helpers import compose_cfg
 
 N_TRAIN, N_TEST, N_VAL = 120, 30, 20
@@ -357,6 +360,8 @@ def test_cifar10_lra_trains_end_to_end_on_a_1024_position_trunk(gpt2_1024, small
     res = _run(gpt2_1024, "cifar10_lra", small_root, tmp_path, "task.variant=lra", "task.batch_size=4",
                "task.val_size=8", "trainer.max_steps=2", "trainer.val_check_interval=2")
     assert res["status"] == "ok" and res["steps"] == 2 and res["val/acc"] is not None and _whole(res["test/acc"] * 8)
+    written = json.loads((tmp_path / "results.json").read_text())  # the logistic-regression reference, after the scores
+    assert _whole(written["baseline/logreg_acc"] * 8) and written["baseline/logreg_c"] in GRID
 
 
 def test_training_keys_seed_the_augmentation_by_run_seed_epoch_and_index(root):

@@ -284,3 +284,16 @@ def test_a_file_that_does_not_fit_the_run_is_one_line(clf, uea, toy, tmp_path, c
                        ([f"run={clf / 'run'}", f"data.path={tmp_path / 'gone.npz'}", "out=p.csv"], "gone.npz does not exist")):
         code, _, err = run_fpt(capsys, "predict", *args)
         assert code == 2 and says in err and err.count("\n") == 1, (says, err)
+
+
+def test_the_runs_results_carry_their_fields_strong_references(uea, toy):
+    """results.json of a tiny run carries the field's non-transformer reference after its own scores (issue 25)."""
+    res = json.loads((uea / "run" / "results.json").read_text())
+    assert res["baseline/minirocket_acc"] == 0.9631 and res["baseline/1nn_acc"] == 0.9553  # ItalyPowerDemand, official split
+    keys = list(res)
+    assert keys.index("test/acc") < keys.index("baseline/1nn_acc") < keys.index("baseline/minirocket_acc")
+    res = json.loads((toy[0] / "run" / "results.json").read_text())
+    # the toy's noise (std 1 on a cycle of amplitude 10, 0.5 on 5) is 0.0196 on the standardised scale: DLinear's floor
+    assert 0.015 < res["baseline/dlinear_mse"] < 0.03 and 0.1 < res["baseline/dlinear_mae"] < 0.13
+    assert res["baseline/note"].startswith("dlinear: closed-form ridge, penalty ") and res["baseline/note"].endswith(
+        "361 training windows x 2 channels")  # 600 rows * 0.7 = 420 training rows, less 48 in and 12 out, plus one

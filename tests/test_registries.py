@@ -150,6 +150,7 @@ PRESET_SETTINGS = {  # task yaml -> {option: why the yaml sets it apart from the
     "bit_memory_small": {"n_bits": "CPU scale: strings of 50 bits, not the paper's 1000",
                          "patch": "10 bits per token, so a string is 5 tokens (36 tokens in all)",
                          "val_size": "a validation set of 500 keeps CPU evaluation short"},
+    "digits": {"patch": "16 tokens of 7x7 pixels: scikit-learn's 8x8 digits upscaled to 28x28 hold no more"},
     "listops_small": {"max_len": "the generated expressions are shorter than 60 tokens",
                       "generate": "CPU scale: 5000/500/1000 expressions of 10..60 tokens, depth <= 4, <= 5 arguments"},
 }

@@ -69,7 +69,7 @@ def test_report_has_the_table_the_configs_and_plots(swept):
 @pytest.mark.slow
 def test_report_writes_where_out_says_and_knows_each_tasks_chance(swept, tmp_path, capsys):
     from fpt.cli import main
-    from fpt.study.report import task_chances
+    from fpt.study.bundle import task_chances
     from fpt.study.sweep import collect
 
     assert main(["report", f"dir={swept}", f"out={tmp_path}"]) == 0
@@ -101,7 +101,7 @@ def test_selection_picks_lr_by_validation_not_test():
 
 
 def test_report_rows_follow_the_sweeps_variant_order_not_the_alphabet(tmp_path):
-    from fpt.study.report import sweep_order
+    from fpt.study.bundle import sweep_order
 
     (tmp_path / "multirun.yaml").write_text("hydra:\n  sweeper:\n    params:\n      variant: output_only,plus_ln,plus_input,plus_pos\n")
     rows = [{"config": f"seed=0 variant={v}"} for v in ("plus_input", "plus_ln", "plus_pos", "output_only")]
@@ -212,6 +212,17 @@ def test_a_swept_data_set_is_a_column_and_the_tasks_references_are_rows(tmp_path
     assert "| fpt | 60.0 ± 0.0 (n=1) | 90.0 ± 0.0 (n=1) |" in md
     assert "| *baseline/1nn_acc* | 70.0–80.0 | 91.3 |" in md and "baseline/note" not in md
     assert (tmp_path / "plots" / "accuracy_bars.png").stat().st_size > 10_000
+
+
+def test_a_reference_named_for_a_metric_is_a_row_only_in_that_metrics_columns():
+    from fpt.study.report import references
+
+    rows = [{"task": "forecast", "metric": "mse", "baseline/dlinear_mse": 0.4, "baseline/dlinear_mae": 0.43},
+            {"task": "uea", "metric": "acc", "baseline/minirocket_acc": 0.99, "baseline/1nn_acc": 0.9},
+            {"task": "mnist", "metric": "acc", "baseline/logreg_acc": 0.92, "baseline/logreg_c": 0.1}]
+    assert references(rows) == {"baseline/dlinear_mse": {"forecast": [0.4]}, "baseline/minirocket_acc": {"uea": [0.99]},
+                                "baseline/1nn_acc": {"uea": [0.9]}, "baseline/logreg_acc": {"mnist": [0.92]}}
+    # not rows: the MAE in an MSE column, the C that validation chose (a setting, not a score)
 
 
 def test_lr_ties_on_validation_break_on_validation_loss_then_on_the_smaller_lr():

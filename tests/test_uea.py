@@ -110,6 +110,27 @@ def test_dtw_beyond_its_budget_is_skipped_with_a_note():
     assert res["baseline/note"] == "1nn_dtw_acc skipped: 1.7e+08 DTW cells exceed task.dtw_max_cells=1e+03"
 
 
+def test_minirocket_on_gunpoint_is_in_its_published_range():
+    try:
+        from aeon.classification.convolution_based import MiniRocketClassifier  # noqa: F401 - needs aeon with numba
+    except ImportError:
+        pytest.skip("MiniRocket needs aeon installed with its dependencies (numba)")
+    res = _bundled("GunPoint").baselines()
+    # MiniRocket is near-perfect on GunPoint; measured 0.9933 at random_state 0 (the range leaves room for other aeon versions)
+    assert 0.97 <= res["baseline/minirocket_acc"] <= 1.0 and "baseline/note" not in res
+
+
+def test_minirocket_without_aeon_or_beyond_its_budget_is_null_with_a_note(monkeypatch):
+    res = _bundled("GunPoint", "task.minirocket_max_cells=1000").baselines()
+    assert res["baseline/minirocket_acc"] is None and res["baseline/1nn_acc"] == 0.9133
+    assert res["baseline/note"].endswith("minirocket_acc skipped: 3e+04 MiniRocket cells exceed task.minirocket_max_cells=1e+03")
+    monkeypatch.setitem(sys.modules, "aeon.classification.convolution_based", None)
+    res = _bundled("GunPoint", "task.dtw_max_cells=1000").baselines()
+    assert res["baseline/minirocket_acc"] is None
+    assert res["baseline/note"].startswith("1nn_dtw_acc skipped: 1.7e+08 DTW cells exceed task.dtw_max_cells=1e+03; "
+                                           "minirocket_acc needs aeon and its dependencies")  # both reasons, in one note
+
+
 def test_validation_is_stratified_and_never_takes_a_class_last_series(tmp_path):
     rows = ["1,2:3,4:a"] * 10 + ["5,6:7,8:b"] + ["9,9:9,9:c"] * 3  # a: 10 series, b: one, c: three
     _write(tmp_path, train=rows, classes="a b c")

@@ -1,4 +1,4 @@
-"""The `fpt` command: train | eval | inspect | data | sweep | report | bench | export | analyze.
+"""The `fpt` command: train | eval | predict | inspect | data | sweep | report | book | bench | export | analyze.
 
 Every subcommand takes `key=value` arguments parsed one way (fpt.config.command_line: Hydra's grammar, the
 `key=a,b` rewrite of list keys, `out=DIR` for where it writes) and answers `--help` / `-h` with its options,
@@ -69,6 +69,13 @@ COMMANDS = {
         "report.md laid out as the paper's tables, with learning curves, bars, accuracy vs lr and vs data size.",
         "out=DIR (default: the sweep folder): report.md and plots/",
         "fpt report sweeps/main"),
+    "book": Command(
+        "fpt.study.book:main", "fpt book [dir=docs/results] [check=true]",
+        "Rebuild every page of the results book (docs/results/NAME/) from its committed results.csv, curves.csv, "
+        "examples.npz and sweep.json, and rewrite the README's tables marked <!-- book-table: NAME --> from them; "
+        "check=true changes nothing and exits 1 when a marked table differs from its page.",
+        "the book's pages (report.md, plots/) and the marked tables of README.md and docs/results/index.md",
+        "fpt book check=true"),
     "bench": Command(
         "fpt.cli.bench:run", "fpt bench [key=value as for fpt train] [bench.KEY=VALUE ...] [out=FILE]",
         "Time the training step of FPT, full finetuning, the LSTM and a bare PyTorch loop; FLOP/s vs a measured "

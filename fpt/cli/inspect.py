@@ -18,4 +18,8 @@ def run(args: list[str]) -> int:
 
     _, lit = build(cfg, cached=False)
     print(inspect_table(lit.model, lit.model.param_groups()))
+    from fpt.run.align import stage_lines
+
+    for line in stage_lines(cfg, lit.model):
+        print(line)
     return 0

@@ -131,6 +131,22 @@ class ModelCommon(Options):
     input_gain: Positive = 1.41
     input_dropout: Dropout = 0.1
     compile: Flag = False
+    # ORCA's "align then refine" (fpt/models/align.py): before training, the input layer (and the positions, where
+    # they train) is trained so that the embedded task sequences are distributed like the trunk's own embedding-layer
+    # outputs on reference text; head_steps: ORCA's predictor phase (input layer, positions and output layer only)
+    align: choice("none", "mmd", "otdd") = "none"
+    align_steps: CountOrNull = None  # null: 60 (ORCA's embedder_epochs)
+    align_lr: Annotated[Optional[float], Field(gt=0, description=or_null("a positive number"))] = None  # null: ORCA's rule
+    align_text: TextOrNull = None  # null: scikit-learn's dataset descriptions (fpt/models/align_text.py)
+    head_steps: NonNegative = 0
+
+    @model_validator(mode="after")
+    def _align_keys_need_align(self):
+        given = [k for k in ("align_steps", "align_lr", "align_text") if getattr(self, k) is not None]
+        if given and self.align == "none":
+            raise Invalid(f"model.{given[0]} sets the alignment stage, but model.align=none; add model.align=mmd or "
+                          f"model.align=otdd, or drop model.{given[0]}")
+        return self
 
 
 def heads_divide_hidden(self):

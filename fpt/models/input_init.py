@@ -44,20 +44,20 @@ def apply_input_init(model: nn.Module, cfg) -> None:
             w.copy_((w - w.mean()) / w.std().clamp_min(1e-12) * xavier_std(w.shape))
 
 
-def tokenizer(tcfg):
-    """The trunk's own tokenizer, from the folder its weights come from; one line if it has none."""
+def tokenizer(tcfg, why: str = "model.input_init=trunk_tokens"):
+    """The trunk's own tokenizer, from the folder its weights come from; one line if it has none (`why`: who asks)."""
     from transformers import AutoTokenizer
 
     from fpt.trunks.source import resolve_source
 
     src, local = resolve_source(tcfg)
     if local and not any((Path(src) / f).is_file() for f in TOKENIZER_FILES):  # transformers 5 would build an empty one
-        raise FPTError(f"model.input_init=trunk_tokens reads the trunk's tokenizer, but {src} has none "
+        raise FPTError(f"{why} reads the trunk's tokenizer, but {src} has none "
                        f"(no {', '.join(TOKENIZER_FILES[:3])}, ...)")
     try:
         return AutoTokenizer.from_pretrained(src, local_files_only=local)
     except (OSError, ValueError, TypeError, KeyError) as e:
-        raise FPTError(f"model.input_init=trunk_tokens reads the trunk's tokenizer, but {src} has none "
+        raise FPTError(f"{why} reads the trunk's tokenizer, but {src} has none "
                        f"({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
 
 

@@ -116,10 +116,11 @@ def refit_changes(steps: int) -> dict:
 
 
 def _with(cfg: DictConfig, changes: dict) -> DictConfig:
-    """A copy of `cfg` with dotted `changes` (the folds skip the task's DTW baseline: the refit records it)."""
+    """A copy of `cfg` with dotted `changes`. The folds skip the task's costly references (task.*_max_cells: DTW 1-NN,
+    MiniRocket): they are the same for every fit, and the refit records them."""
     out = OmegaConf.create(OmegaConf.to_container(cfg))
-    if changes.get("task.cv_fold", REFIT) != REFIT and "dtw_max_cells" in out.task:
-        changes = {**changes, "task.dtw_max_cells": 0}
+    if changes.get("task.cv_fold", REFIT) != REFIT:
+        changes = {**changes, **{f"task.{k}": 0 for k in out.task if str(k).endswith("_max_cells")}}
     for key, value in changes.items():
         OmegaConf.update(out, key, value, force_add=True)
     OmegaConf.set_struct(out, True)

@@ -18,6 +18,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from fpt.models.adapters import recorded
+from fpt.run.align import HeadPhase, align_before_fit
 from fpt.run.assemble import build, eval_trainer, make_trainer, restore  # build and restore are imported from here too
 from fpt.run.callbacks import (FinalValidation, NaNPolicy, PlainProgress, Preemption, ResumeLog, StepSeed, Timing,
                                 ValHistory, best_step, still_improving)
@@ -67,6 +68,7 @@ class Prepared:
     used: int
     cut: dict | None
     config: dict  # the config resolved once, as config.yaml, the loggers and the checkpoints record it
+    align: Any = None  # model.align's record (fpt.models.align.AlignRecord); None: no stage (or a resumed run)
 
 
 def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
@@ -78,7 +80,8 @@ def prepare(cfg: DictConfig, run_dir: Path) -> Prepared:
         ckpt = load_checkpoint(resume)
         changes = check_resume(ckpt[META_KEY]["config"], config, resume)
         resume_step = int(ckpt["global_step"])
-    return Prepared(task, lit, resume, resume_step, changes, count_used(lit.model), truncation_report(task), config)
+    align = None if resume else align_before_fit(cfg, task, lit.model)  # ORCA: align the input layer, then train
+    return Prepared(task, lit, resume, resume_step, changes, count_used(lit.model), truncation_report(task), config, align)
 
 
 def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None, prepared: Prepared | None = None) -> Results | None:
@@ -109,6 +112,9 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None, prepared: P
     results = _results(cfg, trainer, p, fit, {**{k: float(v) for k, v in test.items() if k.startswith("test/")}, **more}, extra)
     results.steps = steps
     _records(results, p, fit, cfg.trainer.get("max_steps"))
+    if p.align is not None:  # the stage's distance on its fixed sample, before and after (curve: align.csv)
+        results.scores.update({"align/before": p.align.before, "align/after": p.align.after})
+        (run_dir / "align.csv").write_text("step,distance\n" + "".join(f"{i},{v}\n" for i, v in enumerate(p.align.curve)))
     results.wall_seconds = round(time.perf_counter() - t0, 2)
     results.write(run_dir)
     return results
@@ -136,6 +142,8 @@ def _callbacks(cfg: DictConfig, p: Prepared, ckpt_dir: Path) -> Fit:
     callbacks = [ckpt_cb, last_cb, history, timing, resumes, FinalValidation(), StepSeed(int(cfg.seed)),
                  NaNPolicy(str(cfg.get("on_nan", "stop"))), Preemption(ckpt_dir / "last.ckpt"),
                  *stopping(cfg.get("stop_at_val_acc"), cfg.get("early_stop"), monitor, obj.mode)]
+    if int(cfg.model.get("head_steps") or 0) > 0:  # ORCA's predictor phase before the full finetuning
+        callbacks.append(HeadPhase(int(cfg.model.head_steps)))
     if cfg.trainer.get("enable_progress_bar", True):  # either reads its metrics (a device sync) only when it prints
         from lightning.pytorch.callbacks import TQDMProgressBar
 

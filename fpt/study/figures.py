@@ -3,7 +3,6 @@ one 0-100% scale with each task's chance line."""
 
 from __future__ import annotations
 
-import csv
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -12,23 +11,11 @@ from fpt.plots import pyplot, save
 from fpt.study.sweep import overrides_of
 
 
-def curves(run_dir: str) -> dict[str, dict[int, float]]:
-    """step -> value of val/acc and train/loss from a run's metrics.csv (empty when it logged nothing)."""
-    path = Path(run_dir) / "metrics.csv"
-    out: dict[str, dict[int, float]] = {"val/acc": {}, "train/loss": {}}
-    if not path.is_file():
-        return out
-    with open(path) as f:
-        for r in csv.DictReader(f):
-            for key, series in out.items():
-                if r.get(key) not in (None, "") and r.get("step") not in (None, ""):
-                    series[int(r["step"])] = float(r[key])
-    return out
-
-
-def _mean_curve(series: list[dict[int, float]]) -> tuple[list[int], list[float]]:
+def _mean_band(series: list[dict[int, float]]) -> tuple[list[int], list[float], list[float], list[float]]:
+    """Steps, the mean over the runs that logged each step, and its band: the lowest and highest of those runs."""
     steps = sorted(set().union(*series)) if series else []
-    return steps, [statistics.fmean(c[s] for c in series if s in c) for s in steps]
+    at = [[c[s] for c in series if s in c] for s in steps]
+    return steps, [statistics.fmean(v) for v in at], [min(v) for v in at], [max(v) for v in at]
 
 
 def percent_axis(ax, chance: float | None = None, highest: float = 100.0) -> None:
@@ -44,9 +31,22 @@ def seeds_label(ns) -> str:
     return f"std over {ns[0] if len(ns) == 1 else f'{ns[0]}-{ns[-1]}'} seed{'s' if ns[-1] != 1 else ''}"
 
 
-def learning_curves(rows, by, tasks, plots: Path, title: str = "", chance: dict | None = None) -> Path:
-    """Per task: val accuracy (markers: every evaluation, however few) over training loss, one line per variant
-    (mean over the selected runs)."""
+def align_note(rows: list[dict], runs: list[str]) -> str:
+    """'; align 55.8 -> 22.4': the mean alignment distance before and after the stage (model.align, results.csv's
+    align/before and align/after) over these runs; '' when none aligned."""
+    pairs = [(r["align/before"], r["align/after"]) for r in rows
+             if r.get("run_dir") in runs and isinstance(r.get("align/before"), float) and isinstance(r.get("align/after"), float)]
+    if not pairs:
+        return ""
+    return f"; align {statistics.fmean(p[0] for p in pairs):.3g} -> {statistics.fmean(p[1] for p in pairs):.3g}"
+
+
+def learning_curves(curves: dict, by, tasks, plots: Path, title: str = "", chance: dict | None = None,
+                    rows: list[dict] | None = None) -> Path:
+    """Per task: validation accuracy (markers: every evaluation, however few) and training loss, one line per variant
+    (the mean over the selected runs, i.e. over seeds) in a band from the lowest to the highest seed; a variant that
+    aligned its input layer first (model.align) names its distance before and after the stage (`rows`: results.csv's).
+    `curves`: run -> {"val": {step: value}, "train_loss": {step: value}} (fpt.study.bundle)."""
     plt = pyplot()
     fig, axes = plt.subplots(2, len(tasks), figsize=(5 * len(tasks), 6.6), squeeze=False, sharex="col")
     for col, task in enumerate(tasks):
@@ -54,18 +54,24 @@ def learning_curves(rows, by, tasks, plots: Path, title: str = "", chance: dict 
         for (variant, t), cell in by.items():
             if t != task:
                 continue
-            runs = [curves(r) for r in cell["runs"]]
-            steps, ys = _mean_curve([c["val/acc"] for c in runs])
-            line = acc_ax.plot(steps, [100 * y for y in ys], marker="o", ms=4, label=f"{variant} (mean of {len(runs)})")[0]
-            steps, ys = _mean_curve([c["train/loss"] for c in runs])
+            runs = [curves.get(r, {"val": {}, "train_loss": {}}) for r in cell["runs"]]
+            steps, ys, lo, hi = _mean_band([c["val"] for c in runs])
+            label = f"{variant} (n={len(runs)}{align_note(rows or [], cell['runs'])})"
+            line = acc_ax.plot(steps, [100 * y for y in ys], marker="o", ms=4, label=label)[0]
+            acc_ax.fill_between(steps, [100 * y for y in lo], [100 * y for y in hi], color=line.get_color(), alpha=0.15, lw=0)
+            steps, ys, lo, hi = _mean_band([c["train_loss"] for c in runs])
             loss_ax.plot(steps, ys, color=line.get_color(), alpha=0.8)
+            loss_ax.fill_between(steps, lo, hi, color=line.get_color(), alpha=0.15, lw=0)
         percent_axis(acc_ax, (chance or {}).get(task))
         acc_ax.set(title=task, ylabel="val accuracy (%)")
         loss_ax.set(xlabel="step", ylabel="train loss")
+        if any(y > 0 for line in loss_ax.lines for y in line.get_ydata()):
+            loss_ax.set_yscale("log")
         for ax in (acc_ax, loss_ax):
             ax.grid(alpha=0.3)
         acc_ax.legend(fontsize=7)
-    fig.suptitle(f"{title}\nvalidation accuracy and training loss of the selected runs", fontsize=10)
+    fig.suptitle(f"{title}\nvalidation accuracy and training loss of the selected runs: mean over seeds, band: lowest "
+                 "to highest seed", fontsize=10)
     return save(fig, plots / "learning_curves.png")
 
 

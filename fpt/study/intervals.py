@@ -6,22 +6,11 @@ to be "not distinguishable"."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from fpt.run.objectives import PERCENT
 
 REFERENCE, RANDOM = "FPT", "frozen random"  # the labels of variant=fpt and variant=frozen_random
-
-
-def values(run_dir: str | Path) -> np.ndarray | None:
-    """A run's per-example test values (None: written before runs kept them, or a metric without them)."""
-    path = Path(run_dir) / "test_examples.npz"
-    if not path.is_file():
-        return None
-    with np.load(path) as z:
-        return z["values"].astype(np.float64)
 
 
 def paired_interval(a: dict[int, np.ndarray], b: dict[int, np.ndarray], reps: int = 2000,
@@ -55,17 +44,14 @@ def _cell_text(metric: str, r: tuple[float, float, float, int] | None) -> str:
     return text + (" not distinguishable" if lo <= 0 <= hi else "") + f" (n={n})"
 
 
-def section(by: dict, variants: list[str], tasks: list[str], metric: dict, seed_of: dict[str, int]) -> list[str]:
-    """The report's section: one row per comparison, one column per task; empty when no run kept its examples."""
-    read: dict[str, np.ndarray | None] = {}  # each run's file once, though every row's comparison asks for FPT's
+def section(by: dict, variants: list[str], tasks: list[str], metric: dict, seed_of: dict[str, int],
+            examples: dict[str, np.ndarray]) -> list[str]:
+    """The report's section: one row per comparison, one column per task; empty when no run kept its examples.
+    `examples`: run -> its per-example test values (fpt.study.bundle; test_examples.npz of each run)."""
 
     def row_values(v, t):
         runs = (by.get((v, t)) or {}).get("runs", [])
-        for r in runs:
-            if r not in read:
-                read[r] = values(r)
-        got = {seed_of[r]: read[r] for r in runs}
-        return {s: x for s, x in got.items() if x is not None}
+        return {seed_of[r]: examples[r] for r in runs if r in examples}
 
     pairs = [(v, f"{REFERENCE} {_split(v)[1]}".strip()) for v in variants if _split(v)[0] != REFERENCE]
     pairs += [(f"{REFERENCE} {s}".strip(), v) for v in variants for lab, s in [_split(v)] if lab == RANDOM]

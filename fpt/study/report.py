@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from fpt.study import efficiency, intervals
+from fpt.study import bundle, efficiency, intervals
 from fpt.errors import FPTError
 from fpt.run.objectives import MODES, PERCENT, fmt
 from fpt.study.figures import bars, learning_curves, lr_plot, size_plot
-from fpt.study.sweep import collect, lr_seed, overrides_of, select
+from fpt.study.sweep import select
 
 
 def main(args: list[str]) -> int:
@@ -32,28 +32,6 @@ def main(args: list[str]) -> int:
     return 0
 
 
-def sweep_order(sweep_dir: Path):
-    """Sort key: rows in the order the sweep lists its variants, its other swept values and its tasks, then as found."""
-    from omegaconf import OmegaConf
-
-    params = {}
-    if (sweep_dir / "multirun.yaml").is_file():
-        hydra = OmegaConf.load(sweep_dir / "multirun.yaml").hydra
-        params = dict(hydra.sweeper.get("params") or {})  # an experiment's grid
-        for o in (hydra.get("overrides") or {}).get("task") or []:  # the command line's key=a,b (these win)
-            key, _, values = str(o).partition("=")
-            if "," in values and not values.startswith("["):
-                params[key] = values
-    keys = ["variant", *(k for k in params if k not in ("variant", "task", "seed", "optim.lr")), "task"]
-    order = {k: [v.strip() for v in str(params[k]).split(",")] for k in keys if k in params}
-
-    def key(row: dict):
-        ov = overrides_of(row["config"])
-        return tuple(order[k].index(ov[k]) if k in order and ov.get(k) in order[k] else len(order.get(k, ())) for k in keys)
-
-    return key
-
-
 @dataclass
 class Sweep:
     """What the report reads: every run (rows), the finished ones in the sweep's order (ok), the selected cells."""
@@ -68,12 +46,16 @@ class Sweep:
     by: dict  # (variant, task) -> cell
     metric: dict  # task -> its metric
     refs: dict  # baseline/NAME -> {task: its value(s) on the task's split}
+    evidence: bundle.Evidence  # the files the report is made from (fpt.study.bundle)
 
 
 def report(sweep_dir: Path, out_dir: Path | None = None) -> Path:
-    """Write report.md and plots for a sweep directory (into `out_dir`, default the sweep's own); returns the report's path."""
+    """Write report.md and plots for a sweep directory or a results-book page (into `out_dir`, default the folder
+    itself, with the evidence files beside them: fpt.study.bundle); returns the report's path."""
     out_dir = out_dir or sweep_dir
-    sw = _read(sweep_dir)
+    sw = read(sweep_dir)
+    if out_dir.resolve() != sweep_dir.resolve():
+        bundle.write(sw.evidence, out_dir)
     plots = out_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     figs = _plots(sw, plots)
@@ -81,7 +63,8 @@ def report(sweep_dir: Path, out_dir: Path | None = None) -> Path:
     more, fig = efficiency.section(sw.cells, sw.ok, plots, f"sweep {sweep_dir.name}")
     lines += more
     figs.append(fig)
-    lines += intervals.section(sw.by, sw.variants, sw.tasks, sw.metric, {r["run_dir"]: int(r["seed"] or 0) for r in sw.ok})
+    lines += intervals.section(sw.by, sw.variants, sw.tasks, sw.metric, {r["run_dir"]: int(r["seed"] or 0) for r in sw.ok},
+                               sw.evidence.examples)
     lines += _steps_tables(sw)
     lines += ["## Plots", ""] + [f"![{f.stem}](plots/{f.name})" for f in figs if f] + [""]
     lines += _runs(sw)
@@ -90,32 +73,40 @@ def report(sweep_dir: Path, out_dir: Path | None = None) -> Path:
     return out
 
 
-def _read(sweep_dir: Path) -> Sweep:
-    """The sweep's runs and its cells (fpt.study.sweep.select); refused when none finished."""
-    rows = collect(sweep_dir)
-    on_seed = lr_seed(sweep_dir)
-    cells = select(rows, on_seed=on_seed)
+def read(sweep_dir: Path) -> Sweep:
+    """The sweep's evidence (fpt.study.bundle: its run folders or a book page's files) and its cells; refused when
+    no run finished."""
+    ev = bundle.load(sweep_dir)
+    on_seed = ev.lr_seed()
+    cells = select(ev.rows, on_seed=on_seed)
     if not cells:
         raise FPTError(f"no finished runs under {sweep_dir}: nothing to report (see results.csv for the errors)")
-    ok = sorted((r for r in rows if r["status"] == "ok"), key=sweep_order(sweep_dir))
+    ok = [r for r in ev.rows if r["status"] == "ok"]  # in the sweep's order (bundle.from_runs)
     variants = list(dict.fromkeys(r["variant"] for r in ok))
     tasks = list(dict.fromkeys(r["task"] for r in ok))
     by = {(c["variant"], c["task"]): c for c in cells}
-    return Sweep(sweep_dir, rows, ok, cells, on_seed, variants, tasks, by, {c["task"]: c["metric"] for c in cells},
-                 references(ok))
+    return Sweep(sweep_dir, ev.rows, ok, cells, on_seed, variants, tasks, by, {c["task"]: c["metric"] for c in cells},
+                 references(ok), ev)
 
 
 def references(ok: list[dict]) -> dict[str, dict[str, list[float]]]:
     """The tasks' own reference numbers (results.json's baseline/* keys, e.g. 1-NN on the same split): per key, per
-    task column, the distinct values its runs recorded (one, unless the split varies within the column)."""
+    task column, the distinct values its runs recorded (one, unless the split varies within the column). A key is a
+    row in the columns of the metric its name ends in (baseline/dlinear_mae: not in an MSE column); a number that is
+    no score (baseline/logreg_c, the C validation chose) is no row."""
     out: dict[str, dict[str, list[float]]] = {}
     for r in ok:
         for k, v in r.items():
-            if k.startswith("baseline/") and isinstance(v, (int, float)) and not isinstance(v, bool):
+            if k.startswith("baseline/") and isinstance(v, (int, float)) and not isinstance(v, bool) and _fits(k, r):
                 values = out.setdefault(k, {}).setdefault(r["task"], [])
                 if float(v) not in values:
                     values.append(float(v))
     return out
+
+
+def _fits(key: str, row: dict) -> bool:
+    """Whether a baseline key belongs in the row's metric column: its name's last `_` part is that metric."""
+    return key.rsplit("_", 1)[-1] == (row.get("metric") or "acc")
 
 
 def _plots(sw: Sweep, plots: Path) -> list[Path | None]:
@@ -124,8 +115,9 @@ def _plots(sw: Sweep, plots: Path) -> list[Path | None]:
     if not pct:
         return []
     pby = {k: c for k, c in sw.by.items() if k[1] in pct}
-    name, chance = f"sweep {sw.dir.name}", task_chances(sw.ok)
-    return [learning_curves(sw.rows, pby, pct, plots, name, chance), bars(pby, sw.variants, pct, plots, name, chance, sw.refs),
+    name = f"sweep {sw.dir.name}"
+    chance = {r["task"]: float(r["chance"]) for r in sw.ok if r.get("chance") not in (None, "")}
+    return [learning_curves(sw.evidence.curves, pby, pct, plots, name, chance, sw.ok), bars(pby, sw.variants, pct, plots, name, chance, sw.refs),
             lr_plot(pby, sw.variants, pct, plots, name, chance),
             size_plot([r for r in sw.ok if r["task"] in pct], plots, name, chance)]
 
@@ -137,11 +129,10 @@ def _tables(sw: Sweep) -> list[str]:
     how = ("the learning rate is chosen on seed 0's validation metric and the other seeds run at it only "
            "(sweep.lr_protocol=seed0: the full lr x seed grid did not fit the budget)" if sw.on_seed is not None else
            "the learning rate with the best mean validation metric over seeds is chosen")
-    lines = [f"# Sweep report: {sw.dir.name}", "",
+    lines = [f"# Sweep report: {sw.dir.name}", "", *_provenance(sw),
              f"Test value of each task's metric at the selected learning rate, mean ± std over seeds (n); {how}. "
              "Accuracy, F1 and mAP in %, higher is better (↑); MSE and MAE as they are, lower is better (↓).", ""]
-    lines += _table(["variant", *heads], [[v, *(by[(v, t)]["cell"] if (v, t) in by else "–" for t in tasks)] for v in variants]
-                    + [[f"*{k}*", *(_ref(metric[t], sw.refs[k].get(t)) for t in tasks)] for k in sw.refs])
+    lines += main_table(sw)
     if any(c.get("budget_bound") for c in sw.cells):
         lines += ["", "† budget-bound: a run of the cell was still improving on validation when its steps ran out "
                   "(its best validation came at one of its last two evaluations): a snapshot, not a converged value, "
@@ -156,6 +147,25 @@ def _tables(sw: Sweep) -> list[str]:
     lines += _table(["variant", *heads], [[v, *(fmt(metric[t], by[(v, t)]['val_mean']) if (v, t) in by else "–" for t in tasks)]
                                           for v in variants])
     return lines + _train_vs_test(by, variants, tasks)
+
+
+def main_table(sw: Sweep) -> list[str]:
+    """The report's first table (rows: variants and the tasks' references; columns: tasks), as markdown lines: also
+    what the README shows of a results-book page (fpt.study.book)."""
+    metric, by, tasks = sw.metric, sw.by, sw.tasks
+    heads = [f"{t} ({metric[t]}{' %' if metric[t] in PERCENT else ''} {'↑' if MODES[metric[t]] == 'max' else '↓'})" for t in tasks]
+    return _table(["variant", *heads], [[v, *(by[(v, t)]["cell"] if (v, t) in by else "–" for t in tasks)] for v in sw.variants]
+                  + [[f"*{k}*", *(_ref(metric[t], sw.refs[k].get(t)) for t in tasks)] for k in sw.refs])
+
+
+def _provenance(sw: Sweep) -> list[str]:
+    """Where the numbers come from: the command that ran the sweep, how many runs and their summed wall time."""
+    ev, done = sw.evidence, len(sw.ok)
+    commands = ev.sweep.get("commands") or []
+    ran = " && ".join(f"`{c}`" for c in commands) + f" && `fpt report sweeps/{sw.dir.name}`" if commands else "not recorded"
+    return [f"Commands: {ran}; {done} of {len(ev.rows)} runs finished, {ev.run_minutes():.0f} run-minutes (wall time "
+            "summed over runs, as each recorded it). `fpt report` rebuilds this page from the folder's results.csv, "
+            "curves.csv, examples.npz and sweep.json alone (fpt.study.bundle).", ""]
 
 
 def _steps_tables(sw: Sweep) -> list[str]:
@@ -216,23 +226,3 @@ def _steps(cell: dict | None, target: str) -> str:
         return "–"
     med, n = cell["steps_to"][target]
     return f"{med:.0f} ({n}/{cell['n']})" if med is not None else f"not reached (0/{cell['n']})"
-
-
-def task_chances(rows: list[dict]) -> dict[str, float]:
-    """Chance accuracy per task, 1 / classes per target (bit tasks 50%, 10-class tasks 10%), from the task class a
-    finished run's config.yaml names (built for its TaskSpec only: no data is read)."""
-    from omegaconf import OmegaConf
-
-    out = {}
-    for r in rows:
-        if r["status"] != "ok" or r["task"] in out or not (Path(r["run_dir"]) / "config.yaml").is_file():
-            continue
-        try:
-            from fpt.tasks.base import task_class, task_options
-
-            task = OmegaConf.to_container(OmegaConf.load(Path(r["run_dir"]) / "config.yaml").task)
-            spec = task_class(task)(task_options(task), data={}).spec
-            out[r["task"]] = 1 / spec.num_classes if spec.objective == "classification" else None
-        except Exception:  # noqa: BLE001 - a task this version cannot build: its plots go without a chance line
-            out[r["task"]] = None
-    return {t: c for t, c in out.items() if c is not None}

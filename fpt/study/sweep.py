@@ -43,7 +43,7 @@ def main(args: list[str]) -> int:
     sweep_dir = c.out or f"sweeps/{exp or 'sweep'}"
     protocol = check(Sweep, {"lr_protocol": protocol[-1] if protocol else _experiment_protocol(exp)}, "sweep").lr_protocol
     Path(sweep_dir).mkdir(parents=True, exist_ok=True)
-    (Path(sweep_dir) / "sweep.json").write_text(json.dumps({"lr_protocol": protocol}) + "\n")
+    _record(Path(sweep_dir), protocol, " ".join(["fpt sweep", *args]))
     at = f"hydra.sweep.dir={c.out_arg or sweep_dir}"
     if protocol == "seed0":
         _seed0_then_rest(launch, rest, Path(sweep_dir), at)
@@ -58,6 +58,17 @@ def main(args: list[str]) -> int:
     for cell in select(rows, on_seed=lr_seed(Path(sweep_dir))):
         print(f"  {cell['variant']:<32} {cell['task']:<16} {cell['cell']}  (lr {cell['lr']:g})")
     return 0 if ok == len(rows) else 1
+
+
+def _record(sweep_dir: Path, protocol: str, command: str) -> None:
+    """sweep.json: the lr protocol and every command that filled the folder, in order (a study may take two, e.g.
+    a grid and one row on one task)."""
+    try:
+        commands = json.loads((sweep_dir / "sweep.json").read_text()).get("commands", [])
+    except (OSError, ValueError):
+        commands = []
+    commands += [] if command in commands else [command]
+    (sweep_dir / "sweep.json").write_text(json.dumps({"lr_protocol": protocol, "commands": commands}) + "\n")
 
 
 def lr_seed(sweep_dir: Path) -> int | None:
@@ -161,8 +172,8 @@ def _row(res: Results, run_dir: Path, varying: set[str]) -> dict:
     row["improving_at_end"] = "" if res.improving_at_end is None else int(res.improving_at_end)
     for k in ("steps", "wall_seconds", "params_trainable", "params_used", "model", "trunk", "init"):
         row[k] = _either(getattr(res, k), "")
-    for k, v in res.scores.items():  # the task's reference numbers on the same split (baseline/1nn_acc, ...)
-        if k.startswith("baseline/"):
+    for k, v in res.scores.items():  # the task's reference numbers (baseline/1nn_acc, ...); model.align's distances
+        if k.startswith(("baseline/", "align/")):
             row[k] = v
     m = row["metric"] = res.metric or "acc"  # the task objective's validation metric: val, test, train hold it
     for split in ("val", "test", "train"):

@@ -1,0 +1,76 @@
+"""`fpt book`: the results book (docs/results/NAME/, one page per study) rebuilt from its committed files, and the
+README's result tables regenerated from the same files.
+
+A page is what `fpt report sweeps/NAME out=docs/results/NAME` writes: report.md, plots/ and the evidence files
+(fpt.study.bundle). A markdown file shows a page's main table between two markers, which `fpt book` rewrites:
+
+    <!-- book-table: NAME -->
+    ...the table of docs/results/NAME/results.csv...
+    <!-- /book-table -->
+
+`scripts/results_book.sh` re-runs every CPU study, then calls this.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from fpt.errors import FPTError
+
+FILES = ("README.md", "docs/results/index.md")  # the files whose marked tables it rewrites (from the repository root)
+MARKED = re.compile(r"(<!-- book-table: ([\w.-]+) -->\n)(.*?)(<!-- /book-table -->)", re.S)
+
+
+def main(args: list[str]) -> int:
+    """fpt book [dir=docs/results] [check=true]: run in the repository's root (README.md, docs/results/index.md)."""
+    from fpt.config import command_line
+
+    c = command_line("book", args, nowhere="it rewrites the book's pages and the marked tables of " + ", ".join(FILES))
+    values = c.values()
+    book = Path(str(values.pop("dir", "docs/results")))
+    check = str(values.pop("check", False)).lower() in ("true", "1", "yes")
+    if values:
+        raise FPTError(f"unknown option '{next(iter(values))}'; fpt book takes dir=BOOK and check=true")
+    files = [Path(f) for f in FILES]
+    if not check:
+        for page in pages(book):
+            from fpt.study.report import report
+
+            print(f"rebuilt {report(page)}")
+    stale = [f for f in files if f.is_file() and fill(f.read_text(), book) != f.read_text()]
+    if check:
+        for f in stale:
+            print(f"{f}: its book tables differ from {book}'s results.csv: run fpt book")
+        return 1 if stale else 0
+    for f in files:
+        if f.is_file():
+            f.write_text(fill(f.read_text(), book))
+            print(f"tables of {f}: {'rewritten' if f in stale else 'as they were'}")
+    return 0
+
+
+def pages(book: Path) -> list[Path]:
+    """The book's pages: folders under `book` with a results.csv."""
+    if not book.is_dir():
+        raise FPTError(f"no results book at {book}: give dir=BOOK (a folder of study pages, e.g. docs/results)")
+    return sorted(p.parent for p in book.glob("*/results.csv"))
+
+
+def table(page: Path) -> str:
+    """A page's main table (variants by tasks, mean ± std (n), † budget-bound) as markdown, from its files alone."""
+    from fpt.study.report import main_table, read
+
+    return "\n".join(main_table(read(page))) + "\n"
+
+
+def fill(text: str, book: Path) -> str:
+    """`text` with every marked table replaced by its page's table; a marker naming no page is refused."""
+    def one(m: re.Match) -> str:
+        page = book / m.group(2)
+        if not (page / "results.csv").is_file():
+            raise FPTError(f"book-table '{m.group(2)}': no {page / 'results.csv'}; run the study and "
+                           f"fpt report sweeps/{m.group(2)} out={page}, or fix the marker")
+        return m.group(1) + table(page) + m.group(4)
+
+    return MARKED.sub(one, text)
