@@ -7,7 +7,7 @@ the middle of epoch e skips the batches it already trained on and goes on with e
 example and epoch (see `example_seed`), not by whatever the global generator holds.
 
 Which examples a split holds is seeded here too: `stratified_holdout` (a validation carve that keeps every class in
-training) and `nested_order` (the `data.train_size` subsets: stratified, and each one inside every larger one).
+training), `stratified_folds` (the folds of `task.val=cv`) and `nested_order` (the `data.train_size` subsets: stratified, and each one inside every larger one).
 """
 
 from __future__ import annotations
@@ -33,6 +33,18 @@ def stratified_holdout(labels: np.ndarray, fraction: float, seed: int) -> np.nda
         if counts.max() > 1:
             held[rng.choice(np.flatnonzero(labels == values[counts.argmax()]))] = True
     return held
+
+
+def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """The fold (0..k-1) of each example: each class's examples, shuffled by `seed`, dealt to the folds in turn, the
+    count going on from class to class, so a class's share of two folds differs by at most one, and so do fold sizes."""
+    rng = np.random.default_rng([seed, 2])  # a stream apart from the holdout's and the subsets'
+    fold, start = np.empty(len(labels), dtype=np.int64), 0
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        fold[idx] = (start + np.arange(len(idx))) % k
+        start += len(idx)
+    return fold
 
 
 def nested_order(n: int, seed: int, labels: np.ndarray | None = None) -> np.ndarray:

@@ -113,6 +113,24 @@ def normalise(x: np.ndarray, mask: np.ndarray, norm: str, stats=None) -> np.ndar
     return np.where(mask[..., None], np.nan_to_num(x), 0.0).astype(np.float32)
 
 
+def auto_patch(t: int, tokens: int = 32) -> tuple[int, int]:
+    """(patch_len, stride) for series of t steps under `task.patch_len: auto`: stride round(t / tokens) (at least 1),
+    patches twice as long (half overlapping), so about `tokens` tokens: 16 every 8 at ArrowHead's 251 steps (One Fits
+    All's setting), 10 every 5 at GunPoint's 150, 2 every 1 at ItalyPowerDemand's 24 (scripts/patch_length.py)."""
+    stride = max(1, round(t / tokens))
+    return 2 * stride, stride
+
+
+def patch_setting(patch_len: int | str, stride: int | str, t: int) -> tuple[int, int]:
+    """(patch_len, stride) for series of t steps from `task.patch_len` and `task.stride`, either of them `auto`: both
+    auto_patch's; one given, the other from patches twice the stride (half overlapping)."""
+    if patch_len == "auto" and stride == "auto":
+        return auto_patch(t)
+    if patch_len == "auto":
+        return 2 * int(stride), int(stride)
+    return int(patch_len), (max(1, int(patch_len) // 2) if stride == "auto" else int(stride))
+
+
 def n_patches(t: int, patch_len: int, stride: int) -> int:
     """Patches of a series of t steps, the last one padded to full length."""
     return 1 + max(0, -(-(t - patch_len) // stride))

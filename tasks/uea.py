@@ -4,7 +4,8 @@ Reads `<data.root>/NAME/NAME_TRAIN.ts` and `NAME_TEST.ts`; without them, the cop
 (JapaneseVowels, GunPoint, ArrowHead, BasicMotions, ItalyPowerDemand, OSULeaf, ...), found through the installed
 package without importing it. Uni- and multivariate, unequal lengths (padding masked) and missing values (`?`).
 Validation is carved from the training file, stratified: round(val_fraction * n_c) of each class (seeded by
-`task.split_seed`), never a class's last series. The official test file is the test set, whole. `data.train_size=N`
+`task.split_seed`), never a class's last series; `task.val=cv` cross-validates instead (fpt/run/crossval.py: k
+stratified folds of the training file, then a refit on all of it, `task.cv_fold` telling each fit its part). The official test file is the test set, whole. `data.train_size=N`
 trains on a stratified, nested subset of the rest (tasks/arrays.py). results.json records the archive's reference
 classifiers as timeseriesclassification.com publishes them: 1-nearest-neighbour on the whole training file against
 the test file, series as stored, Euclidean (`baseline/1nn_acc`) and full-window DTW through aeon
@@ -18,16 +19,19 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Annotated, Literal, Optional, Union
 
 import numpy as np
+from pydantic import Field
 
 from fpt.errors import FPTError
 from fpt.config.schema import Count, Fraction, NonNegative, SequenceReadout, choice
 from fpt.tasks.arrays import ArrayOptions, ArrayTask, expect_file, pad_tokens
 from fpt.tasks.references import guarded, minirocket_acc, minirocket_cells
-from fpt.tasks.sampling import stratified_holdout
+from fpt.tasks.sampling import stratified_folds, stratified_holdout
 from fpt.tasks.spec import TaskSpec
-from fpt.tasks.timeseries import NORMS, channel_stats, dtw_cells, nn1_dtw, nn1_euclidean, normalise, patches, read_ts, to_array
+from fpt.tasks.timeseries import (NORMS, channel_stats, dtw_cells, nn1_dtw, nn1_euclidean, normalise, patch_setting, patches,
+                                  read_ts, to_array)
 
 
 def bundled_root() -> Path | None:
@@ -51,13 +55,20 @@ def find_files(name: str, root: Path) -> tuple[Path, Path]:
                    f"put the archive's NAME/NAME_TRAIN.ts and NAME_TEST.ts under data.root (timeseriesclassification.com)")
 
 
+REFIT = -1  # task.cv_fold of cross-validation's refit: trains on the whole training file
+PatchSize = Annotated[Union[Count, Literal["auto"]], Field(description="a positive integer or auto")]
+
+
 class UEAOptions(ArrayOptions):
-    patch_len: Count = 4
-    stride: Count = 2
+    patch_len: PatchSize = 4
+    stride: PatchSize = 2
     norm: choice(*NORMS) = "train"  # by measurement: per-instance normalisation erases the levels that tell classes apart
     readout: SequenceReadout = "mean"
     val_fraction: Fraction = 0.2
     split_seed: NonNegative = 0
+    val: choice("holdout", "cv") = "holdout"  # cv: k-fold cross-validation, then a refit on the whole file
+    folds: Count = 5
+    cv_fold: Optional[int] = None  # set by the cross-validation for each of its fits: k validates on fold k; -1 the refit
     dtw_max_cells: NonNegative = 2_000_000_000  # the DTW 1-NN baseline's budget (train x test pairs x steps^2 x channels)
     minirocket_max_cells: NonNegative = 20_000_000  # MiniRocket's budget (series x steps x channels; ~3 s per million)
     minirocket_seed: NonNegative = 0  # MiniRocket's random_state: the same kernels, so the same number, on every run
@@ -102,19 +113,41 @@ class UEA(ArrayTask):
         x, mask = to_array(tr + te, length)
         y = np.array([index[c] for c in tr_labels + te_labels], dtype=np.int64)[:, None]
         split = np.array(["train"] * len(tr) + ["test"] * len(te))
-        held = stratified_holdout(y[: len(tr), 0], self.options.val_fraction, self.options.split_seed)
-        if not held.any():
-            raise FPTError(f"{train_path}: no class has two training series, so validation cannot be carved without "
-                           f"removing a class from training; add series (or use a larger file)")
-        split[np.flatnonzero(held)] = "val"
+        split[np.flatnonzero(self._carve(y[: len(tr), 0], train_path))] = "val"
         self.stored = {"train": (tr, y[: len(tr), 0]), "test": (te, y[len(tr) :, 0])}  # as in the files: the 1-NN baselines
         self._stats, self._length = channel_stats(x[split == "train"], mask[split == "train"]), length
         tokens, tmask = self._tokens(x, mask, self._stats)
-        return {s: {"x": tokens[split == s], "mask": tmask[split == s], "y": y[split == s]} for s in ("train", "val", "test")}
+        out = {s: {"x": tokens[split == s], "mask": tmask[split == s], "y": y[split == s]} for s in ("train", "val", "test")}
+        if self.options.cv_fold == REFIT:  # nothing is held out: its one evaluation, at its last step, reads the training file
+            out["val"] = out["train"]
+        return out
+
+    def _carve(self, labels: np.ndarray, path: Path) -> np.ndarray:
+        """Which training series validate (bool): the stratified holdout, or under cross-validation fold task.cv_fold
+        (the refit: none)."""
+        o = self.options
+        if o.cv_fold is not None:
+            if not REFIT <= o.cv_fold < o.folds:
+                raise FPTError(f"task.cv_fold={o.cv_fold} is not a fold of task.folds={o.folds}; leave it unset (fpt.run.crossval sets it)")
+            return stratified_folds(labels, o.folds, o.split_seed) == o.cv_fold
+        held = stratified_holdout(labels, o.val_fraction, o.split_seed)
+        if not held.any():
+            raise FPTError(f"{path}: no class has two training series, so validation cannot be carved without "
+                           f"removing a class from training; add series (or use a larger file)")
+        return held
+
+    def training_labels(self) -> list[str]:
+        """The training file's class labels, read without tokenising (what task.val=cv deals into folds)."""
+        train_path, _ = self.files()
+        labels = read_ts(train_path)[1]
+        if None in labels:
+            raise FPTError(f"{train_path}: @classLabel false: no class labels to train and test on")
+        return labels
 
     def _tokens(self, x: np.ndarray, mask: np.ndarray, stats) -> tuple[np.ndarray, np.ndarray]:
         """Series x (n, t, d) with NaN for missing values -> normalised (task.norm; `stats`: the training split's) patches."""
-        return patches(normalise(x, mask, self.options.norm, stats), mask, self.options.patch_len, self.options.stride)
+        patch_len, stride = patch_setting(self.options.patch_len, self.options.stride, x.shape[1])
+        return patches(normalise(x, mask, self.options.norm, stats), mask, patch_len, stride)
 
     def state(self) -> dict:
         """The spec, the class names, channels and series length, and the channels' training statistics."""

@@ -145,3 +145,27 @@ def test_a_file_with_no_class_of_two_cannot_carve_validation(tmp_path):
     with pytest.raises(FPTError) as e:
         _task(tmp_path).check()
     assert "no class has two training series" in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("patch_len, stride, t, want", [
+    ("auto", "auto", 251, (16, 8)),  # One Fits All's setting on ArrowHead: 31 tokens
+    ("auto", "auto", 150, (10, 5)),
+    ("auto", "auto", 24, (2, 1)),
+    ("auto", 3, 100, (6, 3)),  # patches twice the stride given
+    (8, "auto", 100, (8, 4)),
+    (4, 2, 251, (4, 2)),  # numbers as given
+])
+def test_auto_patches_follow_the_series_length(patch_len, stride, t, want):
+    from fpt.tasks.timeseries import patch_setting
+
+    assert patch_setting(patch_len, stride, t) == want
+
+
+def test_a_uea_task_with_auto_patches_tokenises_by_its_length(tmp_path):
+    _write(tmp_path, train=["1,2,3,4,5,6,7,8:1,1,1,1,1,1,1,1:a", "8,7,6,5,4,3,2,1:2,2,2,2,2,2,2,2:b",
+                            "1,1,1,1,1,1,1,1:3,3,3,3,3,3,3,3:a", "2,2,2,2,2,2,2,2:4,4,4,4,4,4,4,4:b"])
+    cfg = compose_cfg("task=uea", f"data.root={tmp_path}", "data.name=Toy", "task.patch_len=auto", "task.stride=auto")
+    task = build_task(cfg.task, 0, cfg.data)
+    assert task.spec.seq_len == 7 and task.spec.token_dim == 4  # 8 steps: patches of 2 every 1, 2 channels
+    with pytest.raises(FPTError, match="task.patch_len must be a positive integer or auto, got 'long'"):
+        build_task(compose_cfg("task=uea", f"data.root={tmp_path}", "data.name=Toy", "task.patch_len=long").task, 0, cfg.data)

@@ -93,7 +93,15 @@ def compose(overrides: list[str], with_hydra: bool = False) -> DictConfig:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
             return hcompose(config_name="train", overrides=[*overrides, *search_path()], return_hydra_config=with_hydra)
     except (HydraException, OmegaConfBaseException) as e:
-        raise FPTError(one_line(e)) from None
+        raise FPTError(_no_cv(one_line(e)) or one_line(e)) from None
+
+
+def _no_cv(message: str) -> str | None:
+    """A task yaml without task.val: cross-validation asked of a task that has no training-file carve."""
+    if re.search(r"Could not override 'task\.(val|folds)'", message):
+        return ("task.val=cv / task.folds: this task does not carve its validation from a training file, so it has no "
+                "folds to cross-validate; cross-validation is offered by task=uea")
+    return None
 
 
 def sweep_points(args: list[str]) -> list[list[str]]:

@@ -62,11 +62,12 @@ def run_job(cfg: DictConfig) -> float | None:
             cfg = preflight(cfg)  # the checked config travels on from here
             if done and _nothing_to_do(run_dir, cfg):
                 return _say_finished(done, run_dir, sweep)
+            from fpt.run.crossval import cross_validate, is_cv
             from fpt.run.train import prepare, train
 
-            prepared = prepare(cfg, run_dir)  # raises before any file of the run directory is written
+            prepared = None if is_cv(cfg) else prepare(cfg, run_dir)  # raises before any file of the run dir is written
             started = True
-            res = train(cfg, run_dir, extra, prepared)
+            res = cross_validate(cfg, run_dir, extra) if is_cv(cfg) else train(cfg, run_dir, extra, prepared)
     except Preempted as e:
         print(f"fpt train: {e}", file=sys.stderr)
         raise SystemExit(e.exit_code) from None

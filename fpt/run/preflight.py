@@ -40,6 +40,9 @@ def preflight(cfg: DictConfig, data: bool = True) -> DictConfig:
 
         check_source(cfg.trunk)
     check_task(cfg.task)
+    from fpt.run.crossval import check_cv
+
+    check_cv(cfg)  # task.val=cv: the folds against the training file's classes
     plain["freeze"] = freeze_of(plain)
     out = OmegaConf.create(plain)
     OmegaConf.set_struct(out, True)
