@@ -4,6 +4,7 @@ folders, and the README's marked tables equal their pages' tables (fpt.study.bun
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,9 @@ from fpt.errors import FPTError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _sweep(folder: Path) -> Path:
-    """Two variants x two seeds of a bit task, each run with its results.json, metrics.csv and test_examples.npz."""
+def _sweep(folder: Path, labels: dict | None = None) -> Path:
+    """Two variants x two seeds of a bit task, each run with its results.json, metrics.csv and test_examples.npz
+    (labelled as the variants are named, or by `labels`)."""
     rng = np.random.default_rng(0)
     for variant, rate in (("fpt", 0.9), ("frozen_random", 0.6)):
         for seed in (0, 1):
@@ -27,7 +29,7 @@ def _sweep(folder: Path) -> Path:
             (d / "results.json").write_text(json.dumps({
                 "status": "ok", "task": "bit_xor", "model": "fpt", "seed": seed, "lr": 1e-3, "val/acc": rate,
                 "test/acc": float(right.mean()), "val/loss": 0.3, "wall_seconds": 30.0, "steps": 40, "params_used": 1000,
-                "improving_at_end": variant == "frozen_random", "baseline/ref_acc": 0.7, "label": variant,
+                "improving_at_end": variant == "frozen_random", "baseline/ref_acc": 0.7, "label": (labels or {}).get(variant, variant),
                 "overrides": {"variant": variant, "seed": str(seed)}}))
     (folder / "sweep.json").write_text(json.dumps({"lr_protocol": "all", "commands": ["fpt sweep experiment=tiny"]}))
     return folder
@@ -57,10 +59,27 @@ def test_marked_tables_are_filled_from_their_page_and_an_unknown_page_is_refused
     from fpt.study.book import fill, table
     from fpt.study.report import report
 
-    report(_sweep(tmp_path / "runs" / "tiny"), tmp_path / "book" / "tiny")
+    report(_sweep(tmp_path / "runs" / "tiny", {"fpt": "FPT", "frozen_random": "frozen random"}), tmp_path / "book" / "tiny")
     text = "intro\n<!-- book-table: tiny -->\nold table\n<!-- /book-table -->\nafter\n"
     filled = fill(text, tmp_path / "book")
     assert filled == "intro\n<!-- book-table: tiny -->\n" + table(tmp_path / "book" / "tiny") + "<!-- /book-table -->\nafter\n"
-    assert filled.count("| fpt |") == 1 and fill(filled, tmp_path / "book") == filled
+    assert filled.count("| FPT |") == 1 and fill(filled, tmp_path / "book") == filled
     with pytest.raises(FPTError, match="book-table 'nope': no .*results.csv"):
         fill(text.replace("tiny", "nope"), tmp_path / "book")
+    ci = fill("<!-- book-intervals: tiny -->\n<!-- /book-intervals -->\n", tmp_path / "book")
+    rows = ci.splitlines()
+    assert rows[1] == "| comparison | bit_xor |" and rows[3].startswith("| frozen random − FPT | -")
+    assert rows[4].startswith("| FPT − frozen random | +") and rows[-1] == "<!-- /book-intervals -->"
+
+
+def test_the_readmes_result_tables_are_those_of_the_committed_book():
+    """README.md and docs/results/index.md show each study's table as its committed results.csv gives it: a table
+    edited by hand, or a CSV re-run without `fpt book`, fails here."""
+    from fpt.study.book import FILES, fill
+
+    marked = 0
+    for name in FILES:
+        text = (ROOT / name).read_text()
+        marked += len(re.findall(r"<!-- book-(?:table|intervals): ", text))
+        assert fill(text, ROOT / "docs" / "results") == text, f"{name}: run `fpt book` (its tables differ from the book)"
+    assert marked >= 2  # the README and the book's index each show at least one study's table

@@ -2,7 +2,8 @@
 README's result tables regenerated from the same files.
 
 A page is what `fpt report sweeps/NAME out=docs/results/NAME` writes: report.md, plots/ and the evidence files
-(fpt.study.bundle). A markdown file shows a page's main table between two markers, which `fpt book` rewrites:
+(fpt.study.bundle). A markdown file shows a page's main table (or its differences to FPT with 95% intervals: `book-intervals`) between
+two markers, which `fpt book` rewrites:
 
     <!-- book-table: NAME -->
     ...the table of docs/results/NAME/results.csv...
@@ -19,7 +20,7 @@ from pathlib import Path
 from fpt.errors import FPTError
 
 FILES = ("README.md", "docs/results/index.md")  # the files whose marked tables it rewrites (from the repository root)
-MARKED = re.compile(r"(<!-- book-table: ([\w.-]+) -->\n)(.*?)(<!-- /book-table -->)", re.S)
+MARKED = re.compile(r"(<!-- book-(table|intervals): ([\w.-]+) -->\n)(.*?)(<!-- /book-\2 -->)", re.S)
 
 
 def main(args: list[str]) -> int:
@@ -57,20 +58,23 @@ def pages(book: Path) -> list[Path]:
     return sorted(p.parent for p in book.glob("*/results.csv"))
 
 
-def table(page: Path) -> str:
-    """A page's main table (variants by tasks, mean ± std (n), † budget-bound) as markdown, from its files alone."""
-    from fpt.study.report import main_table, read
+def table(page: Path, kind: str = "table") -> str:
+    """A page's main table (variants by tasks, mean ± std (n), † budget-bound) or its table of differences to FPT
+    with 95% intervals (kind "intervals"), as markdown, from the page's files alone."""
+    from fpt.study.report import interval_table, main_table, read
 
-    return "\n".join(main_table(read(page))) + "\n"
+    sw = read(page)
+    return "\n".join(main_table(sw) if kind == "table" else interval_table(sw)) + "\n"
 
 
 def fill(text: str, book: Path) -> str:
     """`text` with every marked table replaced by its page's table; a marker naming no page is refused."""
     def one(m: re.Match) -> str:
-        page = book / m.group(2)
+        kind, name = m.group(2), m.group(3)
+        page = book / name
         if not (page / "results.csv").is_file():
-            raise FPTError(f"book-table '{m.group(2)}': no {page / 'results.csv'}; run the study and "
-                           f"fpt report sweeps/{m.group(2)} out={page}, or fix the marker")
-        return m.group(1) + table(page) + m.group(4)
+            raise FPTError(f"book-{kind} '{name}': no {page / 'results.csv'}; run the study and "
+                           f"fpt report sweeps/{name} out={page}, or fix the marker")
+        return m.group(1) + table(page, kind) + m.group(5)
 
     return MARKED.sub(one, text)

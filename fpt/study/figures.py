@@ -83,9 +83,9 @@ def bars(by, variants, tasks, plots: Path, title: str = "", chance: dict | None 
     width = 0.8 / max(len(variants), 1)
     highest = 0.0
     for i, v in enumerate(variants):
-        xs = [j + i * width for j in range(len(tasks))]
-        ys = [100 * by[(v, t)]["test_mean"] if (v, t) in by else 0 for t in tasks]
-        es = [100 * by[(v, t)]["test_std"] if (v, t) in by else 0 for t in tasks]
+        xs = [j + i * width for j, t in enumerate(tasks) if (v, t) in by]  # a cell the sweep did not run: no bar
+        ys = [100 * by[(v, t)]["test_mean"] for t in tasks if (v, t) in by]
+        es = [100 * by[(v, t)]["test_std"] for t in tasks if (v, t) in by]
         highest = max([highest, *(y + e for y, e in zip(ys, es))])
         ax.bar(xs, ys, width, yerr=es, capsize=3, label=v)
     lines = [("chance (1 / classes)", {t: [c] for t, c in (chance or {}).items() if c is not None}, ":", "gray")]

@@ -63,8 +63,7 @@ def report(sweep_dir: Path, out_dir: Path | None = None) -> Path:
     more, fig = efficiency.section(sw.cells, sw.ok, plots, f"sweep {sweep_dir.name}")
     lines += more
     figs.append(fig)
-    lines += intervals.section(sw.by, sw.variants, sw.tasks, sw.metric, {r["run_dir"]: int(r["seed"] or 0) for r in sw.ok},
-                               sw.evidence.examples)
+    lines += intervals.section(*_interval_args(sw))
     lines += _steps_tables(sw)
     lines += ["## Plots", ""] + [f"![{f.stem}](plots/{f.name})" for f in figs if f] + [""]
     lines += _runs(sw)
@@ -156,6 +155,16 @@ def main_table(sw: Sweep) -> list[str]:
     heads = [f"{t} ({metric[t]}{' %' if metric[t] in PERCENT else ''} {'↑' if MODES[metric[t]] == 'max' else '↓'})" for t in tasks]
     return _table(["variant", *heads], [[v, *(by[(v, t)]["cell"] if (v, t) in by else "–" for t in tasks)] for v in sw.variants]
                   + [[f"*{k}*", *(_ref(metric[t], sw.refs[k].get(t)) for t in tasks)] for k in sw.refs])
+
+
+def _interval_args(sw: Sweep) -> tuple:
+    return (sw.by, sw.variants, sw.tasks, sw.metric, {r["run_dir"]: int(r["seed"] or 0) for r in sw.ok}, sw.evidence.examples)
+
+
+def interval_table(sw: Sweep) -> list[str]:
+    """The table of the report's differences with 95% confidence intervals, without its heading (fpt.study.book)."""
+    lines = intervals.section(*_interval_args(sw))
+    return lines[lines.index(next(ln for ln in lines if ln.startswith("| comparison"))):] if lines else []
 
 
 def _provenance(sw: Sweep) -> list[str]:
