@@ -283,3 +283,15 @@ def test_each_rows_difference_to_fpt_has_a_paired_bootstrap_interval(tmp_path):
     same = {s: np.ones(10) for s in (0, 1)}
     assert paired_interval(same, same)[:3] == (0.0, 0.0, 0.0)
     assert paired_interval(same, {s: np.ones(11) for s in (0, 1)}) is None  # different test sets: no pairing
+
+
+def test_seed0_second_phase_runs_only_the_cells_of_its_own_grid():
+    """A folder filled by two commands (a grid, then one row on one task): the second command's seeds phase pins
+    only its own cells, not every cell in the folder."""
+    from fpt.study.sweep import _in_grid
+
+    grid = {"task": "bit_xor", "variant": "lora", "optim.lr": "1e-4,1e-3", "seed": "0,1,2"}
+    assert _in_grid({"task": "bit_xor", "variant": "lora", "seed": "0"}, grid)
+    assert not _in_grid({"task": "bit_xor", "variant": "fpt", "seed": "0"}, grid)
+    assert not _in_grid({"task": "digits", "variant": "lora"}, grid)
+    assert _in_grid({"task": "digits", "freeze": "[ln]"}, {"task": "digits,bit_xor", "freeze": "[ln],[attn]"})

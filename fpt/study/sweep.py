@@ -109,9 +109,23 @@ def _seed0_then_rest(train, args: list[str], sweep_dir: Path, at: str) -> None:
     lr_text = {float(v): v.strip() for v in str(grid.get("optim.lr", "")).split(",") if v.strip()}  # as the grid spells it
     for cell in select(collect(sweep_dir), on_seed=0):
         ov = overrides_of(cell["config"])
+        if not _in_grid(ov, grid):  # a cell another command put in the folder: that command runs its seeds
+            continue
         pinned = [f"{k}={ov[k]}" for k in grid if k not in ("seed", "optim.lr") and k in ov]
         lr = [f"optim.lr={lr_text.get(cell['lr'], cell['lr'])}"] if "optim.lr" in grid else []
         train(["--multirun", *args, *pinned, *lr, f"seed={','.join(rest)}", at])
+
+
+def _in_grid(ov: dict[str, str], grid: dict) -> bool:
+    """Whether a run's overrides lie in this command's grid (each swept key's value among the grid's; lists and keys
+    the run lacks are not compared)."""
+    for k, values in grid.items():
+        text = str(values)
+        if k in ("seed", "optim.lr") or k not in ov or text.startswith("["):
+            continue
+        if ov[k] not in [v.strip() for v in text.split(",")]:
+            return False
+    return True
 
 
 def overrides_of(config: str) -> dict[str, str]:
