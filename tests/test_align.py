@@ -141,3 +141,16 @@ def test_orca_in_a_real_fit_keeps_the_trunk_until_the_head_phase_ends(worded, tm
     key = "encoder.layer.0.attention.self.query.weight"
     start = BertModel.from_pretrained(worded).state_dict()[key]
     assert torch.equal(state[f"model.trunk.{key}"], start) != trunk_moves
+
+
+def test_the_stage_reads_an_image_task_before_lightning_has_set_it_up(worded, tmp_path, one_thread):
+    """An image task carves its splits in setup(), which Lightning calls inside fit; the stage runs before fit (it
+    failed on task=digits with KeyError 'train' until it set the task up itself)."""
+    from fpt.tasks.images import Mnist
+
+    Mnist.write_data(tmp_path, n_train=64, n_test=16)
+    cfg = compose_cfg("trunk=bert", f"trunk.path={worded}", "trainer.max_steps=2", "trainer.precision=32-true", "task=digits",
+                      f"data.root={tmp_path}", "variant=fpt_align", "model.align=mmd", "model.align_steps=3")
+    task, lit = build(cfg, cached=False)
+    record = align_before_fit(cfg, task, lit.model)
+    assert len(record.curve) == 3 and record.after < record.before

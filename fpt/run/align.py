@@ -86,6 +86,8 @@ def align_lr(cfg) -> float:
 def examples(task, n: int = POOL) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(x, mask, y) of the training set's first `n` examples, right-padded to one length."""
     xs, masks, ys, got = [], [], [], 0
+    task.prepare_data()  # before Lightning's fit has set the task up: an image task carves its splits here
+    task.setup("fit")
     for batch in task.train_dataloader():
         xs.append(batch["x"])
         masks.append(batch["mask"].bool())
