@@ -33,21 +33,21 @@ def main(args: list[str]) -> int:
     check = str(values.pop("check", False)).lower() in ("true", "1", "yes")
     if values:
         raise FPTError(f"unknown option '{next(iter(values))}'; fpt book takes dir=BOOK and check=true")
-    files = [Path(f) for f in FILES]
     if not check:
-        for page in pages(book):
-            from fpt.study.report import report
+        from fpt.study.report import report
 
+        for page in pages(book):
             print(f"rebuilt {report(page)}")
-    stale = [f for f in files if f.is_file() and fill(f.read_text(), book) != f.read_text()]
+    texts = {f: f.read_text() for f in map(Path, FILES) if f.is_file()}
+    filled = {f: fill(text, book) for f, text in texts.items()}  # each file's tables made once
+    stale = [f for f in texts if filled[f] != texts[f]]
     if check:
         for f in stale:
             print(f"{f}: its book tables differ from {book}'s results.csv: run fpt book")
         return 1 if stale else 0
-    for f in files:
-        if f.is_file():
-            f.write_text(fill(f.read_text(), book))
-            print(f"tables of {f}: {'rewritten' if f in stale else 'as they were'}")
+    for f in texts:
+        f.write_text(filled[f])
+        print(f"tables of {f}: {'rewritten' if f in stale else 'as they were'}")
     return 0
 
 
@@ -61,20 +61,32 @@ def pages(book: Path) -> list[Path]:
 def table(page: Path, kind: str = "table") -> str:
     """A page's main table (variants by tasks, mean ± std (n), † budget-bound) or its table of differences to FPT
     with 95% intervals (kind "intervals"), as markdown, from the page's files alone."""
-    from fpt.study.report import interval_table, main_table, read
+    from fpt.study.report import read
 
-    sw = read(page)
+    return _markdown(read(page), kind)
+
+
+def _markdown(sw, kind: str) -> str:
+    from fpt.study.report import interval_table, main_table
+
     return "\n".join(main_table(sw) if kind == "table" else interval_table(sw)) + "\n"
 
 
 def fill(text: str, book: Path) -> str:
-    """`text` with every marked table replaced by its page's table; a marker naming no page is refused."""
+    """`text` with every marked table replaced by its page's table; a marker naming no page is refused. Each page is
+    read once, however many of its tables the text shows."""
+    from fpt.study.report import read
+
+    read_pages: dict[str, object] = {}
+
     def one(m: re.Match) -> str:
         kind, name = m.group(2), m.group(3)
         page = book / name
         if not (page / "results.csv").is_file():
             raise FPTError(f"book-{kind} '{name}': no {page / 'results.csv'}; run the study and "
                            f"fpt report sweeps/{name} out={page}, or fix the marker")
-        return m.group(1) + table(page, kind) + m.group(5)
+        if name not in read_pages:
+            read_pages[name] = read(page)
+        return m.group(1) + _markdown(read_pages[name], kind) + m.group(5)
 
     return MARKED.sub(one, text)

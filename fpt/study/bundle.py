@@ -19,7 +19,7 @@ import numpy as np
 
 from fpt.errors import FPTError
 from fpt.run.results import NAME
-from fpt.study.sweep import COLUMNS, collect, overrides_of
+from fpt.study.sweep import collect, overrides_of, protocol_seed, write_rows
 
 FILES = ("results.csv", "curves.csv", "examples.npz", "sweep.json")
 NUMERIC = ("baseline/", "chance", "align/")  # columns read back as numbers (the others as select() reads them: text)
@@ -36,7 +36,7 @@ class Evidence:
 
     def lr_seed(self) -> int | None:
         """The seed learning rates were chosen on (seed0 protocol), or None (every seed)."""
-        return 0 if self.sweep.get("lr_protocol") == "seed0" else None
+        return protocol_seed(self.sweep.get("lr_protocol"))
 
     def run_minutes(self) -> float:
         """The runs' summed wall time in minutes (what the study cost, run after run)."""
@@ -61,7 +61,7 @@ def load(folder: Path) -> Evidence:
 
 def from_runs(sweep_dir: Path) -> Evidence:
     """Read every run folder: rows in the sweep's order with run names relative to the sweep, curves, examples."""
-    rows = collect(sweep_dir)
+    rows = collect(sweep_dir, write=False)  # write() gives the folder its results.csv, with run names
     order = sweep_order(sweep_dir)
     rows.sort(key=lambda r: (r["status"] != "ok", order(r)))
     chance = task_chances(rows)
@@ -83,11 +83,7 @@ def from_runs(sweep_dir: Path) -> Evidence:
 def write(ev: Evidence, folder: Path) -> None:
     """The four files into `folder` (created); examples as uint8 where every value is 0 or 1 (accuracies)."""
     folder.mkdir(parents=True, exist_ok=True)
-    extra = sorted({k for r in ev.rows for k in r if k not in COLUMNS})
-    with open(folder / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS + extra, restval="", lineterminator="\n")
-        w.writeheader()
-        w.writerows(ev.rows)
+    write_rows(folder / "results.csv", ev.rows)
     with open(folder / "curves.csv", "w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["run", "step", "val", "train_loss"])

@@ -46,7 +46,20 @@ def _cell_text(metric: str, r: tuple[float, float, float, int] | None) -> str:
 
 def section(by: dict, variants: list[str], tasks: list[str], metric: dict, seed_of: dict[str, int],
             examples: dict[str, np.ndarray]) -> list[str]:
-    """The report's section: one row per comparison, one column per task; empty when no run kept its examples.
+    """The report's section: its heading and `table`; empty when no run kept its examples."""
+    rows = table(by, variants, tasks, metric, seed_of, examples)
+    if not rows:
+        return []
+    return ["", "## Differences with 95% confidence intervals", "",
+            "Each row's test value minus FPT's (and FPT's minus the frozen random trunk's), in points for % metrics: "
+            "the mean difference [2.5%, 97.5%] of a paired bootstrap over seeds and test examples (2,000 draws; seeds "
+            "paired by number, examples by their place in the test set); n: the seeds both rows ran. A difference "
+            "whose interval holds zero is not distinguishable from the seed and test-set noise.", "", *rows]
+
+
+def table(by: dict, variants: list[str], tasks: list[str], metric: dict, seed_of: dict[str, int],
+          examples: dict[str, np.ndarray]) -> list[str]:
+    """One row per comparison, one column per task, as markdown lines; empty when no run kept its examples.
     `examples`: run -> its per-example test values (fpt.study.bundle; test_examples.npz of each run)."""
 
     def row_values(v, t):
@@ -64,10 +77,5 @@ def section(by: dict, variants: list[str], tasks: list[str], metric: dict, seed_
             rows.append([f"{a} − {b}", *cells])
     if not rows:
         return []
-    head = ["", "## Differences with 95% confidence intervals", "",
-            "Each row's test value minus FPT's (and FPT's minus the frozen random trunk's), in points for % metrics: "
-            "the mean difference [2.5%, 97.5%] of a paired bootstrap over seeds and test examples (2,000 draws; seeds "
-            "paired by number, examples by their place in the test set); n: the seeds both rows ran. A difference "
-            "whose interval holds zero is not distinguishable from the seed and test-set noise.", ""]
-    table = ["| comparison | " + " | ".join(tasks) + " |", "|" + "---|" * (len(tasks) + 1)]
-    return head + table + ["| " + " | ".join(r) + " |" for r in rows]
+    head = ["| comparison | " + " | ".join(tasks) + " |", "|" + "---|" * (len(tasks) + 1)]
+    return head + ["| " + " | ".join(r) + " |" for r in rows]

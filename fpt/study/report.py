@@ -163,8 +163,7 @@ def _interval_args(sw: Sweep) -> tuple:
 
 def interval_table(sw: Sweep) -> list[str]:
     """The table of the report's differences with 95% confidence intervals, without its heading (fpt.study.book)."""
-    lines = intervals.section(*_interval_args(sw))
-    return lines[lines.index(next(ln for ln in lines if ln.startswith("| comparison"))):] if lines else []
+    return intervals.table(*_interval_args(sw))
 
 
 def _provenance(sw: Sweep) -> list[str]:

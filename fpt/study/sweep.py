@@ -77,6 +77,11 @@ def lr_seed(sweep_dir: Path) -> int | None:
         protocol = json.loads((sweep_dir / "sweep.json").read_text()).get("lr_protocol")
     except (OSError, ValueError):
         return None
+    return protocol_seed(protocol)
+
+
+def protocol_seed(protocol: str | None) -> int | None:
+    """seed0: learning rates are chosen on seed 0; all (or none recorded): on every seed (None)."""
     return 0 if protocol == "seed0" else None
 
 
@@ -151,8 +156,9 @@ def task_of(res: Results, varying: set[str] | None = None) -> str:
     return "/".join([task, *named])
 
 
-def collect(sweep_dir: Path) -> list[dict]:
-    """Every run's results.json under `sweep_dir` as rows; writes results.csv."""
+def collect(sweep_dir: Path, write: bool = True) -> list[dict]:
+    """Every run's results.json under `sweep_dir` as rows; writes results.csv (unless `write` is false: the report's
+    bundle writes its own, fpt.study.bundle)."""
     if not sweep_dir.is_dir():
         raise FPTError(f"no sweep directory at {sweep_dir}")
     results = {path: Results.from_json(json.loads(path.read_text())) for path in sorted(sweep_dir.glob(f"*/{NAME}"))}
@@ -164,12 +170,18 @@ def collect(sweep_dir: Path) -> list[dict]:
     rows = [_row(res, path.parent, varying) for path, res in results.items()]
     if not rows:
         raise FPTError(f"no runs (*/results.json) under {sweep_dir}")
+    if write:
+        write_rows(sweep_dir / "results.csv", rows)
+    return rows
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """results.csv: the known COLUMNS first, then every other key a row has (baseline/*, steps_to/*, ...), sorted."""
     extra = sorted({k for r in rows for k in r if k not in COLUMNS})
-    with open(sweep_dir / "results.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS + extra, restval="")
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS + extra, restval="", lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
-    return rows
 
 
 def _row(res: Results, run_dir: Path, varying: set[str]) -> dict:
