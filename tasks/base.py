@@ -18,7 +18,8 @@ from fpt.errors import FPTError
 from fpt.config.schema import Count, Options, check
 from fpt.tasks.spec import READOUTS, TaskSpec  # noqa: F401 - TaskSpec is part of the task API
 
-META_KEYS = ("impl", "name", "paper", "files")  # task yaml keys about the task, not options of its class (files: fpt/tasks/files.py)
+META_KEYS = ("impl", "name", "paper", "files", "early_stop")  # task yaml keys about the task, not options of its class
+# (files: fpt/tasks/files.py; early_stop: the stops a task asks for by default, read by configs/train.yaml)
 
 
 class TaskOptions(Options):

@@ -15,23 +15,24 @@ from fpt.errors import FPTError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _sweep(folder: Path, labels: dict | None = None) -> Path:
+def _sweep(folder: Path, labels: dict | None = None, task: str = "bit_xor", protocol: str = "all") -> Path:
     """Two variants x two seeds of a bit task, each run with its results.json, metrics.csv and test_examples.npz
     (labelled as the variants are named, or by `labels`)."""
     rng = np.random.default_rng(0)
     for variant, rate in (("fpt", 0.9), ("frozen_random", 0.6)):
         for seed in (0, 1):
-            d = folder / f"variant={variant},seed={seed}"
+            d = folder / (f"variant={variant},seed={seed}" if task == "bit_xor" else f"task={task},variant={variant},seed={seed}")
             d.mkdir(parents=True)
             right = (rng.random(200) < rate).astype(float)
             np.savez(d / "test_examples.npz", values=right, metric="acc")
             (d / "metrics.csv").write_text("step,train/loss,val/acc\n10,0.9,\n20,0.5,0.55\n30,0.3,\n40,0.2,%.3f\n" % rate)
             (d / "results.json").write_text(json.dumps({
-                "status": "ok", "task": "bit_xor", "model": "fpt", "seed": seed, "lr": 1e-3, "val/acc": rate,
+                "status": "ok", "task": task, "model": "fpt", "seed": seed, "lr": 1e-3, "val/acc": rate,
                 "test/acc": float(right.mean()), "val/loss": 0.3, "wall_seconds": 30.0, "steps": 40, "params_used": 1000,
                 "improving_at_end": variant == "frozen_random", "baseline/ref_acc": 0.7, "label": (labels or {}).get(variant, variant),
                 "overrides": {"variant": variant, "seed": str(seed)}}))
-    (folder / "sweep.json").write_text(json.dumps({"lr_protocol": "all", "commands": ["fpt sweep experiment=tiny"]}))
+    command = "fpt sweep experiment=tiny" + ("" if task == "bit_xor" else f" task={task}")
+    (folder / "sweep.json").write_text(json.dumps({"lr_protocol": protocol, "commands": [command]}))
     return folder
 
 
@@ -53,6 +54,27 @@ def test_a_page_rebuilt_from_its_files_alone_equals_the_report_of_the_runs(tmp_p
     assert "| frozen random − FPT |" not in first and "| FPT − frozen random |" not in first  # labels: fpt, frozen_random
     assert "| fpt | " in first and "| *baseline/ref_acc* | 70.0 |" in first and "†" in first
     assert (page / "plots" / "learning_curves.png").stat().st_size > 10_000
+
+
+def test_a_sweep_that_adds_a_task_joins_its_page_and_a_different_protocol_is_refused(tmp_path):
+    from fpt.study.report import report
+
+    page = tmp_path / "book" / "tiny"
+    report(_sweep(tmp_path / "runs" / "tiny"), page)
+    alone = (page / "report.md").read_text()
+    more = _sweep(tmp_path / "runs" / "memory", task="bit_memory")
+    text = report(more, page, joined=[page]).read_text()
+    assert "| variant | bit_xor (acc % ↑) | bit_memory (acc % ↑) |" in text and text.startswith("# Sweep report: tiny\n")
+    assert "8 of 8 runs finished" in text and "`fpt sweep experiment=tiny task=bit_memory`" in text
+    assert json.loads((page / "sweep.json").read_text())["commands"] == ["fpt sweep experiment=tiny",
+                                                                          "fpt sweep experiment=tiny task=bit_memory"]
+    with np.load(page / "examples.npz") as z:
+        assert len(z.files) == 8
+    assert report(page).read_text() == text  # the joined page rebuilds from its own files
+    assert report(page, joined=[page]).read_text() == text  # joining a page to itself adds nothing
+    assert alone != text
+    with pytest.raises(FPTError, match="chose learning rates differently"):
+        report(_sweep(tmp_path / "runs" / "seed0", task="bit_and", protocol="seed0"), page, joined=[page])
 
 
 def test_marked_tables_are_filled_from_their_page_and_an_unknown_page_is_refused(tmp_path):

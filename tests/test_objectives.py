@@ -126,6 +126,16 @@ def test_the_target_stop_fires_on_a_float32_one_held_twice_and_never_on_error_me
     assert isinstance(plateau, EarlyStopping) and plateau.patience == 3 and plateau.mode == "min"
 
 
+def test_a_task_with_small_training_files_asks_for_a_plateau_stop_that_the_command_line_overrides():
+    """task=uea stops after 5 evaluations without a better val/acc unless told otherwise (ArrowHead's 36 series ran
+    2,000 steps, ~42 minutes, with val/acc flat from step 100); the other tasks never stop on a plateau by default."""
+    from tests.helpers import compose_cfg
+
+    assert compose_cfg("task=uea", "data.name=ArrowHead").early_stop.patience == 5
+    assert compose_cfg("task=uea", "data.name=ArrowHead", "early_stop.patience=2").early_stop.patience == 2
+    assert compose_cfg("task=uea", "data.name=ArrowHead", "early_stop.patience=null").early_stop.patience is None
+    assert compose_cfg("task=bit_xor").early_stop.patience is None
+    assert compose_cfg("experiment=cpu_timeseries", "data.name=GunPoint").early_stop.patience == 4
 
 
 def test_per_example_values_average_to_the_metric_in_the_datas_units():

@@ -59,6 +59,31 @@ def load(folder: Path) -> Evidence:
                    "give a sweep's folder (fpt sweep ... out=DIR) or a results-book page (docs/results/NAME)")
 
 
+def merge(first: Evidence, *more: Evidence) -> Evidence:
+    """One study from several folders (a page and the sweep that adds tasks to it): rows in the given order, the
+    commands of each in turn; refused when the folders chose learning rates differently or name one run twice with
+    different results."""
+    out = Evidence(list(first.rows), dict(first.curves), dict(first.examples), dict(first.sweep))
+    commands = list(first.sweep.get("commands") or [])
+    for ev in more:
+        if ev.sweep.get("lr_protocol") != out.sweep.get("lr_protocol"):
+            raise FPTError(f"cannot join sweeps that chose learning rates differently (lr_protocol "
+                           f"{out.sweep.get('lr_protocol')} and {ev.sweep.get('lr_protocol')}): report them apart")
+        names = {r["run_dir"]: r for r in out.rows}
+        for r in ev.rows:
+            if r["run_dir"] in names:
+                if str(names[r["run_dir"]].get("test")) != str(r.get("test")):
+                    raise FPTError(f"run {r['run_dir']} is in both folders with different test values: keep one of them")
+                continue
+            out.rows.append(r)
+            out.curves[r["run_dir"]] = ev.curves.get(r["run_dir"], {"val": {}, "train_loss": {}})
+            if r["run_dir"] in ev.examples:
+                out.examples[r["run_dir"]] = ev.examples[r["run_dir"]]
+        commands += [c for c in ev.sweep.get("commands") or [] if c not in commands]
+    out.sweep["commands"] = commands
+    return out
+
+
 def from_runs(sweep_dir: Path) -> Evidence:
     """Read every run folder: rows in the sweep's order with run names relative to the sweep, curves, examples."""
     rows = collect(sweep_dir, write=False)  # write() gives the folder its results.csv, with run names

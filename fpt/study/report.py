@@ -18,16 +18,20 @@ from fpt.study.sweep import select
 
 
 def main(args: list[str]) -> int:
-    """fpt report SWEEP_DIR (or dir=SWEEP_DIR) [out=DIR]: writes OUT/report.md and OUT/plots/*.png (OUT: the sweep's folder)."""
+    """fpt report SWEEP_DIR (or dir=SWEEP_DIR) [with=DIR or with=[DIR,DIR]] [out=DIR]: writes OUT/report.md and OUT/plots/*.png (OUT:
+    the sweep's folder). with=: another sweep or book page (or a list of them) or book pages whose runs join this one's (a page that a sweep adds tasks to)."""
     from fpt.config import command_line
 
     c = command_line("report", args, writes="dir", positional="SWEEP_DIR")
     values = c.values()
     sweep = c.positional or values.pop("dir", None)
+    joined = values.pop("with", None) or []
+    joined = [joined] if isinstance(joined, str) else list(joined)
     if not sweep or values:
-        raise FPTError(f"unknown option '{next(iter(values))}'; fpt report takes SWEEP_DIR (or dir=SWEEP_DIR) and out=DIR"
-                       if values else "usage: fpt report SWEEP_DIR [out=DIR]")
-    path = report(Path(str(sweep)).expanduser(), Path(c.out).expanduser() if c.out else None)
+        raise FPTError(f"unknown option '{next(iter(values))}'; fpt report takes SWEEP_DIR (or dir=SWEEP_DIR), with=DIR "
+                       "and out=DIR" if values else "usage: fpt report SWEEP_DIR [with=DIR or with=[DIR,DIR]] [out=DIR]")
+    path = report(Path(str(sweep)).expanduser(), Path(c.out).expanduser() if c.out else None,
+                  [Path(str(d)).expanduser() for d in joined])
     print(f"wrote {path}")
     return 0
 
@@ -49,18 +53,20 @@ class Sweep:
     evidence: bundle.Evidence  # the files the report is made from (fpt.study.bundle)
 
 
-def report(sweep_dir: Path, out_dir: Path | None = None) -> Path:
+def report(sweep_dir: Path, out_dir: Path | None = None, joined: list[Path] | None = None) -> Path:
     """Write report.md and plots for a sweep directory or a results-book page (into `out_dir`, default the folder
-    itself, with the evidence files beside them: fpt.study.bundle); returns the report's path."""
+    itself, with the evidence files beside them: fpt.study.bundle); `joined`: more folders whose runs join the
+    first's (bundle.merge, rows after its rows). Returns the report's path."""
     out_dir = out_dir or sweep_dir
-    sw = read(sweep_dir)
-    if out_dir.resolve() != sweep_dir.resolve():
+    sw = read(sweep_dir, joined or [])
+    sw.dir = out_dir  # the study's name in the page: the folder it is written to (a joined page keeps its name)
+    if joined or out_dir.resolve() != sweep_dir.resolve():
         bundle.write(sw.evidence, out_dir)
     plots = out_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     figs = _plots(sw, plots)
     lines = _tables(sw)
-    more, fig = efficiency.section(sw.cells, sw.ok, plots, f"sweep {sweep_dir.name}")
+    more, fig = efficiency.section(sw.cells, sw.ok, plots, f"sweep {sw.dir.name}")
     lines += more
     figs.append(fig)
     lines += intervals.section(*_interval_args(sw))
@@ -72,10 +78,10 @@ def report(sweep_dir: Path, out_dir: Path | None = None) -> Path:
     return out
 
 
-def read(sweep_dir: Path) -> Sweep:
-    """The sweep's evidence (fpt.study.bundle: its run folders or a book page's files) and its cells; refused when
-    no run finished."""
-    ev = bundle.load(sweep_dir)
+def read(sweep_dir: Path, joined: list[Path] = ()) -> Sweep:
+    """The sweep's evidence (fpt.study.bundle: its run folders or a book page's files, and those of `joined`) and its
+    cells; refused when no run finished."""
+    ev = bundle.merge(*(bundle.load(d) for d in (*joined, sweep_dir)))
     on_seed = ev.lr_seed()
     cells = select(ev.rows, on_seed=on_seed)
     if not cells:
