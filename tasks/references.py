@@ -58,8 +58,13 @@ def guarded(out: dict, key: str, run, cost: tuple[str, int, int, str]) -> dict:
     out[key] = None
     if cells > limit:
         return add_note(out, f"{name} skipped: {cells:.2g} {what} cells exceed {option}={limit:.2g}")
+    import torch
+
+    threads = torch.get_num_threads()
     try:
         out[key] = round(run(), 4)
     except ImportError as e:
         add_note(out, f"{name} needs aeon and its dependencies ({e}): pip install aeon (fpt's [timeseries] extra)")
+    finally:  # aeon's numba kernels leave OpenMP at every core: torch's steps after them (the next run of a sweep) would
+        torch.set_num_threads(threads)  # spin a second thread that OMP_NUM_THREADS=1 had ruled out (2-4x slower steps)
     return out

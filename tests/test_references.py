@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fpt.tasks.dlinear import KERNEL, dlinear, feature_map, trend_matrix
-from fpt.tasks.references import minirocket_acc
+from fpt.tasks.references import guarded, minirocket_acc
 
 
 def _minirocket():
@@ -32,6 +32,20 @@ def test_minirocket_separates_an_easy_two_class_set_of_unequal_lengths():
     acc = minirocket_acc(train, y_train, test, y_test)
     assert acc > 0.9
     assert minirocket_acc(train, y_train, test, y_test) == acc  # seeded kernels: the same number twice
+
+
+def test_a_reference_leaves_torchs_thread_count_as_it_found_it():
+    """aeon's numba kernels reset OpenMP to every core; torch then spun a second thread in every later run of a
+    single-threaded sweep (cpu_align's UEA runs went from 0.05 to 0.2-0.8 s a step on two side-by-side sweeps)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        out = guarded({}, "baseline/x_acc", lambda: torch.set_num_threads(2) or 0.5, ("x", 1, 10, "task.x_max_cells"))
+        assert out == {"baseline/x_acc": 0.5} and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
 
 
 # --- DLinear --------------------------------------------------------------------------------------------------------

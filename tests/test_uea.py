@@ -115,7 +115,15 @@ def test_minirocket_on_gunpoint_is_in_its_published_range():
         from aeon.classification.convolution_based import MiniRocketClassifier  # noqa: F401 - needs aeon with numba
     except ImportError:
         pytest.skip("MiniRocket needs aeon installed with its dependencies (numba)")
-    res = _bundled("GunPoint").baselines()
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as OMP_NUM_THREADS=1 leaves it: aeon's numba kernels set OpenMP to every core
+    try:
+        res = _bundled("GunPoint").baselines()
+        assert torch.get_num_threads() == 1  # the next run of a sweep steps on one thread, not on a spinning second
+    finally:
+        torch.set_num_threads(threads)
     # MiniRocket is near-perfect on GunPoint; measured 0.9933 at random_state 0 (the range leaves room for other aeon versions)
     assert 0.97 <= res["baseline/minirocket_acc"] <= 1.0 and "baseline/note" not in res
 
