@@ -62,7 +62,16 @@ def test_results_json_records_the_distance_before_and_after(worded, tmp_path, ca
     assert res["align/before"] > 0 and res["align/after"] > 0
     assert res["align/before"] != res["align/after"]
     assert (tmp_path / "align.csv").read_text().count("\n") == 1 + 4
+    assert json.loads((tmp_path / "align.json").read_text())["before"] == res["align/before"]
     assert "align: mmd distance" in err
+    # a resumed run does not align again, and keeps the distances of the start that did (cpu_align's UEA runs lost them)
+    code, out, err = run_fpt(capsys, "train", "trunk=bert", f"trunk.path={worded}", *FAST, "trainer.precision=32-true",
+                             "task=bit_xor", "variant=fpt_align", "model.align=mmd", "model.align_steps=4",
+                             "trainer.max_steps=8", "trainer.val_check_interval=4", f"out={tmp_path}")
+    assert code == 0, err
+    again = json.loads((tmp_path / "results.json").read_text())
+    assert "align: mmd distance" not in err and again["steps"] == 8 and "resuming from" in err
+    assert (again["align/before"], again["align/after"]) == (res["align/before"], res["align/after"])
 
 
 def test_orca_phases_train_what_they_should(worded):

@@ -1,12 +1,16 @@
 """Running ORCA's alignment stage (fpt/models/align.py) before `trainer.fit`: the checks, the task's examples, the
 reference text, one line of what it did; and ORCA's predictor phase (`model.head_steps`) as a callback.
 
-A resumed run does not align again: its input layer comes from the checkpoint.
+A resumed run does not align again: its input layer comes from the checkpoint, and the distances from the
+`align.json` the first start wrote as soon as the stage ended (`save_record`, `saved_record`).
 """
 
 from __future__ import annotations
 
+import json
 import sys
+from dataclasses import asdict
+from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
@@ -18,6 +22,22 @@ from fpt.models.align import SOURCE, STAGE_GROUPS, STEPS, AlignRecord, run_stage
 from fpt.models.align_text import read_text, windows
 
 POOL = 1024  # target examples the stage draws its per-class samples from (the first of the training set)
+
+
+def save_record(run_dir: Path, record: AlignRecord) -> None:
+    """The stage's record, written before the fit starts (a crash or a stop after it keeps it): align.json (distances,
+    steps, lr, seconds) and align.csv (each step's training value: the learning-curve plot's)."""
+    (run_dir / "align.json").write_text(json.dumps({k: v for k, v in asdict(record).items() if k != "curve"}, indent=1) + "\n")
+    (run_dir / "align.csv").write_text("step,distance\n" + "".join(f"{i},{v}\n" for i, v in enumerate(record.curve)))
+
+
+def saved_record(run_dir: Path) -> dict | None:
+    """align/before and align/after from the align.json of an earlier start of this run (a resumed run), or None."""
+    try:
+        saved = json.loads((run_dir / "align.json").read_text())
+        return {"align/before": float(saved["before"]), "align/after": float(saved["after"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def check_align(cfg, model) -> None:

@@ -18,7 +18,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from fpt.models.adapters import recorded
-from fpt.run.align import HeadPhase, align_before_fit
+from fpt.run.align import HeadPhase, align_before_fit, save_record, saved_record
 from fpt.run.assemble import build, eval_trainer, make_trainer, restore  # build and restore are imported from here too
 from fpt.run.callbacks import (FinalValidation, NaNPolicy, PlainProgress, Preemption, ResumeLog, StepSeed, Timing,
                                 ValHistory, best_step, still_improving)
@@ -95,6 +95,8 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None, prepared: P
     p = prepared or prepare(cfg, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(p.config))
+    if p.align is not None:  # finished work: kept before the fit, for a resume after a stop (fpt.run.align)
+        save_record(run_dir, p.align)
     print(summary_line(p.lit.model))
     if p.resume:  # Lightning's own lines about it are filtered out (fpt.run.assemble.CheckpointChatter)
         print(f"note: resuming from {p.resume} at step {p.resume_step}", file=sys.stderr)
@@ -114,7 +116,8 @@ def train(cfg: DictConfig, run_dir: Path, extra: dict | None = None, prepared: P
     _records(results, p, fit, cfg.trainer.get("max_steps"))
     if p.align is not None:  # the stage's distance on its fixed sample, before and after (curve: align.csv)
         results.scores.update({"align/before": p.align.before, "align/after": p.align.after})
-        (run_dir / "align.csv").write_text("step,distance\n" + "".join(f"{i},{v}\n" for i, v in enumerate(p.align.curve)))
+    elif p.resume and str(cfg.model.get("align", "none")) != "none":  # aligned by an earlier start of this run
+        results.scores.update(saved_record(run_dir) or {})
     results.wall_seconds = round(time.perf_counter() - t0, 2)
     results.write(run_dir)
     return results
