@@ -3,6 +3,7 @@ submitit_local as SLURM would (one submitted job each). Every run finishes, resu
 not finish is redone by the next invocation, and the seed-0 protocol's two phases hold."""
 
 import csv
+import json
 
 import pytest
 
@@ -26,6 +27,8 @@ def test_joblib_runs_every_point_and_the_next_invocation_redoes_an_unfinished_on
     assert p.returncode == 0, p.stderr[-3000:]
     rows = _rows(tmp_path)
     assert len(rows) == 4 and {r["status"] for r in rows} == {"ok"} and all(r["test/acc"] for r in rows)
+    (command,) = json.loads((tmp_path / "sweep.json").read_text())["commands"]
+    assert command.startswith("fpt sweep variant=fpt,frozen_random seed=0,1 hydra/launcher=joblib") and "out=" not in command
     lost = sorted(tmp_path.glob("*/results.json"))[0]
     lost.unlink()  # as a run killed before it wrote its record
     p, _ = run_fpt_process("sweep", *grid, *_fast(tiny), f"out={tmp_path}")

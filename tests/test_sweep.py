@@ -295,3 +295,24 @@ def test_seed0_second_phase_runs_only_the_cells_of_its_own_grid():
     assert not _in_grid({"task": "bit_xor", "variant": "fpt", "seed": "0"}, grid)
     assert not _in_grid({"task": "digits", "variant": "lora"}, grid)
     assert _in_grid({"task": "digits", "freeze": "[ln]"}, {"task": "digits,bit_xor", "freeze": "[ln],[attn]"})
+
+
+def test_seed0_second_phase_keeps_to_the_data_set_its_command_fixes(tmp_path):
+    """Two commands into one folder that differ only by a fixed data.name (cpu_align's UEA sets): the second's seeds
+    phase ran seeds 1 and 2 of ItalyPowerDemand at GunPoint's seed-0 choice, as extra runs."""
+    from fpt.study import sweep
+
+    def run(name, lr, val):
+        d = tmp_path / f"data.name={name},optim.lr={lr},seed=0,task=uea,variant=fpt"
+        d.mkdir()
+        (d / "results.json").write_text(json.dumps({
+            "status": "ok", "task": "uea", "seed": 0, "lr": float(lr), "val/acc": val, "test/acc": val, "label": "FPT",
+            "overrides": {"data.name": name, "optim.lr": lr, "seed": "0", "task": "uea", "variant": "fpt"}}))
+
+    run("GunPoint", "1e-4", 0.9), run("GunPoint", "1e-3", 0.5)  # GunPoint chooses 1e-4
+    run("ItalyPowerDemand", "1e-4", 0.5), run("ItalyPowerDemand", "1e-3", 1.0)  # ItalyPowerDemand chooses 1e-3
+    launched = []
+    sweep._seed0_then_rest(launched.append, ["task=uea", "data.name=ItalyPowerDemand", "variant=fpt", "optim.lr=1e-4,1e-3",
+                                             "seed=0,1,2"], tmp_path, "hydra.sweep.dir=x")
+    phase2 = [a for a in launched if "seed=1,2" in a]
+    assert len(phase2) == 1 and "optim.lr=1e-3" in phase2[0] and "data.name=ItalyPowerDemand" in phase2[0]

@@ -43,7 +43,8 @@ def main(args: list[str]) -> int:
     sweep_dir = c.out or f"sweeps/{exp or 'sweep'}"
     protocol = check(Sweep, {"lr_protocol": protocol[-1] if protocol else _experiment_protocol(exp)}, "sweep").lr_protocol
     Path(sweep_dir).mkdir(parents=True, exist_ok=True)
-    _record(Path(sweep_dir), protocol, " ".join(["fpt sweep", *args]))
+    # the command without its out=: the folder is where it ran, and scripts/results_book.sh re-runs it into another
+    _record(Path(sweep_dir), protocol, " ".join(["fpt sweep", *(a for a in args if a.partition("=")[0] != "out")]))
     at = f"hydra.sweep.dir={c.out_arg or sweep_dir}"
     if protocol == "seed0":
         _seed0_then_rest(launch, rest, Path(sweep_dir), at)
@@ -112,9 +113,12 @@ def _seed0_then_rest(train, args: list[str], sweep_dir: Path, at: str) -> None:
     if not rest:
         return
     lr_text = {float(v): v.strip() for v in str(grid.get("optim.lr", "")).split(",") if v.strip()}  # as the grid spells it
+    # a value the command fixes (data.name=GunPoint) belongs to its cells too: a folder holding another data set's
+    # cells (put there by another command) must not lend them its lr choice
+    own = {**{k: v for k, _, v in (a.partition("=") for a in fixed) if k not in grid}, **grid}
     for cell in select(collect(sweep_dir), on_seed=0):
         ov = overrides_of(cell["config"])
-        if not _in_grid(ov, grid):  # a cell another command put in the folder: that command runs its seeds
+        if not _in_grid(ov, own):  # a cell another command put in the folder: that command runs its seeds
             continue
         pinned = [f"{k}={ov[k]}" for k in grid if k not in ("seed", "optim.lr") and k in ov]
         lr = [f"optim.lr={lr_text.get(cell['lr'], cell['lr'])}"] if "optim.lr" in grid else []
