@@ -285,6 +285,22 @@ def test_each_rows_difference_to_fpt_has_a_paired_bootstrap_interval(tmp_path):
     assert paired_interval(same, {s: np.ones(11) for s in (0, 1)}) is None  # different test sets: no pairing
 
 
+def test_the_ablation_sets_its_rows_against_its_fpt_row():
+    """The parameter-group ablation has no row labelled FPT: its '+ positions' row (variant=plus_pos) is FPT's groups,
+    and the other rows' intervals are set against it (cpu_ablation's page had no interval at all)."""
+    import numpy as np
+
+    from fpt.study.intervals import reference, table
+
+    right = {"+ positions": np.ones(50), "output only": np.r_[np.ones(25), np.zeros(25)]}
+    by = {(v, "bit_xor"): {"runs": [f"{v}-{s}" for s in (0, 1)]} for v in right}
+    examples = {f"{v}-{s}": right[v] for v in right for s in (0, 1)}
+    rows = table(by, ["output only", "+ positions"], ["bit_xor"], {"bit_xor": "acc"},
+                 {r: int(r[-1]) for r in examples}, examples)
+    assert reference(["output only", "+ positions"]) == "+ positions" and reference(["FPT", "+ positions"]) == "FPT"
+    assert rows[2].startswith("| output only − + positions | -50.0 [") and len(rows) == 3
+
+
 def test_seed0_second_phase_runs_only_the_cells_of_its_own_grid():
     """A folder filled by two commands (a grid, then one row on one task): the second command's seeds phase pins
     only its own cells, not every cell in the folder."""

@@ -11,6 +11,14 @@ import numpy as np
 from fpt.run.objectives import PERCENT
 
 REFERENCE, RANDOM = "FPT", "frozen random"  # the labels of variant=fpt and variant=frozen_random
+# FPT under the parameter-group ablation's name (variant=plus_pos: attention and feed-forward frozen, all else trains)
+SAME_AS_FPT = ("+ positions",)
+
+
+def reference(variants: list[str]) -> str:
+    """The row the others are set against: FPT, or in a sweep without it the ablation's row that is FPT."""
+    labels = {_split(v)[0] for v in variants}
+    return next((lab for lab in (REFERENCE, *SAME_AS_FPT) if lab in labels), REFERENCE)
 
 
 def paired_interval(a: dict[int, np.ndarray], b: dict[int, np.ndarray], reps: int = 2000,
@@ -50,8 +58,10 @@ def section(by: dict, variants: list[str], tasks: list[str], metric: dict, seed_
     rows = table(by, variants, tasks, metric, seed_of, examples)
     if not rows:
         return []
+    ref = reference(variants)
+    named = "FPT's" if ref == REFERENCE else f"FPT's (the row '{ref}': FPT's own trained groups)"
     return ["", "## Differences with 95% confidence intervals", "",
-            "Each row's test value minus FPT's (and FPT's minus the frozen random trunk's), in points for % metrics: "
+            f"Each row's test value minus {named} (and FPT's minus the frozen random trunk's), in points for % metrics: "
             "the mean difference [2.5%, 97.5%] of a paired bootstrap over seeds and test examples (2,000 draws; seeds "
             "paired by number, examples by their place in the test set); n: the seeds both rows ran. A difference "
             "whose interval holds zero is not distinguishable from the seed and test-set noise.", "", *rows]
@@ -66,8 +76,9 @@ def table(by: dict, variants: list[str], tasks: list[str], metric: dict, seed_of
         runs = (by.get((v, t)) or {}).get("runs", [])
         return {seed_of[r]: examples[r] for r in runs if r in examples}
 
-    pairs = [(v, f"{REFERENCE} {_split(v)[1]}".strip()) for v in variants if _split(v)[0] != REFERENCE]
-    pairs += [(f"{REFERENCE} {s}".strip(), v) for v in variants for lab, s in [_split(v)] if lab == RANDOM]
+    ref = reference(variants)
+    pairs = [(v, f"{ref} {_split(v)[1]}".strip()) for v in variants if _split(v)[0] != ref]
+    pairs += [(f"{ref} {s}".strip(), v) for v in variants for lab, s in [_split(v)] if lab == RANDOM]
     rows = []
     for a, b in pairs:
         if a not in variants or b not in variants:
