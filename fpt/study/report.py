@@ -18,8 +18,9 @@ from fpt.study.sweep import select
 
 
 def main(args: list[str]) -> int:
-    """fpt report SWEEP_DIR (or dir=SWEEP_DIR) [with=DIR or with=[DIR,DIR]] [out=DIR]: writes OUT/report.md and OUT/plots/*.png (OUT:
-    the sweep's folder). with=: another sweep or book page (or a list of them) or book pages whose runs join this one's (a page that a sweep adds tasks to)."""
+    """fpt report SWEEP_DIR (or dir=SWEEP_DIR) [with=DIR or with=[DIR,DIR]] [out=DIR]: writes OUT/report.md and
+    OUT/plots/*.png (OUT: the sweep's folder). with=: other sweeps or book pages whose runs join this one's (a page
+    that a sweep adds tasks to)."""
     from fpt.config import command_line
 
     c = command_line("report", args, writes="dir", positional="SWEEP_DIR")

@@ -115,7 +115,7 @@ def _seed0_then_rest(train, args: list[str], sweep_dir: Path, at: str) -> None:
     lr_text = {float(v): v.strip() for v in str(grid.get("optim.lr", "")).split(",") if v.strip()}  # as the grid spells it
     # a value the command fixes (data.name=GunPoint) belongs to its cells too: a folder holding another data set's
     # cells (put there by another command) must not lend them its lr choice
-    own = {**{k: v for k, _, v in (a.partition("=") for a in fixed) if k in ("task", *DATA_KEYS) and k not in grid}, **grid}
+    own = {**{k: v for k, _, v in (a.partition("=") for a in fixed) if k in ("task", *DATA_KEYS)}, **grid}
     for cell in select(collect(sweep_dir), on_seed=0):
         ov = overrides_of(cell["config"])
         if not _in_grid(ov, own):  # a cell another command put in the folder: that command runs its seeds
