@@ -62,6 +62,8 @@ def test_report_has_the_table_the_configs_and_plots(swept):
     md = report(swept).read_text()
     assert "| variant | bit_xor |" in md and "| FPT |" in md and "| finetuned pretrained |" in md
     assert "(n=2)" in md and "config `" in md
+    precision = {r["precision"] for r in _rows(swept)}
+    assert len(precision) == 1 and precision <= {"32-true", "bf16-mixed"} and f"runs: {precision.pop()} 4." in md
     assert (swept / "plots" / "learning_curves.png").stat().st_size > 5000
     assert (swept / "plots" / "accuracy_bars.png").stat().st_size > 5000
 
@@ -332,3 +334,19 @@ def test_seed0_second_phase_keeps_to_the_data_set_its_command_fixes(tmp_path):
                                              "seed=0,1,2"], tmp_path, "hydra.sweep.dir=x")
     phase2 = [a for a in launched if "seed=1,2" in a]
     assert len(phase2) == 1 and "optim.lr=1e-3" in phase2[0] and "data.name=ItalyPowerDemand" in phase2[0]
+
+
+def test_the_report_says_which_precision_each_run_resolved(tmp_path):
+    """trainer.precision=auto resolves per machine, so one page can mix bf16 and fp32 runs: the page counts them."""
+    from fpt.study.report import report
+
+    for name, precision in [("a", "bf16-mixed"), ("b", "bf16-mixed"), ("c", "32-true"), ("d", None)]:
+        d = tmp_path / name
+        d.mkdir()
+        (d / "results.json").write_text(json.dumps({
+            "status": "ok", "task": "bit_xor", "model": "fpt", "seed": 0, "lr": 1e-3, "val/acc": 0.8, "test/acc": 0.8,
+            "precision": precision, "label": name, "overrides": {"variant": name}}))
+    md = report(tmp_path).read_text()
+    assert "trainer.precision (auto: bf16-mixed on bf16 hardware), runs: 32-true 1, bf16-mixed 2, not recorded 1." in md
+    with open(tmp_path / "results.csv") as f:
+        assert sorted(r["precision"] for r in csv.DictReader(f)) == ["", "32-true", "bf16-mixed", "bf16-mixed"]

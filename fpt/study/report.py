@@ -7,6 +7,7 @@ std over seeds, with the runs behind it named. The plots show the tasks scored i
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,13 +175,17 @@ def interval_table(sw: Sweep) -> list[str]:
 
 
 def _provenance(sw: Sweep) -> list[str]:
-    """Where the numbers come from: the command that ran the sweep, how many runs and their summed wall time."""
+    """Where the numbers come from: the command that ran the sweep, how many runs, their summed wall time and the
+    precision each ran in (auto resolves per machine, so a page can mix them)."""
     ev, done = sw.evidence, len(sw.ok)
     commands = ev.sweep.get("commands") or []
     ran = " && ".join(f"`{c}`" for c in commands) + f" && `fpt report sweeps/{sw.dir.name}`" if commands else "not recorded"
+    precisions = Counter(r.get("precision") or "not recorded" for r in sw.ok)
+    how = ", ".join(f"{p} {n}" for p, n in sorted(precisions.items()))
     return [f"Commands: {ran}; {done} of {len(ev.rows)} runs finished, {ev.run_minutes():.0f} run-minutes (wall time "
             "summed over runs, as each recorded it). `fpt report` rebuilds this page from the folder's results.csv, "
-            "curves.csv, examples.npz and sweep.json alone (fpt.study.bundle).", ""]
+            "curves.csv, examples.npz and sweep.json alone (fpt.study.bundle).", "",
+            f"Precision as each run resolved trainer.precision (auto: bf16-mixed on bf16 hardware), runs: {how}.", ""]
 
 
 def _steps_tables(sw: Sweep) -> list[str]:
