@@ -350,3 +350,23 @@ def test_the_report_says_which_precision_each_run_resolved(tmp_path):
     assert "trainer.precision (auto: bf16-mixed on bf16 hardware), runs: 32-true 1, bf16-mixed 2, not recorded 1." in md
     with open(tmp_path / "results.csv") as f:
         assert sorted(r["precision"] for r in csv.DictReader(f)) == ["", "32-true", "bf16-mixed", "bf16-mixed"]
+
+
+def test_a_runs_recorded_chance_draws_the_chance_line_of_a_task_whose_classes_come_from_its_data(tmp_path):
+    """UEA's class count is known only once the archive is read: the run records 1 / classes in results.json, and the
+    report's rows (and so its plots) carry it without building the task again."""
+    from types import SimpleNamespace
+
+    from fpt.run.train import _chance
+    from fpt.study.bundle import from_runs
+
+    assert _chance(SimpleNamespace(spec=SimpleNamespace(objective="classification", num_classes=3))) == pytest.approx(1 / 3)
+    assert _chance(SimpleNamespace(spec=SimpleNamespace(objective="regression", num_classes=1))) is None
+    for seed in (0, 1):
+        d = tmp_path / f"s{seed}"
+        d.mkdir()
+        (d / "results.json").write_text(json.dumps({
+            "status": "ok", "task": "uea", "model": "fpt", "seed": seed, "lr": 1e-3, "val/acc": 0.8, "test/acc": 0.7,
+            "chance": 1 / 3, "label": None, "overrides": {"data.name": "ArrowHead", "seed": str(seed)}}))
+    rows = from_runs(tmp_path).rows
+    assert [r["chance"] for r in rows] == [pytest.approx(1 / 3)] * 2

@@ -37,6 +37,7 @@ def test_run_directory_holds_config_metrics_results_checkpoints(xor_run):
     for key in ("val/acc", "test/acc", "params_trainable", "params_total", "steps", "wall_seconds"):
         assert res[key] is not None
     assert res["params_trainable"] < res["params_total"]  # wte never trains
+    assert res["chance"] == 0.5  # two classes per bit: the plots' chance line
     history = [(int(r["step"]), float(r["val/loss"])) for r in csv.DictReader(open(run_dir / "metrics.csv")) if r.get("val/loss")]
     assert any(v == pytest.approx(res["val/loss"], rel=1e-6) for _, v in history)  # the tested checkpoint's, logged
     import numpy as np

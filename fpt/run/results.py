@@ -58,6 +58,7 @@ class Results(Mapping):
     precision: str | None = None  # trainer.precision as resolved (auto: bf16-mixed on bf16 hardware)
     trunk_dtype: str | None = None
     objective: str | None = None
+    chance: float | None = None  # a classifier's accuracy when it guesses uniformly: 1 / classes per target
     metric: str | None = None  # the validation metric that selected the checkpoint; its direction: mode
     mode: str | None = None
     scores: dict[str, Any] = field(default_factory=dict)  # "val/acc" -> 0.93, "baseline/note" -> "..."

@@ -197,12 +197,19 @@ def _results(cfg: DictConfig, trainer: pl.Trainer, p: Prepared, fit: Fit, scores
         **(recorded(cfg.get("peft")) if has_trunk(kind) else {"peft": None, "peft_r": None}),
         seed=int(cfg.seed), lr=float(cfg.optim.lr),
         precision=str(trainer.precision),  # as resolved (auto: bf16-mixed on bf16 hardware)
-        trunk_dtype=trunk_dtype(cfg), objective=obj.name, metric=obj.metric, mode=obj.mode,
+        trunk_dtype=trunk_dtype(cfg), objective=obj.name, chance=_chance(getattr(task, "task", task)),
+        metric=obj.metric, mode=obj.mode,
         # the task's reference numbers on the same split (e.g. baseline/1nn_acc) come last
         scores={p.lit.monitor: best, **scores, **getattr(task, "task", task).baselines()},
         params_trainable=trainable, params_used=p.used, params_total=total, truncation=p.cut,
         **job_keys(extra),
     )
+
+
+def _chance(task) -> float | None:
+    """1 / classes per target for a classifier (the plots' chance line; known once the task has its data)."""
+    spec = getattr(task, "spec", None)
+    return 1 / spec.num_classes if spec is not None and spec.objective == "classification" and spec.num_classes else None
 
 
 def _records(results: Results, p: Prepared, fit: Fit, budget: int | None = None) -> None:

@@ -89,7 +89,8 @@ def from_runs(sweep_dir: Path) -> Evidence:
     rows = collect(sweep_dir, write=False)  # write() gives the folder its results.csv, with run names
     order = sweep_order(sweep_dir)
     rows.sort(key=lambda r: (r["status"] != "ok", order(r)))
-    chance = task_chances(rows)
+    recorded = {r["task"]: r["chance"] for r in rows if r["status"] == "ok" and r.get("chance") not in (None, "")}
+    chance = {**task_chances([r for r in rows if r["task"] not in recorded]), **recorded}  # a run's own record first
     curves, examples = {}, {}
     for r in rows:
         path, r["run_dir"] = Path(r["run_dir"]), Path(r["run_dir"]).name
@@ -193,7 +194,8 @@ def sweep_order(sweep_dir: Path):
 
 def task_chances(rows: list[dict]) -> dict[str, float]:
     """Chance accuracy per task, 1 / classes per target (bit tasks 50%, 10-class tasks 10%), from the task class a
-    finished run's config.yaml names (built for its TaskSpec only: no data is read)."""
+    finished run's config.yaml names (built for its TaskSpec only: no data is read), for runs that predate
+    results.json's `chance` (a task whose classes come from its data, UEA's, has none here)."""
     from omegaconf import OmegaConf
 
     out = {}

@@ -200,7 +200,7 @@ def _row(res: Results, run_dir: Path, varying: set[str]) -> dict:
     for k in ("val/acc", "test/acc", "train/acc", "val/loss"):
         row[k] = _either(res.scores.get(k), "")
     row["improving_at_end"] = "" if res.improving_at_end is None else int(res.improving_at_end)
-    for k in ("steps", "wall_seconds", "params_trainable", "params_used", "model", "trunk", "init", "precision"):
+    for k in ("steps", "wall_seconds", "params_trainable", "params_used", "model", "trunk", "init", "precision", "chance"):
         row[k] = _either(getattr(res, k), "")
     for k, v in res.scores.items():  # the task's reference numbers (baseline/1nn_acc, ...); model.align's distances
         if k.startswith(("baseline/", "align/")):
