@@ -370,3 +370,14 @@ def test_a_runs_recorded_chance_draws_the_chance_line_of_a_task_whose_classes_co
             "chance": 1 / 3, "label": None, "overrides": {"data.name": "ArrowHead", "seed": str(seed)}}))
     rows = from_runs(tmp_path).rows
     assert [r["chance"] for r in rows] == [pytest.approx(1 / 3)] * 2
+
+
+def test_a_run_that_stopped_early_stays_at_its_last_validation_value_in_the_learning_curve():
+    """Without it, the mean of the runs still going rises as the weaker seeds stop on their plateau (cpu_table1's
+    frozen random trunk on XOR drew 100% at step 1,600 where its three seeds' test mean is 89.6)."""
+    from fpt.study.figures import _mean_band
+
+    weak, strong = {100: 0.6, 200: 0.7}, {100: 0.8, 200: 0.9, 300: 1.0}
+    steps, mean, lo, hi = _mean_band([weak, strong], carry=True)
+    assert steps == [100, 200, 300] and mean == pytest.approx([0.7, 0.8, 0.85]) and (lo[-1], hi[-1]) == (0.7, 1.0)
+    assert _mean_band([weak, strong])[1][-1] == 1.0  # train loss: the runs that logged the step, as before

@@ -11,10 +11,14 @@ from fpt.plots import pyplot, save
 from fpt.study.sweep import overrides_of
 
 
-def _mean_band(series: list[dict[int, float]]) -> tuple[list[int], list[float], list[float], list[float]]:
-    """Steps, the mean over the runs that logged each step, and its band: the lowest and highest of those runs."""
+def _mean_band(series: list[dict[int, float]], carry: bool = False) -> tuple[list[int], list[float], list[float], list[float]]:
+    """Steps, the mean over the runs that logged each step, and its band: the lowest and highest of those runs.
+    `carry`: a run that stopped before the others counts at its last value after it (validation accuracy: the mean of
+    the runs still going would rise as the weaker ones stop on their plateau)."""
     steps = sorted(set().union(*series)) if series else []
-    at = [[c[s] for c in series if s in c] for s in steps]
+    last = [max(c) if c else None for c in series]
+    at = [[c[s] if s in c else c[end] for c, end in zip(series, last) if s in c or (carry and end is not None and s > end)]
+          for s in steps]
     return steps, [statistics.fmean(v) for v in at], [min(v) for v in at], [max(v) for v in at]
 
 
@@ -44,7 +48,8 @@ def align_note(rows: list[dict], runs: list[str]) -> str:
 def learning_curves(curves: dict, by, tasks, plots: Path, title: str = "", chance: dict | None = None,
                     rows: list[dict] | None = None) -> Path:
     """Per task: validation accuracy (markers: every evaluation, however few) and training loss, one line per variant
-    (the mean over the selected runs, i.e. over seeds) in a band from the lowest to the highest seed; a variant that
+    (the mean over the selected runs, i.e. over seeds; a run that stopped early counts at its last validation accuracy
+    after it) in a band from the lowest to the highest seed; a variant that
     aligned its input layer first (model.align) names its distance before and after the stage (`rows`: results.csv's).
     `curves`: run -> {"val": {step: value}, "train_loss": {step: value}} (fpt.study.bundle)."""
     plt = pyplot()
@@ -55,7 +60,7 @@ def learning_curves(curves: dict, by, tasks, plots: Path, title: str = "", chanc
             if t != task:
                 continue
             runs = [curves.get(r, {"val": {}, "train_loss": {}}) for r in cell["runs"]]
-            steps, ys, lo, hi = _mean_band([c["val"] for c in runs])
+            steps, ys, lo, hi = _mean_band([c["val"] for c in runs], carry=True)
             label = f"{variant} (n={len(runs)}{align_note(rows or [], cell['runs'])})"
             line = acc_ax.plot(steps, [100 * y for y in ys], marker="o", ms=4, label=label)[0]
             acc_ax.fill_between(steps, [100 * y for y in lo], [100 * y for y in hi], color=line.get_color(), alpha=0.15, lw=0)
@@ -71,7 +76,7 @@ def learning_curves(curves: dict, by, tasks, plots: Path, title: str = "", chanc
             ax.grid(alpha=0.3)
         acc_ax.legend(fontsize=7)
     fig.suptitle(f"{title}\nvalidation accuracy and training loss of the selected runs: mean over seeds, band: lowest "
-                 "to highest seed", fontsize=10)
+                 "to highest seed\n(a run that stopped early stays at its last validation accuracy)", fontsize=10)
     return save(fig, plots / "learning_curves.png")
 
 
