@@ -381,3 +381,17 @@ def test_a_run_that_stopped_early_stays_at_its_last_validation_value_in_the_lear
     steps, mean, lo, hi = _mean_band([weak, strong], carry=True)
     assert steps == [100, 200, 300] and mean == pytest.approx([0.7, 0.8, 0.85]) and (lo[-1], hi[-1]) == (0.7, 1.0)
     assert _mean_band([weak, strong])[1][-1] == 1.0  # train loss: the runs that logged the step, as before
+
+
+def test_the_parameter_efficiency_chart_draws_each_tasks_chance_on_the_0_to_100_scale(tmp_path, monkeypatch):
+    from fpt.study import efficiency
+
+    drawn = {}
+    monkeypatch.setattr(efficiency, "save", lambda fig, path, tight=True: drawn.setdefault("fig", fig) and path)
+    cells = [{"task": "bit_xor", "variant": "fpt", "params_used": 5570, "test_mean": 1.0, "test_std": 0.0, "metric": "acc"},
+             {"task": "digits", "variant": "fpt", "params_used": 9000, "test_mean": 0.8, "test_std": 0.05, "metric": "acc"}]
+    efficiency.plot(cells, tmp_path, "t", {"bit_xor": 0.5, "digits": 0.1})
+    xor, digits = drawn["fig"].axes[:2]
+    assert [list(line.get_ydata()) for line in xor.lines if line.get_linestyle() == ":"] == [[50.0, 50.0]]
+    assert [list(line.get_ydata()) for line in digits.lines if line.get_linestyle() == ":"] == [[10.0, 10.0]]
+    assert xor.get_ylim() == (0, 100.0) and "chance (1 / classes)" in [t.get_text() for t in drawn["fig"].legends[0].get_texts()]

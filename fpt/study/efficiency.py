@@ -11,6 +11,7 @@ from pathlib import Path
 from fpt.models.registry import KINDS
 from fpt.run.objectives import MODES, PERCENT
 from fpt.plots import pyplot, save
+from fpt.study.figures import percent_axis
 
 def section(cells: list[dict], rows: list[dict], plots: Path, title: str) -> tuple[list[str], Path | None]:
     """(report lines, plot path) for the cells that recorded params_used."""
@@ -29,7 +30,8 @@ def section(cells: list[dict], rows: list[dict], plots: Path, title: str) -> tup
     notes = [KINDS[k].note for k in shown if k in KINDS and KINDS[k].note]  # each kind's own note (its entry)
     if notes:
         lines += ["", *(f"- note: {n}" for n in notes)]
-    return lines, plot(have, plots, title)
+    chance = {r["task"]: float(r["chance"]) for r in rows if r.get("status") == "ok" and r.get("chance") not in (None, "")}
+    return lines, plot(have, plots, title, chance)
 
 
 def metric_of(cell: dict) -> str:
@@ -42,8 +44,9 @@ def axis_label(metric: str) -> str:
     return f"{metric}{' (%)' if metric in PERCENT else ''} {'↑' if MODES.get(metric, 'max') == 'max' else '↓'}"
 
 
-def plot(cells: list[dict], plots: Path, title: str) -> Path:
-    """One panel per task: its test metric (mean, error bars: std over seeds) vs trainable values used (log scale).
+def plot(cells: list[dict], plots: Path, title: str, chance: dict[str, float] | None = None) -> Path:
+    """One panel per task: its test metric (mean, error bars: std over seeds) vs trainable values used (log scale);
+    a % metric on the 0-100 scale of every accuracy plot, with the task's chance line (`chance`: task -> fraction).
     Each variant keeps one colour and marker in every panel; one legend below the panels, so no point hides behind it."""
     plt = pyplot()
     tasks = list(dict.fromkeys(c["task"] for c in cells))
@@ -61,8 +64,13 @@ def plot(cells: list[dict], plots: Path, title: str) -> Path:
                             linestyle="none", **style[c["variant"]])
             handles.setdefault(c["variant"], h)
         ax.set(title=task, xscale="log", xlabel="trainable values used (log)", ylabel=f"test {axis_label(metric)}")
+        if metric in PERCENT:
+            percent_axis(ax, (chance or {}).get(task), highest=max(k * (c["test_mean"] + c["test_std"]) for c in mine))
+            if (chance or {}).get(task) is not None:
+                handles.setdefault("chance (1 / classes)", ax.lines[-1])
         ax.grid(alpha=0.3)
-    fig.legend([handles[v] for v in variants if v in handles], [v for v in variants if v in handles],
+    shown = [v for v in [*variants, "chance (1 / classes)"] if v in handles]
+    fig.legend([handles[v] for v in shown], shown,
                loc="lower center", ncol=min(4, len(handles)), fontsize=8, frameon=False)
     fig.suptitle(f"{title}\ntest metric vs trainable values (std over seeds)", fontsize=10)
     fig.tight_layout(rect=(0, 0.06 + 0.04 * ((len(handles) - 1) // 4), 1, 1))
