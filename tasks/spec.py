@@ -40,6 +40,11 @@ class TaskSpec:
             raise ValueError("the flatten readout needs fixed-length examples; a truncatable task has variable lengths")
 
     @property
+    def chance(self) -> float | None:
+        """A classifier's accuracy when it guesses uniformly, 1 / classes per target (None for other objectives)."""
+        return 1 / self.num_classes if self.objective == "classification" else None
+
+    @property
     def n_targets(self) -> int:
         """Targets per example: k * targets_per_position for last_k, else targets_per_position."""
         return (self.k if self.readout == "last_k" else 1) * self.targets_per_position

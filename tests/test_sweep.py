@@ -355,13 +355,11 @@ def test_the_report_says_which_precision_each_run_resolved(tmp_path):
 def test_a_runs_recorded_chance_draws_the_chance_line_of_a_task_whose_classes_come_from_its_data(tmp_path):
     """UEA's class count is known only once the archive is read: the run records 1 / classes in results.json, and the
     report's rows (and so its plots) carry it without building the task again."""
-    from types import SimpleNamespace
-
-    from fpt.run.train import _chance
     from fpt.study.bundle import from_runs
+    from fpt.tasks.spec import TaskSpec
 
-    assert _chance(SimpleNamespace(spec=SimpleNamespace(objective="classification", num_classes=3))) == pytest.approx(1 / 3)
-    assert _chance(SimpleNamespace(spec=SimpleNamespace(objective="regression", num_classes=1))) is None
+    assert TaskSpec(seq_len=4, num_classes=3, token_dim=2).chance == pytest.approx(1 / 3)
+    assert TaskSpec(seq_len=4, num_classes=1, token_dim=2, objective="regression").chance is None
     for seed in (0, 1):
         d = tmp_path / f"s{seed}"
         d.mkdir()

@@ -186,7 +186,7 @@ def _further_tests(cfg: DictConfig, trainer: pl.Trainer, p: Prepared, best: str 
 def _results(cfg: DictConfig, trainer: pl.Trainer, p: Prepared, fit: Fit, scores: dict, extra: dict | None) -> Results:
     """The record of a finished run: what ran, what the selected checkpoint scored (`scores`: test/*, further tests), what
     it trained."""
-    obj, task, kind = p.lit.objective, p.task, cfg.model.kind
+    obj, task, kind = p.lit.objective, getattr(p.task, "task", p.task), cfg.model.kind
     trainable, total = count_params(p.lit.model)
     best = float(fit.best.best_model_score) if fit.best.best_model_score is not None else None
     return Results(
@@ -197,19 +197,13 @@ def _results(cfg: DictConfig, trainer: pl.Trainer, p: Prepared, fit: Fit, scores
         **(recorded(cfg.get("peft")) if has_trunk(kind) else {"peft": None, "peft_r": None}),
         seed=int(cfg.seed), lr=float(cfg.optim.lr),
         precision=str(trainer.precision),  # as resolved (auto: bf16-mixed on bf16 hardware)
-        trunk_dtype=trunk_dtype(cfg), objective=obj.name, chance=_chance(getattr(task, "task", task)),
+        trunk_dtype=trunk_dtype(cfg), objective=obj.name, chance=task.spec.chance,
         metric=obj.metric, mode=obj.mode,
         # the task's reference numbers on the same split (e.g. baseline/1nn_acc) come last
-        scores={p.lit.monitor: best, **scores, **getattr(task, "task", task).baselines()},
+        scores={p.lit.monitor: best, **scores, **task.baselines()},
         params_trainable=trainable, params_used=p.used, params_total=total, truncation=p.cut,
         **job_keys(extra),
     )
-
-
-def _chance(task) -> float | None:
-    """1 / classes per target for a classifier (the plots' chance line; known once the task has its data)."""
-    spec = getattr(task, "spec", None)
-    return 1 / spec.num_classes if spec is not None and spec.objective == "classification" and spec.num_classes else None
 
 
 def _records(results: Results, p: Prepared, fit: Fit, budget: int | None = None) -> None:

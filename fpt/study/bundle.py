@@ -207,7 +207,7 @@ def task_chances(rows: list[dict]) -> dict[str, float]:
 
             task = OmegaConf.to_container(OmegaConf.load(Path(r["run_dir"]) / "config.yaml").task)
             spec = task_class(task)(task_options(task), data={}).spec
-            out[r["task"]] = 1 / spec.num_classes if spec.objective == "classification" else None
+            out[r["task"]] = spec.chance
         except Exception:  # noqa: BLE001 - a task this version cannot build: its plots go without a chance line
             out[r["task"]] = None
     return {t: c for t, c in out.items() if c is not None}

@@ -13,8 +13,9 @@ from fpt.run.objectives import MODES, PERCENT
 from fpt.plots import pyplot, save
 from fpt.study.figures import percent_axis
 
-def section(cells: list[dict], rows: list[dict], plots: Path, title: str) -> tuple[list[str], Path | None]:
-    """(report lines, plot path) for the cells that recorded params_used."""
+def section(cells: list[dict], rows: list[dict], plots: Path, title: str,
+            chance: dict[str, float] | None = None) -> tuple[list[str], Path | None]:
+    """(report lines, plot path) for the cells that recorded params_used; `chance`: task -> its chance accuracy."""
     have = [c for c in cells if c.get("params_used") is not None]
     if not have:
         return [], None
@@ -30,7 +31,6 @@ def section(cells: list[dict], rows: list[dict], plots: Path, title: str) -> tup
     notes = [KINDS[k].note for k in shown if k in KINDS and KINDS[k].note]  # each kind's own note (its entry)
     if notes:
         lines += ["", *(f"- note: {n}" for n in notes)]
-    chance = {r["task"]: float(r["chance"]) for r in rows if r.get("status") == "ok" and r.get("chance") not in (None, "")}
     return lines, plot(have, plots, title, chance)
 
 

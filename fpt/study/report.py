@@ -52,6 +52,7 @@ class Sweep:
     by: dict  # (variant, task) -> cell
     metric: dict  # task -> its metric
     refs: dict  # baseline/NAME -> {task: its value(s) on the task's split}
+    chance: dict  # task -> its chance accuracy (a fraction), where the runs recorded or imply one
     evidence: bundle.Evidence  # the files the report is made from (fpt.study.bundle)
 
 
@@ -68,7 +69,7 @@ def report(sweep_dir: Path, out_dir: Path | None = None, joined: list[Path] | No
     plots.mkdir(parents=True, exist_ok=True)
     figs = _plots(sw, plots)
     lines = _tables(sw)
-    more, fig = efficiency.section(sw.cells, sw.ok, plots, f"sweep {sw.dir.name}")
+    more, fig = efficiency.section(sw.cells, sw.ok, plots, f"sweep {sw.dir.name}", sw.chance)
     lines += more
     figs.append(fig)
     lines += intervals.section(*_interval_args(sw))
@@ -93,7 +94,7 @@ def read(sweep_dir: Path, joined: list[Path] = ()) -> Sweep:
     tasks = list(dict.fromkeys(r["task"] for r in ok))
     by = {(c["variant"], c["task"]): c for c in cells}
     return Sweep(sweep_dir, ev.rows, ok, cells, on_seed, variants, tasks, by, {c["task"]: c["metric"] for c in cells},
-                 references(ok), ev)
+                 references(ok), {r["task"]: float(r["chance"]) for r in ok if r.get("chance") not in (None, "")}, ev)
 
 
 def references(ok: list[dict]) -> dict[str, dict[str, list[float]]]:
@@ -123,7 +124,7 @@ def _plots(sw: Sweep, plots: Path) -> list[Path | None]:
         return []
     pby = {k: c for k, c in sw.by.items() if k[1] in pct}
     name = f"sweep {sw.dir.name}"
-    chance = {r["task"]: float(r["chance"]) for r in sw.ok if r.get("chance") not in (None, "")}
+    chance = sw.chance
     return [learning_curves(sw.evidence.curves, pby, pct, plots, name, chance, sw.ok), bars(pby, sw.variants, pct, plots, name, chance, sw.refs),
             lr_plot(pby, sw.variants, pct, plots, name, chance),
             size_plot([r for r in sw.ok if r["task"] in pct], plots, name, chance)]
